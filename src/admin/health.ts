@@ -1,0 +1,43 @@
+import http from 'node:http';
+import type { Registry } from 'prom-client';
+import { bindDualStack } from '../proxy/listener.ts';
+
+export interface HealthServer {
+  server: http.Server;
+  port: number;
+  setReady(ready: boolean): void;
+}
+
+/**
+ * Port 15020, reachable by the kubelet and Prometheus: readiness (both listeners bound
+ * and not draining), liveness, and metrics in the Prometheus text format.
+ */
+export async function startHealthServer(port: number, registry: Registry): Promise<HealthServer> {
+  let ready = false;
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    switch (path) {
+      case '/healthz/ready':
+        res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+        return;
+      case '/healthz/live':
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('live\n');
+        return;
+      case '/stats/prometheus':
+      case '/metrics':
+        registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+          (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
+        );
+        return;
+      default:
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
+  });
+  const bound = await bindDualStack(server, port);
+  return { server, port: bound, setReady: (r) => (ready = r) };
+}

@@ -1,0 +1,28 @@
+// Subcommand dispatch only. Each subcommand loads its own modules, so `meshlet init`
+// in the init container does not pay for the proxy's dependencies.
+const USAGE = `usage: meshlet <command> [options]
+
+commands:
+  init     install the traffic-interception rules in this network namespace
+  proxy    run the sidecar proxy
+  demo     build a two-pod mesh in network namespaces on this machine and send traffic through it
+
+Run 'meshlet <command> --help' for a command's options.`;
+
+const commands: Record<string, () => Promise<(argv: string[], env: NodeJS.ProcessEnv) => Promise<number>>> = {
+  init: async () => (await import('./iptables/init-command.ts')).initCommand,
+  proxy: async () => (await import('./proxy/command.ts')).proxyCommand,
+  demo: async () => (await import('./demo/command.ts')).demoCommand,
+};
+
+const [name, ...rest] = process.argv.slice(2);
+if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  process.stdout.write(`${USAGE}\n`);
+  process.exitCode = name === undefined ? 2 : 0;
+} else if (!Object.hasOwn(commands, name)) {
+  process.stderr.write(`meshlet: unknown command '${name}'\n${USAGE}\n`);
+  process.exitCode = 2;
+} else {
+  const command = await commands[name]!();
+  process.exitCode = await command(rest, process.env);
+}

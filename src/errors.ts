@@ -1,0 +1,40 @@
+// One base class for every error meshlet raises on purpose. The code is stable and
+// documented; the message is for humans. Whatever turns errors into responses, exit
+// codes or log lines switches on `code`, never on message text.
+export type ErrorCode =
+  | 'MESHLET_ERR_CONFIG'
+  | 'MESHLET_ERR_USAGE'
+  | 'MESHLET_ERR_ORIGINAL_DST'
+  | 'MESHLET_ERR_LOOP'
+  | 'MESHLET_ERR_UPSTREAM_CONNECT'
+  | 'MESHLET_ERR_UPSTREAM_TIMEOUT'
+  | 'MESHLET_ERR_IDLE_TIMEOUT'
+  | 'MESHLET_ERR_IPTABLES_MISSING'
+  | 'MESHLET_ERR_IPTABLES_PERMISSION'
+  | 'MESHLET_ERR_IPTABLES_KERNEL'
+  | 'MESHLET_ERR_IPTABLES_APPLY'
+  | 'MESHLET_ERR_VALIDATION'
+  | 'MESHLET_ERR_ENVIRONMENT';
+
+export class MeshletError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = 'MeshletError';
+  }
+}
+
+export function isMeshletError(err: unknown, code?: ErrorCode): err is MeshletError {
+  return err instanceof MeshletError && (code === undefined || err.code === code);
+}
+
+/** Best-effort text of anything thrown, for one-line messages. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const errno = (err as NodeJS.ErrnoException).code;
+    return errno && !err.message.includes(errno) ? `${errno}: ${err.message}` : err.message;
+  }
+  return String(err);
+}

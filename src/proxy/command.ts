@@ -1,0 +1,52 @@
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config/load.ts';
+import { describeError, MeshletError } from '../errors.ts';
+import { createLogger } from '../log.ts';
+import { startProxy } from './proxy.ts';
+
+const USAGE = `usage: meshlet proxy [--config FILE]
+
+Runs the sidecar: outbound listener (15001), inbound listener (15006), health and
+metrics (15020). Configuration: defaults, then the YAML file (--config or
+MESHLET_CONFIG), then MESHLET_* environment variables. See docs/proxy.md.`;
+
+/** `meshlet proxy`; resolves with an exit code only when start-up fails. */
+export async function proxyCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let values: { config?: string | undefined; help?: boolean | undefined };
+  try {
+    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+  } catch (err) {
+    process.stderr.write(`meshlet proxy: ${describeError(err)}\n${USAGE}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  let config;
+  try {
+    config = loadConfig({ file: values.config ?? env.MESHLET_CONFIG, env });
+  } catch (err) {
+    process.stderr.write(`meshlet proxy: ${describeError(err)}\n`);
+    return err instanceof MeshletError ? 2 : 1;
+  }
+  const log = createLogger(config.log.level);
+  let proxy;
+  try {
+    proxy = await startProxy(config, log);
+  } catch (err) {
+    log.fatal({ err: describeError(err) }, 'cannot start');
+    return 1;
+  }
+  log.info(
+    { outbound: proxy.outbound.port, inbound: proxy.inbound.port, health: proxy.health.port, uid: process.getuid?.() },
+    'ready',
+  );
+  const stop = (signal: string) => {
+    log.info({ signal }, 'shutting down');
+    proxy.shutdown(5000).then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  return new Promise<number>(() => {});
+}

@@ -1,0 +1,89 @@
+import net from 'node:net';
+import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../connection.ts';
+
+export interface TcpForwardOptions {
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+}
+
+// Errors on connect() that mean "nobody is there": the app, connecting directly, would
+// have had its connection refused or reset, so it gets a reset from us too.
+const REFUSAL = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ECONNRESET']);
+
+/**
+ * Opaque L4 forwarding: connect to the original destination and splice bytes both ways
+ * with backpressure (pipe) and half-close (allowHalfOpen: a client that shuts its write
+ * side still receives the whole response). Resolves once both sockets are closed.
+ */
+export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions): Promise<ConnectionOutcome> {
+  const client = conn.socket;
+  const { address, port } = conn.origDst;
+  return new Promise((resolve) => {
+    let flag: ResponseFlag = '-';
+    let reason: string | undefined;
+    let connected = false;
+    let pending = 2;
+
+    const upstream = net.connect({ host: address, port, allowHalfOpen: true, noDelay: true });
+    client.setNoDelay(true);
+
+    const end = (f: ResponseFlag, why: string) => {
+      if (flag === '-' && reason === undefined) {
+        flag = f;
+        reason = why;
+      }
+    };
+    const closed = () => {
+      if (--pending > 0) return;
+      clearTimeout(connectTimer);
+      resolve({ receivedBytes: client.bytesRead, sentBytes: client.bytesWritten, flag, ...(reason ? { reason } : {}) });
+    };
+    client.once('close', closed);
+    upstream.once('close', closed);
+    client.once('close', () => {
+      // The app gave up before we reached its destination: don't leave a half-made connection behind.
+      if (!connected) upstream.destroy();
+    });
+
+    const connectTimer = setTimeout(() => {
+      end('UF', 'connect_timeout');
+      upstream.destroy();
+      client.destroy();
+    }, options.connectTimeoutMs);
+
+    upstream.once('connect', () => {
+      connected = true;
+      clearTimeout(connectTimer);
+      upstream.setTimeout(options.idleTimeoutMs);
+      client.setTimeout(options.idleTimeoutMs);
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (!connected) {
+        end('UF', `connect_${(err.code ?? 'error').toLowerCase()}`);
+        if (REFUSAL.has(err.code ?? '')) client.resetAndDestroy();
+        else client.destroy();
+        return;
+      }
+      end('UC', `upstream_${(err.code ?? 'error').toLowerCase()}`);
+      // Carry the reset through, so the app sees what it would have seen directly.
+      if (!client.destroyed) client.resetAndDestroy();
+    });
+    client.on('error', (err: NodeJS.ErrnoException) => {
+      end('DC', `downstream_${(err.code ?? 'error').toLowerCase()}`);
+      if (!upstream.destroyed) upstream.resetAndDestroy();
+    });
+
+    // Any byte in either direction passes through both sockets, so each socket's own
+    // inactivity timer measures the idleness of the whole connection.
+    const idle = () => {
+      end('-', 'idle_timeout');
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('timeout', idle);
+    upstream.on('timeout', idle);
+  });
+}

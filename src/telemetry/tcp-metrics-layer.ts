@@ -1,0 +1,16 @@
+import type { AcceptedConnection, ConnectionOutcome } from '../proxy/connection.ts';
+import type { Layer } from '../proxy/pipeline.ts';
+import { reporterOf, type TcpMetrics } from './tcp-metrics.ts';
+
+/** Counts a connection when it enters the stack and its bytes and flag when it ends. */
+export function tcpMetricsLayer(metrics: TcpMetrics): Layer<AcceptedConnection, ConnectionOutcome> {
+  return (next) => async (conn) => {
+    const labels = { reporter: reporterOf(conn.direction), connection_security_policy: 'none' };
+    metrics.opened.inc(labels);
+    const outcome = await next(conn);
+    metrics.closed.inc({ ...labels, response_flags: outcome.flag });
+    metrics.sentBytes.inc(labels, outcome.sentBytes);
+    metrics.receivedBytes.inc(labels, outcome.receivedBytes);
+    return outcome;
+  };
+}
