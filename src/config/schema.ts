@@ -6,7 +6,11 @@ import { parseDuration } from './duration.ts';
 // errors, so a typo is reported instead of silently ignored.
 
 // 0 asks the kernel for a free port (tests bind that way).
-const port = z.number({ error: "expected a port number" }).int().min(0).max(65535);
+const port = z
+  .number({ error: (issue) => `expected a port number (0-65535), got ${JSON.stringify(issue.input)}` })
+  .int()
+  .min(0)
+  .max(65535);
 
 /** A Go-style duration string, parsed to milliseconds. */
 const duration = z

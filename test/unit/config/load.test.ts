@@ -1,0 +1,95 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { envVariables, loadConfig } from '../../../src/config/load.ts';
+import { parseDuration } from '../../../src/config/duration.ts';
+import { MeshletError } from '../../../src/errors.ts';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'meshlet-config-'));
+const file = (name: string, text: string) => {
+  const p = path.join(dir, name);
+  writeFileSync(p, text);
+  return p;
+};
+const errorOf = (fn: () => unknown): MeshletError => {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof MeshletError) return err;
+    throw err;
+  }
+  throw new Error('expected a MeshletError');
+};
+
+t.test('no file, no env: every field has its default', async (t) => {
+  const config = loadConfig({ env: {} });
+  t.equal(config.outbound.port, 15001);
+  t.equal(config.inbound.port, 15006);
+  t.equal(config.health.port, 15020);
+  t.equal(config.outbound.connectTimeout, 1000);
+  t.equal(config.tcp.idleTimeout, 3_600_000);
+  t.equal(config.log.level, 'info');
+});
+
+t.test('file overrides defaults, env overrides the file', async (t) => {
+  const f = file('ok.yaml', 'outbound:\n  connectTimeout: 250ms\ntcp:\n  idleTimeout: 5m\nlog:\n  level: debug\n');
+  const fromFile = loadConfig({ file: f, env: {} });
+  t.equal(fromFile.outbound.connectTimeout, 250);
+  t.equal(fromFile.tcp.idleTimeout, 300_000);
+  t.equal(fromFile.inbound.port, 15006, 'untouched fields keep defaults');
+  const withEnv = loadConfig({ file: f, env: { MESHLET_OUTBOUND_CONNECT_TIMEOUT: '2s', MESHLET_INBOUND_PORT: '16006' } });
+  t.equal(withEnv.outbound.connectTimeout, 2000);
+  t.equal(withEnv.inbound.port, 16006);
+  t.equal(withEnv.tcp.idleTimeout, 300_000);
+});
+
+t.test('an empty file is the defaults', async (t) => {
+  t.equal(loadConfig({ file: file('empty.yaml', ''), env: {} }).outbound.port, 15001);
+});
+
+t.test('env names are derived from field paths', async (t) => {
+  const vars = envVariables();
+  t.same(vars.get('MESHLET_OUTBOUND_CONNECT_TIMEOUT'), ['outbound', 'connectTimeout']);
+  t.same(vars.get('MESHLET_TCP_IDLE_TIMEOUT'), ['tcp', 'idleTimeout']);
+});
+
+t.test('a typo in a field name names the field and the file', async (t) => {
+  const f = file('typo.yaml', 'outbound:\n  conectTimeout: 1s\n');
+  const err = errorOf(() => loadConfig({ file: f, env: {} }));
+  t.equal(err.code, 'MESHLET_ERR_CONFIG');
+  t.match(err.message, /outbound\.conectTimeout: unknown field/);
+  t.match(err.message, f);
+});
+
+t.test('bad values name the field, the problem and where they came from', async (t) => {
+  const cases: Array<[NodeJS.ProcessEnv, RegExp]> = [
+    [{ MESHLET_OUTBOUND_CONNECT_TIMEOUT: 'soon' }, /outbound\.connectTimeout: "soon" is not a duration.*MESHLET_OUTBOUND_CONNECT_TIMEOUT/],
+    [{ MESHLET_INBOUND_PORT: '70000' }, /inbound\.port: .*65535.*MESHLET_INBOUND_PORT/],
+    [{ MESHLET_INBOUND_PORT: 'http' }, /inbound\.port: expected a port number/],
+    [{ MESHLET_LOG_LEVEL: 'loud' }, /log\.level: .*"info"/],
+  ];
+  for (const [env, pattern] of cases) t.match(errorOf(() => loadConfig({ env })).message, pattern);
+});
+
+t.test('every bad field is reported at once', async (t) => {
+  const f = file('two.yaml', 'tcp:\n  idleTimeout: 5\nhealth:\n  port: -1\n');
+  const err = errorOf(() => loadConfig({ file: f, env: {} }));
+  t.match(err.message, /tcp\.idleTimeout/);
+  t.match(err.message, /health\.port/);
+});
+
+t.test('unreadable or malformed files are clear errors', async (t) => {
+  t.match(errorOf(() => loadConfig({ file: path.join(dir, 'missing.yaml'), env: {} })).message, /cannot read config file .*missing\.yaml/);
+  t.match(errorOf(() => loadConfig({ file: file('bad.yaml', 'outbound: [1, 2\n'), env: {} })).message, /not valid YAML/);
+  t.match(errorOf(() => loadConfig({ file: file('list.yaml', '- 1\n- 2\n'), env: {} })).message, /mapping/);
+});
+
+t.test('durations use Go syntax', async (t) => {
+  t.equal(parseDuration('500ms'), 500);
+  t.equal(parseDuration('1h30m'), 5_400_000);
+  t.equal(parseDuration('1.5s'), 1500);
+  t.equal(parseDuration('10'), undefined, 'a bare number has no unit');
+  t.equal(parseDuration('1 s'), undefined);
+  t.equal(parseDuration(''), undefined);
+});
