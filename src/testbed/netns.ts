@@ -37,6 +37,15 @@ export function testbedUnavailable(): string | undefined {
   return undefined;
 }
 
+/**
+ * The environment for processes in a pod: the caller's, less NODE_OPTIONS, through which
+ * a test runner injects its own hooks (they can't write their files as another user).
+ */
+function podEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const { NODE_OPTIONS: _, ...rest } = env;
+  return rest;
+}
+
 export class Pod {
   readonly name: string;
   readonly netns: string;
@@ -61,11 +70,11 @@ export class Pod {
   }
 
   run(command: string[], options: RunAs & { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
-    return run(this.argv(command, options), { input: options.input, timeoutMs: options.timeoutMs ?? 60_000, env: options.env ?? process.env });
+    return run(this.argv(command, options), { input: options.input, timeoutMs: options.timeoutMs ?? 60_000, env: podEnv(options.env) });
   }
 
   runOk(command: string[], options: RunAs & { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
-    return runOk(this.argv(command, options), { input: options.input, timeoutMs: options.timeoutMs ?? 60_000, env: options.env ?? process.env });
+    return runOk(this.argv(command, options), { input: options.input, timeoutMs: options.timeoutMs ?? 60_000, env: podEnv(options.env) });
   }
 
   /** A node process (the pinned runtime) inside this pod. */
@@ -75,7 +84,7 @@ export class Pod {
 
   spawn(command: string[], options: RunAs & { env?: NodeJS.ProcessEnv } = {}): SpawnedProcess {
     const argv = this.argv(command, options);
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: podEnv(options.env) });
     return this.#testbed.track(child);
   }
 

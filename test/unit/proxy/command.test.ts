@@ -1,0 +1,76 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { MESHLET_BIN } from '../../../src/testbed/netns.ts';
+
+// `meshlet proxy` as a process: starts with no config file, reports ready, serves
+// health and metrics, refuses bad configuration with the field named.
+
+function start(env: NodeJS.ProcessEnv, args: string[] = []) {
+  const child = spawn(process.execPath, [MESHLET_BIN, 'proxy', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
+    child.stdout.on('data', () => {
+      const line = stdout.split('\n').find((l) => l.includes('"msg":"ready"'));
+      if (line) resolve(JSON.parse(line) as Record<string, unknown>);
+    });
+    exited.then((code) => reject(new Error(`exited ${code}: ${stderr}`)));
+  });
+  ready.catch(() => {}); // tests that expect a failed start look at `exited` instead
+  return { child, ready, exited, output: () => ({ stdout, stderr }) };
+}
+
+const anyPorts = { MESHLET_OUTBOUND_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0' };
+
+t.test('starts with no config file, serves health and metrics, stops on SIGTERM', async (t) => {
+  const proxy = start({ ...anyPorts, MESHLET_CONFIG: '' });
+  const ready = await proxy.ready;
+  t.equal(ready.level, 'info', 'logs are JSON');
+  const base = `http://127.0.0.1:${ready.health as number}`;
+  t.equal((await fetch(`${base}/healthz/ready`)).status, 200);
+  t.equal((await fetch(`${base}/healthz/live`)).status, 200);
+  const metrics = await (await fetch(`${base}/stats/prometheus`)).text();
+  t.match(metrics, /# TYPE meshlet_tcp_connections_opened_total counter/);
+  t.match(metrics, /process_resident_memory_bytes/);
+  t.equal(await (await fetch(`${base}/metrics`)).text().then((m) => m.includes('meshlet_tcp_connections_opened_total')), true, '/metrics is an alias');
+  t.equal((await fetch(`${base}/nope`)).status, 404);
+  proxy.child.kill('SIGTERM');
+  t.equal(await proxy.exited, 0);
+});
+
+t.test('a config file is read and a typo in it is named', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'meshlet-proxy-'));
+  const file = path.join(dir, 'meshlet.yaml');
+  writeFileSync(file, 'inbound:\n  port: 0\noutbound:\n  port: 0\nhealth:\n  port: 0\nlog:\n  level: warn\n  formatt: json\n');
+  const proxy = start({}, ['--config', file]);
+  t.equal(await proxy.exited, 2);
+  t.match(proxy.output().stderr, /log\.formatt: unknown field \(in .*meshlet\.yaml\)/);
+});
+
+t.test('a bad environment override names the variable and the field', async (t) => {
+  const proxy = start({ ...anyPorts, MESHLET_TCP_IDLE_TIMEOUT: 'forever' });
+  t.equal(await proxy.exited, 2);
+  t.match(proxy.output().stderr, /tcp\.idleTimeout: "forever" is not a duration .*MESHLET_TCP_IDLE_TIMEOUT/);
+});
+
+t.test('an unknown flag is a usage error', async (t) => {
+  const proxy = start(anyPorts, ['--confg', 'x']);
+  t.equal(await proxy.exited, 2);
+  t.match(proxy.output().stderr, /confg/);
+});
+
+t.test('a port already in use fails start-up with the reason', async (t) => {
+  const first = start(anyPorts);
+  const ready = await first.ready;
+  const second = start({ ...anyPorts, MESHLET_HEALTH_PORT: String(ready.health) });
+  t.equal(await second.exited, 1);
+  t.match(second.output().stdout, /EADDRINUSE/);
+  first.child.kill('SIGTERM');
+  await first.exited;
+});
