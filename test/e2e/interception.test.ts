@@ -58,7 +58,7 @@ t.test('meshed pods a and b, unmeshed pod c', async (t) => {
   const initB = await b.init(['--exclude-inbound-ports', '9090']);
   t.equal(initB.code, 0, `init in b: ${initB.stderr}`);
 
-  const proxyA = await a.startProxy();
+  const proxyA = await a.startProxy({ MESHLET_OUTBOUND_CONNECT_TIMEOUT: '500ms' });
   await b.startProxy();
   await server(b, 8080);
   await server(b, 9090);
@@ -160,6 +160,18 @@ t.test('meshed pods a and b, unmeshed pod c', async (t) => {
     const after = await scrape(a);
     t.equal(after.value('meshlet_proxy_connections_refused_total', { reason: 'loop' }) - before.value('meshlet_proxy_connections_refused_total', { reason: 'loop' }), 2);
     t.equal(after.value(...opened('source')) - before.value(...opened('source')), 0);
+  });
+
+  await t.test('a destination that never answers is closed after the connect timeout (UF), not left hanging', async (t) => {
+    // b silently drops SYNs to 7777 before its own rules see them: a black hole.
+    await b.runOk(['iptables', '-t', 'raw', '-A', 'PREROUTING', '-p', 'tcp', '--dport', '7777', '-j', 'DROP']);
+    const before = await scrape(a);
+    const r = await client(a, b.ipv4, 7777);
+    t.notOk(r.ok);
+    t.equal(r.error, 'closed before any response');
+    const after = await scrape(a);
+    const uf = { reporter: 'source', response_flags: 'UF' };
+    t.equal(after.value('meshlet_tcp_connections_closed_total', uf) - before.value('meshlet_tcp_connections_closed_total', uf), 1);
   });
 
   await t.test('the health port stays reachable from other pods (excluded inbound)', async (t) => {

@@ -103,6 +103,7 @@ if (positionals[0] === 'server') {
     });
     socket.on('end', () => {
       clearTimeout(timer);
+      if (!server) fail('closed before any response');
       const receivedSha = hash.digest('hex');
       const claimed = tail.subarray(1).toString();
       console.log(JSON.stringify({ ok: true, sentSha, server, receivedSha, replyIntact: receivedSha === claimed, receivedBytes }));
