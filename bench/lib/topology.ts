@@ -1,0 +1,110 @@
+// The pods the benchmarks run in. Two testbeds are built in the same run, each with a
+// client pod `a` and a server pod `b` on its own bridge:
+//   direct  — no rules, no proxies: the app's connection goes straight to the server;
+//   meshlet — `meshlet init` rules and a `meshlet proxy` in both pods: the client's
+//             connection goes a:15001 (outbound) → b:15006 (inbound) → server.
+// Both are the same topology (veth pairs on a bridge, each in its own namespaces), so
+// the only difference between them is the mesh. The direct testbed has no netfilter
+// rules at all, which is a cleaner baseline than an excluded port in the meshed one.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { APP_UID, REPO_ROOT, Testbed, type Pod, type SpawnedProcess } from '../../src/testbed/netns.ts';
+import { findProcess } from './procfs.ts';
+
+export type Mode = 'direct' | 'meshlet';
+/** How the meshed testbed's rules are installed: the real `meshlet init`, or equivalent rules by hand. */
+export type Interception = 'init' | 'manual';
+
+export interface ProxyHandle {
+  pod: string;
+  /** Pid of the proxy's node process (for /proc readings). */
+  pid: number;
+  process: SpawnedProcess;
+}
+
+export interface Topology {
+  mode: Mode;
+  testbed: Testbed;
+  client: Pod;
+  server: Pod;
+  proxies: ProxyHandle[];
+}
+
+export const INIT_COMMAND = path.join(REPO_ROOT, 'src/iptables/init-command.ts');
+
+export function defaultInterception(): Interception {
+  return existsSync(INIT_COMMAND) ? 'init' : 'manual';
+}
+
+/** The rules `meshlet init` installs by default, written out by hand (REDIRECT, proxy UID 1337 exempt). */
+async function installManualRules(pod: Pod): Promise<void> {
+  for (const [tool, loopback] of [['iptables', '127.0.0.0/8'], ['ip6tables', '::1/128']] as const) {
+    const rules = [
+      ['-t', 'nat', '-A', 'PREROUTING', '-p', 'tcp', '!', '--dport', '15020', '-j', 'REDIRECT', '--to-ports', '15006'],
+      ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-m', 'owner', '--uid-owner', '1337', '-j', 'RETURN'],
+      ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', loopback, '-j', 'RETURN'],
+      ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', '15001'],
+    ];
+    for (const rule of rules) await pod.runOk([tool, ...rule]);
+  }
+}
+
+export interface TopologyOptions {
+  /** Second octet of the pods' IPv4 addresses (10.<subnet>.0.x), so reports and logs tell the testbeds apart. */
+  subnet: number;
+  interception: Interception;
+  /** Extra environment for `meshlet proxy` (MESHLET_* configuration, NODE_OPTIONS). */
+  proxyEnv?: NodeJS.ProcessEnv;
+}
+
+export async function createTopology(mode: Mode, options: TopologyOptions): Promise<Topology> {
+  const testbed = await Testbed.create(['a', 'b'], { subnet: options.subnet });
+  try {
+    const topology: Topology = { mode, testbed, client: testbed.pod('a'), server: testbed.pod('b'), proxies: [] };
+    if (mode === 'meshlet') {
+      for (const pod of [topology.client, topology.server]) {
+        if (options.interception === 'init') {
+          const result = await pod.init();
+          if (result.code !== 0) throw new Error(`meshlet init failed in pod ${pod.name} (exit ${result.code}): ${result.stderr.trim() || result.stdout.trim()}`);
+        } else {
+          await installManualRules(pod);
+        }
+        const proc = await pod.startProxy(options.proxyEnv ?? {});
+        const pid = findProcess(proc.child.pid!, (argv) => argv.some((a) => a.endsWith('meshlet.js')) && argv.includes('proxy') && !argv.includes('setpriv'));
+        if (pid === undefined) throw new Error(`cannot find the proxy's node process in pod ${pod.name}`);
+        topology.proxies.push({ pod: pod.name, pid, process: proc });
+      }
+    }
+    return topology;
+  } catch (err) {
+    await testbed.destroy();
+    throw err;
+  }
+}
+
+/** A long-running app server in a pod, as the app UID; resolves with its first JSON line. */
+export async function startAppServer(pod: Pod, args: string[]): Promise<{ process: SpawnedProcess; pid: number; ready: Record<string, unknown> }> {
+  const proc = pod.node(args, { uid: APP_UID });
+  const line = await proc.waitForLine(/^\{/, 20_000);
+  const pid = findProcess(proc.child.pid!, (argv) => argv[0] === process.execPath) ?? proc.child.pid!;
+  return { process: proc, pid, ready: JSON.parse(line) as Record<string, unknown> };
+}
+
+/** Sum of a Prometheus counter's samples whose labels contain all of `labels`. */
+export function counterSum(exposition: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of exposition.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const labelText = m[2] ?? '';
+    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+/** The proxy's metrics, fetched from inside its pod the way Prometheus would scrape them. */
+export async function scrapeMetrics(pod: Pod): Promise<string> {
+  const r = await pod.runOk(['curl', '-sS', '--max-time', '5', 'http://127.0.0.1:15020/stats/prometheus']);
+  return r.stdout;
+}

@@ -1,0 +1,163 @@
+// meshlet benchmarks: `npm run bench` (full run) or `npm run bench -- --quick` (smoke check).
+// Runs each scenario, prints the markdown report on stdout, and writes JSON + markdown to
+// bench/results/. Needs root, iproute2 and iptables (it builds pods as network namespaces).
+// See docs/bench.md.
+import { parseArgs } from 'node:util';
+import { testbedUnavailable } from '../src/testbed/netns.ts';
+import { l4Scenario } from './l4.ts';
+import { machineInfo } from './lib/machine.ts';
+import { busyFraction, systemCpu } from './lib/procfs.ts';
+import { defaultInterception } from './lib/topology.ts';
+import { renderMarkdown, writeReport, type BenchReport } from './report.ts';
+import type { BenchOptions, Scenario } from './scenario.ts';
+
+const SCENARIOS: Scenario[] = [l4Scenario];
+
+const USAGE = `usage: node bench/run.ts [options]
+
+  --quick              smoke check: 3 runs, 100 MB, 2000 exchanges (not written to latest.*)
+  --runs N             measured runs per mode; the median is reported (default 9)
+  --size SIZE          bulk transfer size: 200 (MB), 200MB, 1GB, 512MiB (default 1GB)
+  --chunk SIZE         write size of the bulk client (default 128KiB)
+  --pings N            request/response exchanges per latency run (default 10000)
+  --msg BYTES          size of each request and response (default 64)
+  --ipv6               client reaches the server over IPv6 (default IPv4)
+  --interception init|manual
+                       meshed pods' rules from \`meshlet init\` (default when it exists) or by hand
+  --only NAME[,NAME]   scenarios to run (${SCENARIOS.map((s) => s.name).join(', ')})
+  --wait-quiet SECONDS on a shared machine: first wait up to this long for the CPUs to be
+                       idle (under 15 % busy for 3 s in a row); default 0, don't wait
+  -h, --help`;
+
+/** "200" (MB), "200MB", "1.5GB", "128KiB", "64KB", "1000B". Decimal units are 10^3 multiples. */
+export function parseSize(text: string, bareUnit: number): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?$/i.exec(text.trim());
+  if (!m) throw new Error(`not a size: ${JSON.stringify(text)} (try 200MB, 1GB, 128KiB)`);
+  const value = Number(m[1]);
+  const unit = (m[2] ?? '').toLowerCase().replace(/b$/, '');
+  const scale: Record<string, number> = { '': bareUnit, k: 1e3, m: 1e6, g: 1e9, ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30 };
+  if (m[2]?.toLowerCase() === 'b') return Math.round(value);
+  return Math.round(value * scale[unit]!);
+}
+
+function positiveInt(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+function parseOptions(argv: string[]): { options: BenchOptions; only: string[] | undefined; waitQuietS: number } | undefined {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      quick: { type: 'boolean', default: false },
+      runs: { type: 'string' },
+      size: { type: 'string' },
+      chunk: { type: 'string' },
+      pings: { type: 'string' },
+      msg: { type: 'string' },
+      ipv6: { type: 'boolean', default: false },
+      interception: { type: 'string' },
+      only: { type: 'string' },
+      'wait-quiet': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return undefined;
+  }
+  const quick = values.quick;
+  const interception = values.interception ?? defaultInterception();
+  if (interception !== 'init' && interception !== 'manual') throw new Error(`--interception must be init or manual, got ${JSON.stringify(interception)}`);
+  const options: BenchOptions = {
+    quick,
+    runs: values.runs ? positiveInt('runs', values.runs) : quick ? 3 : 9,
+    sizeBytes: values.size ? parseSize(values.size, 1e6) : quick ? 100e6 : 1e9,
+    chunkBytes: values.chunk ? parseSize(values.chunk, 1) : 128 * 1024,
+    pings: values.pings ? positiveInt('pings', values.pings) : quick ? 2000 : 10_000,
+    msgBytes: values.msg ? positiveInt('msg', values.msg) : 64,
+    family: values.ipv6 ? 6 : 4,
+    interception,
+  };
+  if (options.sizeBytes < 1 || options.chunkBytes < 1) throw new Error('--size and --chunk must be at least 1 byte');
+  const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const name of only ?? []) {
+    if (!SCENARIOS.some((s) => s.name === name)) throw new Error(`unknown scenario ${JSON.stringify(name)} (have: ${SCENARIOS.map((s) => s.name).join(', ')})`);
+  }
+  const waitQuietS = values['wait-quiet'] === undefined ? 0 : Number(values['wait-quiet']);
+  if (!Number.isFinite(waitQuietS) || waitQuietS < 0) throw new Error(`--wait-quiet must be a number of seconds, got ${JSON.stringify(values['wait-quiet'])}`);
+  return { options, only, waitQuietS };
+}
+
+/** Share of all cores busy over `ms`. */
+async function machineBusy(ms: number): Promise<number> {
+  const from = systemCpu();
+  await new Promise((r) => setTimeout(r, ms));
+  return busyFraction(from, systemCpu());
+}
+
+async function main(): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseOptions(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  if (!parsed) return 0;
+  const why = testbedUnavailable();
+  if (why) {
+    process.stderr.write(`bench: cannot build pods here: ${why}\n`);
+    return 1;
+  }
+  const { options, only, waitQuietS } = parsed;
+  const started = new Date();
+  const machine = machineInfo();
+  const log = (message: string) => process.stderr.write(`[${((Date.now() - started.getTime()) / 1000).toFixed(1).padStart(6)} s] ${message}\n`);
+  if (options.interception === 'manual') log('rules installed by hand (src/iptables/init-command.ts is missing or --interception manual)');
+  if (waitQuietS > 0) {
+    const deadline = Date.now() + waitQuietS * 1000;
+    let quietFor = 0;
+    log(`waiting up to ${waitQuietS} s for the machine to be quiet`);
+    while (quietFor < 3 && Date.now() < deadline) quietFor = (await machineBusy(1000)) < 0.15 ? quietFor + 1 : 0;
+    if (quietFor < 3) log('the machine did not get quiet; measuring anyway');
+  }
+  const busyBefore = await machineBusy(1000);
+  if (busyBefore > 0.1) log(`warning: the machine is already ${Math.round(busyBefore * 100)} % busy; figures will be skewed`);
+  const scenarios = SCENARIOS.filter((s) => !only || only.includes(s.name));
+  const results = [];
+  for (const scenario of scenarios) {
+    log(`scenario ${scenario.name}: ${scenario.title}`);
+    results.push(await scenario.run({ options, machine, log }));
+  }
+  const busyAfter = await machineBusy(1000);
+  const finished = new Date();
+  const report: BenchReport = {
+    schema: 1,
+    startedAt: started.toISOString(),
+    finishedAt: finished.toISOString(),
+    durationS: (finished.getTime() - started.getTime()) / 1000,
+    command: ['node', 'bench/run.ts', ...process.argv.slice(2)].join(' '),
+    options,
+    machine,
+    background: { busyBefore, busyAfter },
+    scenarios: results,
+  };
+  const files = writeReport(report);
+  process.stdout.write(`${renderMarkdown(report)}\n`);
+  log(`wrote ${files.json} and ${files.md}`);
+  return 0;
+}
+
+// Ctrl-C: exit through process.exit, so each testbed's exit hook deletes its namespaces
+// and kills its processes (a signal death would leave them behind).
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`bench: ${signal}, cleaning up\n`);
+    process.exit(130);
+  });
+}
+
+process.exitCode = await main();

@@ -1,0 +1,56 @@
+import type { MachineInfo } from './lib/machine.ts';
+
+// What a benchmark scenario is. Each scenario (bench/l4.ts; later mTLS, HTTP with
+// nginx/haproxy baselines, ...) builds its own pods, measures, tears down, and returns
+// its figures as data (for the JSON) and tables (for the markdown report).
+
+export interface BenchOptions {
+  /** Fewer runs and smaller transfers, for smoke-checking the benchmark itself. */
+  quick: boolean;
+  /** Measured runs per mode (the reported figure is the median). */
+  runs: number;
+  /** Bulk transfer size in bytes. */
+  sizeBytes: number;
+  /** Write size of the bulk-transfer client. */
+  chunkBytes: number;
+  /** Request/response exchanges per latency run. */
+  pings: number;
+  /** Request (= response) size of each exchange. */
+  msgBytes: number;
+  /** Address family the client uses to reach the server. */
+  family: 4 | 6;
+  /** How the meshed pods get their rules: `meshlet init`, or the equivalent rules by hand. */
+  interception: 'init' | 'manual';
+}
+
+export interface BenchContext {
+  options: BenchOptions;
+  machine: MachineInfo;
+  /** Progress on stderr (stdout carries only the final markdown). */
+  log(message: string): void;
+}
+
+export interface Table {
+  title?: string;
+  headers: string[];
+  rows: string[][];
+}
+
+export interface ScenarioResult {
+  name: string;
+  title: string;
+  /** Headline figures, flat, for dashboards and comparisons between runs. */
+  summary: Record<string, number | string | boolean | null>;
+  /** Rendered in the markdown in this order. */
+  tables: Table[];
+  /** Bullet points under the tables: method, caveats, warnings. */
+  notes: string[];
+  /** Everything measured, per run, for the JSON. */
+  data: unknown;
+}
+
+export interface Scenario {
+  name: string;
+  title: string;
+  run(ctx: BenchContext): Promise<ScenarioResult>;
+}
