@@ -5,6 +5,7 @@ const USAGE = `usage: meshlet <command> [options]
 commands:
   init     install the traffic-interception rules in this network namespace
   proxy    run the sidecar proxy
+  ca       create a CA and issue SPIFFE workload certificates (mutual TLS identities)
   demo     build a two-pod mesh in network namespaces on this machine and send traffic through it
 
 Run 'meshlet <command> --help' for a command's options.`;
@@ -12,6 +13,7 @@ Run 'meshlet <command> --help' for a command's options.`;
 const commands: Record<string, () => Promise<(argv: string[], env: NodeJS.ProcessEnv) => Promise<number>>> = {
   init: async () => (await import('./iptables/init-command.ts')).initCommand,
   proxy: async () => (await import('./proxy/command.ts')).proxyCommand,
+  ca: async () => (await import('./tls/ca/command.ts')).caCommand,
   demo: async () => (await import('./demo/command.ts')).demoCommand,
 };
 

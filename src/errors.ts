@@ -14,7 +14,10 @@ export type ErrorCode =
   | 'MESHLET_ERR_IPTABLES_KERNEL'
   | 'MESHLET_ERR_IPTABLES_APPLY'
   | 'MESHLET_ERR_VALIDATION'
-  | 'MESHLET_ERR_ENVIRONMENT';
+  | 'MESHLET_ERR_ENVIRONMENT'
+  | 'MESHLET_ERR_SPIFFE_ID'
+  | 'MESHLET_ERR_CA'
+  | 'MESHLET_ERR_IDENTITY';
 
 export class MeshletError extends Error {
   readonly code: ErrorCode;
