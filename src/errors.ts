@@ -17,7 +17,8 @@ export type ErrorCode =
   | 'MESHLET_ERR_ENVIRONMENT'
   | 'MESHLET_ERR_SPIFFE_ID'
   | 'MESHLET_ERR_CA'
-  | 'MESHLET_ERR_IDENTITY';
+  | 'MESHLET_ERR_IDENTITY'
+  | 'MESHLET_ERR_PEER_IDENTITY';
 
 export class MeshletError extends Error {
   readonly code: ErrorCode;

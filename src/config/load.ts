@@ -88,10 +88,18 @@ function applyEnv(base: Tree, env: NodeJS.ProcessEnv): { tree: Tree; origins: Ma
       node = node[key] as Tree;
     }
     // Read the value as a YAML scalar, so "15001" is a number and "1s" a string, as in the file.
-    node[path.at(-1)!] = YAML.parse(raw) ?? raw;
+    node[path.at(-1)!] = readScalar(raw);
     origins.set(path.join('.'), `from ${name}`);
   }
   return { tree, origins };
+}
+
+function readScalar(raw: string): unknown {
+  try {
+    return YAML.parse(raw) ?? raw;
+  } catch {
+    return raw; // not YAML (e.g. "*"): the schema says whether a plain string will do
+  }
 }
 
 function describeIssue(issue: z.core.$ZodIssue, where: (path: string) => string): string[] {

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import net from 'node:net';
+import { parseSpiffeId, parseTrustDomain } from '../tls/spiffe.ts';
 import { parseDuration } from './duration.ts';
 
 // The proxy's configuration. Every field has a default, so no file is needed; a YAML
@@ -24,20 +26,92 @@ const duration = z
     return ms;
   });
 
-const listener = (defaults: { port: number; connectTimeout: string }) =>
-  z
-    .strictObject({
-      /** Port the listener binds (dual-stack). */
-      port: port.default(defaults.port),
-      /** How long to wait for the TCP connection to the original destination. */
-      connectTimeout: duration.prefault(defaults.connectTimeout),
-    })
-    .prefault({});
+const listener = (defaults: { port: number; connectTimeout: string }) => ({
+  /** Port the listener binds (dual-stack). */
+  port: port.default(defaults.port),
+  /** How long to wait for the TCP connection to the original destination. */
+  connectTimeout: duration.prefault(defaults.connectTimeout),
+});
+
+/** Text that must parse with `parse`; its error message becomes the field's. */
+const checked = (parse: (text: string) => unknown) =>
+  z.string().superRefine((text, ctx) => {
+    try {
+      parse(text);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  });
+
+const cidr = z.string().superRefine((text, ctx) => {
+  const [address = '', bits, ...rest] = text.split('/');
+  const family = net.isIPv4(address) ? 4 : net.isIPv6(address) ? 6 : 0;
+  const max = family === 4 ? 32 : 128;
+  if (family === 0 || rest.length > 0 || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a CIDR (e.g. 10.0.0.0/8 or fd00::/8)` });
+  }
+});
+
+/** `permissive` accepts mTLS and plaintext; `strict` only mTLS; `disable` never terminates mTLS. */
+const mtlsMode = z.enum(['permissive', 'strict', 'disable']);
+
+/** Matches a principal exactly, or by prefix when it ends in `*`; `*` alone matches any authenticated peer. */
+const principalPattern = z.string().min(1);
+
+const authorizationRule = z.strictObject({
+  action: z.enum(['allow', 'deny']),
+  /** Peer SPIFFE IDs; plaintext peers have none, so a rule with principals never matches them. */
+  principals: z.array(principalPattern).optional(),
+  /** Namespaces from the peer's SPIFFE path (/ns/NS/sa/SA). */
+  namespaces: z.array(z.string().min(1)).optional(),
+  /** Destination (app) ports. */
+  ports: z.array(port).optional(),
+});
+
+const meshPeer = z.strictObject({
+  /** Destinations (CIDRs) whose traffic is carried over mTLS by the outbound proxy. */
+  cidrs: z.array(cidr).min(1),
+  /** Only these destination ports; all when absent. */
+  ports: z.array(port).optional(),
+  /** The exact SPIFFE ID the destination must present. */
+  spiffeId: checked(parseSpiffeId).optional(),
+  /** Any identity of this trust domain (the default: our own trust domain). */
+  trustDomain: checked(parseTrustDomain).optional(),
+});
 
 export const configSchema = z
   .strictObject({
-    outbound: listener({ port: 15001, connectTimeout: '1s' }),
-    inbound: listener({ port: 15006, connectTimeout: '1s' }),
+    outbound: z.strictObject(listener({ port: 15001, connectTimeout: '1s' })).prefault({}),
+    inbound: z
+      .strictObject({
+        ...listener({ port: 15006, connectTimeout: '1s' }),
+        mtls: mtlsMode.default('permissive'),
+        /**
+         * Per-port overrides of `mtls`, keyed by the app's port. (Not `ports`: the
+         * variable MESHLET_INBOUND_PORTS belongs to `meshlet init`.)
+         */
+        perPort: z.record(z.string().regex(/^\d+$/, 'expected a port number as the key'), z.strictObject({ mtls: mtlsMode })).default({}),
+        /**
+         * How long to wait for a client's first bytes to tell mTLS from plaintext. Clients
+         * of TLS send their ClientHello at once; a client still silent after this is
+         * plaintext (for example a server-first protocol such as MySQL).
+         */
+        detectTimeout: duration.prefault('1s'),
+        /** Ordered rules; the first that matches decides. No match, or no rules: allow. */
+        authorization: z.array(authorizationRule).default([]),
+      })
+      .prefault({}),
+    identity: z
+      .strictObject({
+        /** Directory with tls.crt, tls.key and ca.crt (a Kubernetes TLS secret); no mTLS when unset. */
+        dir: z.string().min(1).optional(),
+      })
+      .prefault({}),
+    mesh: z
+      .strictObject({
+        peers: z.array(meshPeer).default([]),
+      })
+      .prefault({}),
     tcp: z
       .strictObject({
         /** A proxied connection with no bytes in either direction for this long is closed. */

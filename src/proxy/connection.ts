@@ -1,4 +1,5 @@
 import type net from 'node:net';
+import type { MeshPeer } from '../tls/mesh-peers.ts';
 import type { OrigDst, PeerAddr } from './addresses.ts';
 
 export type Direction = 'outbound' | 'inbound';
@@ -10,13 +11,20 @@ export interface AcceptedConnection {
   readonly socket: net.Socket;
   readonly peer: PeerAddr;
   readonly origDst: OrigDst;
+  /** `mutual_tls` once the inbound side terminated the peer's mTLS; Istio's label values. */
+  readonly security: 'none' | 'mutual_tls';
+  /** The peer's verified SPIFFE ID (inbound mTLS only). */
+  readonly peerPrincipal?: string;
+  /** Outbound only: the destination is meshed and is reached over mTLS as this peer. */
+  readonly upstreamPeer?: MeshPeer;
 }
 
 /**
- * Envoy-style response flags (design.md): UF upstream connect failure, UC upstream
- * closed (reset), DC downstream closed (reset), NR no route (loop), '-' none.
+ * Envoy-style response flags (design.md): UF upstream connect failure (including a
+ * failed mTLS handshake), UC upstream closed (reset), DC downstream closed (reset),
+ * NR no route (loop), RBAC denied by authorization or by the mTLS mode, '-' none.
  */
-export type ResponseFlag = '-' | 'UF' | 'UC' | 'DC' | 'NR';
+export type ResponseFlag = '-' | 'UF' | 'UC' | 'DC' | 'NR' | 'RBAC';
 
 /** What happened to a connection once both sides are closed. */
 export interface ConnectionOutcome {

@@ -34,7 +34,7 @@ export async function listenRedirected(
     socket.once('close', () => active.delete(socket));
     let conn: AcceptedConnection;
     try {
-      conn = { id: nextConnectionId++, direction, socket, peer: peerOf(socket), origDst: readOriginalDst(socket) };
+      conn = { id: nextConnectionId++, direction, socket, peer: peerOf(socket), origDst: readOriginalDst(socket), security: 'none' };
     } catch (err) {
       deps.metrics.refused.inc({ reporter: reporterOf(direction), reason: 'no_original_dst' });
       deps.log.warn({ direction, err: describeError(err) }, 'cannot recover the original destination; connection reset');

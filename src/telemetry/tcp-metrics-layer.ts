@@ -5,7 +5,7 @@ import { reporterOf, type TcpMetrics } from './tcp-metrics.ts';
 /** Counts a connection when it enters the stack and its bytes and flag when it ends. */
 export function tcpMetricsLayer(metrics: TcpMetrics): Layer<AcceptedConnection, ConnectionOutcome> {
   return (next) => async (conn) => {
-    const labels = { reporter: reporterOf(conn.direction), connection_security_policy: 'none' };
+    const labels = { reporter: reporterOf(conn.direction), connection_security_policy: conn.security };
     metrics.opened.inc(labels);
     const outcome = await next(conn);
     metrics.closed.inc({ ...labels, response_flags: outcome.flag });

@@ -22,8 +22,10 @@ export interface Identity {
   readonly serial: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
-  /** Ready for tls.connect / tls.createServer; built once per identity, not per connection. */
+  /** Ready for tls.connect; built once per identity, not per connection. */
   readonly secureContext: tls.SecureContext;
+  /** The PEM texts, for tls.createServer, which builds its own context from them. */
+  readonly pem: { readonly cert: string; readonly key: string; readonly ca: string };
   /** Hash of the three files' bytes, to tell a real change from a touch. */
   readonly fingerprint: string;
 }
@@ -139,6 +141,7 @@ export function loadIdentity(dir: string, now: Date = new Date()): Identity {
     notBefore,
     notAfter,
     secureContext,
+    pem: { cert: certPem, key: keyPem, ca: caPem },
     fingerprint: createHash('sha256').update(certPem).update(keyPem).update(caPem).digest('hex'),
   };
 }

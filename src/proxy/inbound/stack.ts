@@ -5,6 +5,8 @@ import { loopGuardLayer } from '../loop-guard-layer.ts';
 import { compose, type Handler } from '../pipeline.ts';
 import type { StackDeps } from '../stack-deps.ts';
 import { forwardTcp } from '../tcp/forward.ts';
+import { authorizationLayer } from './authorization-layer.ts';
+import { inboundMtlsLayer } from './mtls-layer.ts';
 
 // The inbound recipe (port 15006): a peer connected to this pod's IP and an app port.
 // The proxy connects on to that same pod IP and port from the proxy UID, which the
@@ -16,6 +18,9 @@ export function inboundStack(deps: StackDeps): Handler<AcceptedConnection, Conne
     [
       accessLogLayer(log),
       loopGuardLayer(deps.proxyPorts, deps.localAddresses, tcpMetrics, log),
+      // Terminate the peer sidecar's mTLS, or pass plaintext / the app's own TLS (inbound.mtls).
+      inboundMtlsLayer({ config: config.inbound, identity: deps.identity, log, metrics: tcpMetrics }),
+      authorizationLayer(config.inbound.authorization, log, tcpMetrics),
       tcpMetricsLayer(tcpMetrics),
     ],
     (conn) => forwardTcp(conn, { connectTimeoutMs: config.inbound.connectTimeout, idleTimeoutMs: config.tcp.idleTimeout }),

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../connection.ts';
+import { plainConnector, type Connector } from './connectors.ts';
 
 export interface TcpForwardOptions {
   connectTimeoutMs: number;
@@ -15,16 +16,15 @@ const REFUSAL = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNO
  * with backpressure (pipe) and half-close (allowHalfOpen: a client that shuts its write
  * side still receives the whole response). Resolves once both sockets are closed.
  */
-export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions): Promise<ConnectionOutcome> {
+export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions, connect: Connector = plainConnector): Promise<ConnectionOutcome> {
   const client = conn.socket;
-  const { address, port } = conn.origDst;
   return new Promise((resolve) => {
     let flag: ResponseFlag = '-';
     let reason: string | undefined;
     let connected = false;
     let pending = 2;
 
-    const upstream = net.connect({ host: address, port, allowHalfOpen: true, noDelay: true });
+    const { socket: upstream, readyEvent } = connect(conn.origDst);
     client.setNoDelay(true);
 
     const end = (f: ResponseFlag, why: string) => {
@@ -51,7 +51,7 @@ export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions)
       client.destroy();
     }, options.connectTimeoutMs);
 
-    upstream.once('connect', () => {
+    upstream.once(readyEvent, () => {
       connected = true;
       clearTimeout(connectTimer);
       upstream.setTimeout(options.idleTimeoutMs);
@@ -62,18 +62,18 @@ export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions)
 
     upstream.on('error', (err: NodeJS.ErrnoException) => {
       if (!connected) {
-        end('UF', `connect_${(err.code ?? 'error').toLowerCase()}`);
-        if (REFUSAL.has(err.code ?? '')) client.resetAndDestroy();
+        end('UF', connectFailureReason(err));
+        if (REFUSAL.has(err.code ?? '')) reset(client);
         else client.destroy();
         return;
       }
       end('UC', `upstream_${(err.code ?? 'error').toLowerCase()}`);
       // Carry the reset through, so the app sees what it would have seen directly.
-      if (!client.destroyed) client.resetAndDestroy();
+      if (!client.destroyed) reset(client);
     });
     client.on('error', (err: NodeJS.ErrnoException) => {
       end('DC', `downstream_${(err.code ?? 'error').toLowerCase()}`);
-      if (!upstream.destroyed) upstream.resetAndDestroy();
+      if (!upstream.destroyed) reset(upstream);
     });
 
     // Any byte in either direction passes through both sockets, so each socket's own
@@ -86,4 +86,19 @@ export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions)
     client.on('timeout', idle);
     upstream.on('timeout', idle);
   });
+}
+
+/** A reset where the socket is plain TCP; a TLS socket (whose handle is not TCP) is just destroyed. */
+export function reset(socket: net.Socket): void {
+  if ((socket as { encrypted?: boolean }).encrypted) socket.destroy();
+  else socket.resetAndDestroy();
+}
+
+function connectFailureReason(err: NodeJS.ErrnoException): string {
+  const code = err.code ?? '';
+  // Certificate, SPIFFE ID and ALPN failures all mean: the mTLS handshake did not succeed.
+  if (code === '' || code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || code.startsWith('MESHLET_ERR') || /CERT|SELF_SIGNED|UNABLE_TO/.test(code)) {
+    return 'mtls_handshake';
+  }
+  return `connect_${code.toLowerCase()}`;
 }

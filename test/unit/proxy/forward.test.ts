@@ -22,7 +22,7 @@ const listen = (server: net.Server) =>
 async function front(t: { teardown(fn: () => unknown): void }, port: number, options: Partial<TcpForwardOptions> = {}) {
   const outcomes: Promise<ConnectionOutcome>[] = [];
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    const conn: AcceptedConnection = { id: 1, direction: 'outbound', socket, peer: peerOf(socket), origDst: origDst('127.0.0.1', port) };
+    const conn: AcceptedConnection = { id: 1, direction: 'outbound', socket, peer: peerOf(socket), origDst: origDst('127.0.0.1', port), security: 'none' };
     outcomes.push(forwardTcp(conn, { connectTimeoutMs: 5000, idleTimeoutMs: 60_000, ...options }));
   });
   const frontPort = await listen(server);
@@ -124,7 +124,7 @@ t.test('a connection that was not redirected is refused as a loop, and the liste
   const metrics = createTcpMetrics(registry, 'meshlet');
   const log = createLogger('silent');
   const config = loadConfig({ env: {} });
-  const stack = outboundStack({ config, log, tcpMetrics: metrics, localAddresses: new LocalAddresses(), proxyPorts: new Set([0]) });
+  const stack = outboundStack({ config, log, tcpMetrics: metrics, localAddresses: new LocalAddresses(), proxyPorts: new Set([0]), identity: () => undefined, peers: { lookup: () => undefined } });
   const listener = await listenRedirected('outbound', 0, stack, { log, metrics });
   t.teardown(() => listener.server.close());
   for (let i = 0; i < 2; i++) {

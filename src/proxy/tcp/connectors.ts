@@ -1,0 +1,65 @@
+import { X509Certificate } from 'node:crypto';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from '../../log.ts';
+import type { Identity } from '../../tls/identity.ts';
+import type { MeshPeer } from '../../tls/mesh-peers.ts';
+import { checkPeerIdentity, MESH_ALPN_TCP } from '../../tls/peer-identity.ts';
+import { formatHostPort, type OrigDst } from '../addresses.ts';
+
+/** An upstream connection being made, and the event that says it is ready for bytes. */
+export interface Upstream {
+  readonly socket: net.Socket;
+  readonly readyEvent: 'connect' | 'secureConnect';
+  readonly security: 'none' | 'mutual_tls';
+}
+
+export type Connector = (dst: OrigDst) => Upstream;
+
+export const plainConnector: Connector = (dst) => ({
+  socket: net.connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true }),
+  readyEvent: 'connect',
+  security: 'none',
+});
+
+/**
+ * mTLS to a meshed destination: TLS 1.3, our certificate, meshlet's ALPN; the server
+ * is verified by chain against ca.crt and by SPIFFE ID against what `peer` expects,
+ * never by hostname. The identity is read per connection, so a rotation applies to
+ * the next connection and leaves open ones alone.
+ */
+export function mtlsConnector(identity: () => Identity, peer: MeshPeer, log: Logger): Connector {
+  return (dst) => {
+    // allowHalfOpen is honoured by tls.connect (it is handed to the TLSSocket) but missing from its types.
+    const options: tls.ConnectionOptions & { allowHalfOpen: boolean } = {
+      host: dst.address,
+      port: dst.port,
+      secureContext: identity().secureContext,
+      ALPNProtocols: [MESH_ALPN_TCP],
+      minVersion: 'TLSv1.3',
+      rejectUnauthorized: true,
+      allowHalfOpen: true,
+      checkServerIdentity: (_host, cert) => {
+        try {
+          checkPeerIdentity(new X509Certificate(cert.raw), peer);
+          return undefined;
+        } catch (err) {
+          return err as Error;
+        }
+      },
+    };
+    const socket = tls.connect(options);
+    socket.setNoDelay(true);
+    let stage: 'tcp' | 'handshake' | 'secure' = 'tcp';
+    socket.once('connect', () => (stage = 'handshake'));
+    socket.once('secureConnect', () => {
+      stage = 'secure';
+      if (socket.alpnProtocol !== MESH_ALPN_TCP) socket.destroy(new Error(`peer did not accept ALPN ${MESH_ALPN_TCP}`));
+    });
+    socket.once('error', (err) => {
+      if (stage !== 'handshake') return; // refusals are the caller's to report; later errors are resets
+      log.warn({ dst: formatHostPort(dst.address, dst.port), expected: peer.spiffeId ?? `trust domain ${peer.trustDomain}`, err: err.message }, 'outbound mTLS handshake failed');
+    });
+    return { socket, readyEvent: 'secureConnect', security: 'mutual_tls' };
+  };
+}
