@@ -35,8 +35,10 @@ export async function proxyCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   try {
     proxy = await startProxy(config, log);
   } catch (err) {
+    // Both the log (what collectors see) and one line on stderr (what `kubectl logs -p` shows first).
     log.fatal({ err: describeError(err) }, 'cannot start');
-    return 1;
+    process.stderr.write(`meshlet proxy: cannot start: ${describeError(err)}\n`);
+    return err instanceof MeshletError && err.code === 'MESHLET_ERR_CONFIG' ? 2 : 1;
   }
   log.info(
     { outbound: proxy.outbound.port, inbound: proxy.inbound.port, health: proxy.health.port, uid: process.getuid?.() },

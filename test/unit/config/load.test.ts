@@ -93,3 +93,33 @@ t.test('durations use Go syntax', async (t) => {
   t.equal(parseDuration('1 s'), undefined);
   t.equal(parseDuration(''), undefined);
 });
+
+t.test('mTLS settings are validated with the field named', async (t) => {
+  const ok = loadConfig({
+    env: {
+      MESHLET_IDENTITY_DIR: '/etc/meshlet/identity',
+      MESHLET_MESH_PEERS: '[{cidrs: [10.0.0.0/8, "fd00::/8"], spiffeId: "spiffe://cluster.local/ns/a/sa/b"}]',
+      MESHLET_INBOUND_MTLS: 'strict',
+      MESHLET_INBOUND_PER_PORT: '{"9090": {mtls: permissive}}',
+      MESHLET_INBOUND_AUTHORIZATION: '[{action: deny, namespaces: [ops]}]',
+    },
+  });
+  t.equal(ok.identity.dir, '/etc/meshlet/identity');
+  t.same(ok.mesh.peers[0]?.cidrs, ['10.0.0.0/8', 'fd00::/8']);
+  t.equal(ok.inbound.perPort['9090']?.mtls, 'permissive');
+  t.equal(ok.inbound.authorization[0]?.action, 'deny');
+
+  const bad: Array<[NodeJS.ProcessEnv, RegExp]> = [
+    [{ MESHLET_MESH_PEERS: '[{cidrs: [10.0.0.0/33]}]' }, /mesh\.peers\.0\.cidrs\.0: "10\.0\.0\.0\/33" is not a CIDR/],
+    [{ MESHLET_MESH_PEERS: '[{cidrs: [10.0.0.0/8], spiffeId: "spiffe://Cluster/x"}]' }, /mesh\.peers\.0\.spiffeId: invalid SPIFFE ID/],
+    [{ MESHLET_MESH_PEERS: '[{cidr: 10.0.0.0/8}]' }, /mesh\.peers\.0\.cidr: unknown field/],
+    [{ MESHLET_INBOUND_MTLS: 'on' }, /inbound\.mtls: .*"strict"/],
+    [{ MESHLET_INBOUND_AUTHORIZATION: '[{action: maybe}]' }, /inbound\.authorization\.0\.action/],
+  ];
+  for (const [env, pattern] of bad) t.match(errorOf(() => loadConfig({ env })).message, pattern);
+});
+
+t.test('a value that is not YAML is taken as text, not a crash', async (t) => {
+  // "*" is what `meshlet init` accepts in MESHLET_INBOUND_PORTS; the proxy must not choke on YAML it can't read.
+  t.match(errorOf(() => loadConfig({ env: { MESHLET_LOG_LEVEL: '*' } })).message, /log\.level/);
+});
