@@ -94,7 +94,10 @@ class MtlsTerminator {
       this.#pending.set(key, (socket) => {
         done();
         if (!socket.authorized) {
-          fail(new Error(`client certificate rejected: ${String(socket.authorizationError ?? 'none presented')}`), socket);
+          // Node reports a missing client certificate as UNABLE_TO_GET_ISSUER_CERT (never
+          // undefined), which sends an operator looking at CAs; say what happened instead.
+          const why = socket.getPeerX509Certificate() === undefined ? 'none presented' : String(socket.authorizationError);
+          fail(new Error(`client certificate rejected: ${why}`), socket);
           return;
         }
         try {

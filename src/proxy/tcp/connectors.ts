@@ -53,8 +53,9 @@ export function mtlsConnector(identity: () => Identity, peer: MeshPeer, log: Log
     let stage: 'tcp' | 'handshake' | 'secure' = 'tcp';
     socket.once('connect', () => (stage = 'handshake'));
     socket.once('secureConnect', () => {
-      stage = 'secure';
+      // Still part of the handshake: a server that did not agree to our ALPN is not a sidecar.
       if (socket.alpnProtocol !== MESH_ALPN_TCP) socket.destroy(new Error(`peer did not accept ALPN ${MESH_ALPN_TCP}`));
+      else stage = 'secure';
     });
     socket.once('error', (err) => {
       if (stage !== 'handshake') return; // refusals are the caller's to report; later errors are resets

@@ -52,6 +52,9 @@ export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions,
     }, options.connectTimeoutMs);
 
     upstream.once(readyEvent, () => {
+      // A connector may refuse the connection in its own handler for this event (mTLS: the
+      // server did not agree to meshlet's ALPN); then the error that follows is a connect failure.
+      if (upstream.destroyed) return;
       connected = true;
       clearTimeout(connectTimer);
       upstream.setTimeout(options.idleTimeoutMs);
@@ -62,8 +65,11 @@ export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions,
 
     upstream.on('error', (err: NodeJS.ErrnoException) => {
       if (!connected) {
-        end('UF', connectFailureReason(err));
-        if (REFUSAL.has(err.code ?? '')) reset(client);
+        const why = connectFailureReason(err);
+        end('UF', why);
+        // A destination we must not talk to (failed mTLS) is as final as a refusal: reset, so
+        // the app cannot take the close for an empty answer.
+        if (REFUSAL.has(err.code ?? '') || why === 'mtls_handshake') reset(client);
         else client.destroy();
         return;
       }
