@@ -1,5 +1,8 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import tls from 'node:tls';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -11,6 +14,7 @@ import { LocalAddresses } from '../../../src/proxy/loop-guard.ts';
 import { outboundStack } from '../../../src/proxy/outbound/stack.ts';
 import type { Handler } from '../../../src/proxy/pipeline.ts';
 import { createTcpMetrics } from '../../../src/telemetry/tcp-metrics.ts';
+import { Scrape } from '../../../src/testbed/metrics.ts';
 import { loadIdentity, type Identity } from '../../../src/tls/identity.ts';
 import type { MeshPeer } from '../../../src/tls/mesh-peers.ts';
 import { caOk } from '../tls/ca-helpers.ts';
@@ -51,7 +55,7 @@ export interface Sidecar {
 export async function sidecar(
   direction: Direction,
   target: () => number,
-  options: { identityDir?: string; env?: NodeJS.ProcessEnv; peer?: MeshPeer; identity?: () => Identity | undefined } = {},
+  options: { identityDir?: string; env?: NodeJS.ProcessEnv; peer?: MeshPeer | (() => MeshPeer | undefined); identity?: () => Identity | undefined } = {},
 ): Promise<Sidecar> {
   const config = loadConfig({ env: { ...options.env } });
   const registry = new Registry();
@@ -65,7 +69,7 @@ export async function sidecar(
     localAddresses: new LocalAddresses(),
     proxyPorts: new Set([15001, 15006]),
     identity,
-    peers: { lookup: () => options.peer },
+    peers: { lookup: () => (typeof options.peer === 'function' ? options.peer() : options.peer) },
   };
   const stack: Handler<AcceptedConnection, ConnectionOutcome> = direction === 'outbound' ? outboundStack(deps) : inboundStack(deps);
   const outcomes: Promise<ConnectionOutcome>[] = [];
@@ -75,4 +79,137 @@ export async function sidecar(
   });
   const port = await listen(server);
   return { port, registry, lines, outcomes, close: () => server.close() };
+}
+
+// ---- Clients, apps and readers shared by the mtls*.test.ts files ----
+
+export interface Collected {
+  /** Everything the socket received. */
+  readonly data: Buffer;
+  /** The error code the socket ended with (ECONNRESET, ERR_SSL_...), if any. */
+  readonly error?: string;
+  /** 'secure' when a TLS handshake completed, 'end' when the peer's FIN arrived. */
+  readonly events: readonly string[];
+}
+
+/** Resolves once the socket is closed, with what it received and how it ended. */
+export function collect(socket: net.Socket): Promise<Collected> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const events: string[] = [];
+    let error: string | undefined;
+    socket.on('secureConnect', () => events.push('secure'));
+    socket.on('data', (d: Buffer) => chunks.push(d));
+    socket.on('end', () => events.push('end'));
+    socket.on('error', (err: NodeJS.ErrnoException) => (error ??= err.code ?? err.message));
+    socket.on('close', () => resolve({ data: Buffer.concat(chunks), events, ...(error ? { error } : {}) }));
+  });
+}
+
+export function connectPlain(port: number): net.Socket {
+  return net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+}
+
+/**
+ * A client speaking meshlet's mTLS directly (what a peer sidecar does): our ALPN, the
+ * certificate in `identityDir` (none when undefined), the server checked against `caFile`
+ * by chain only (a sidecar checks the SPIFFE ID, not a host name).
+ */
+export function mtlsClient(port: number, identityDir: string | undefined, caFile: string, options: { alpn?: string[] } = {}): tls.TLSSocket {
+  return tls.connect({
+    port,
+    host: '127.0.0.1',
+    ca: readFileSync(caFile),
+    ...(identityDir ? { cert: readFileSync(path.join(identityDir, 'tls.crt')), key: readFileSync(path.join(identityDir, 'tls.key')) } : {}),
+    ALPNProtocols: options.alpn ?? ['meshlet/tcp'],
+    minVersion: 'TLSv1.3',
+    checkServerIdentity: () => undefined,
+  });
+}
+
+export interface App {
+  readonly port: number;
+  /** What each connection the app accepted received, in order of acceptance. */
+  readonly received: Buffer[];
+  readonly connections: number;
+  close(): void;
+}
+
+/**
+ * A plain TCP (or, given a tls.Server, TLS) app. It echoes everything and, once the client
+ * half-closes, ends its side too; with `afterEnd` it echoes only then. `greeting` is
+ * written first (a server-first protocol).
+ */
+export async function echoApp(options: { greeting?: string; server?: net.Server; afterEnd?: boolean } = {}): Promise<App> {
+  const received: Buffer[] = [];
+  const onSocket = (socket: net.Socket) => {
+    const index = received.push(Buffer.alloc(0)) - 1;
+    socket.on('error', () => {});
+    if (options.greeting) socket.write(options.greeting);
+    socket.on('data', (d: Buffer) => {
+      received[index] = Buffer.concat([received[index]!, d]);
+      if (!options.afterEnd) socket.write(d);
+    });
+    // afterEnd: answer only once the client's FIN arrived (a proxy without half-close loses this).
+    socket.on('end', () => (options.afterEnd ? socket.end(received[index]!) : socket.end()));
+  };
+  const server = options.server ?? net.createServer({ allowHalfOpen: true });
+  server.on(server instanceof tls.Server ? 'secureConnection' : 'connection', onSocket);
+  const port = await listen(server);
+  return {
+    port,
+    received,
+    get connections() {
+      return received.length;
+    },
+    close: () => server.close(),
+  };
+}
+
+/** Sum of the samples of `name` whose labels include `labels`, read from the text format as Prometheus would. */
+export async function metric(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  return new Scrape(await registry.metrics()).value(name, labels);
+}
+
+export interface OpenSslRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * `openssl s_client -connect 127.0.0.1:PORT ARGS`, asynchronously (the proxy under test
+ * runs in this process). `input` is typed at once; stdin stays open until stdout matches
+ * `until` (or the process exits by itself), so an answer from the far end is seen.
+ */
+export function sClient(port: number, args: string[], options: { input?: string; until?: RegExp; limitMs?: number } = {}): Promise<OpenSslRun> {
+  return new Promise((resolve) => {
+    const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const finish = () => child.stdin.end();
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (options.until?.test(stdout)) finish();
+    });
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdin.on('error', () => {});
+    // A safety net only (no assertion depends on it): never leave an openssl behind.
+    const limit = setTimeout(() => child.kill(), options.limitMs ?? 15_000);
+    child.on('close', (code) => {
+      clearTimeout(limit);
+      resolve({ code, stdout, stderr });
+    });
+    if (options.input !== undefined) child.stdin.write(options.input);
+    if (!options.until) finish();
+  });
+}
+
+/** Polls `check` until it holds (for state changes with no event to wait on). */
+export async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
