@@ -16,11 +16,12 @@ export function inboundStack(deps: StackDeps): Handler<AcceptedConnection, Conne
   const { config, log, tcpMetrics } = deps;
   return compose(
     [
-      accessLogLayer(log),
       loopGuardLayer(deps.proxyPorts, deps.localAddresses, tcpMetrics, log),
       // Terminate the peer sidecar's mTLS, or pass plaintext / the app's own TLS (inbound.mtls).
       inboundMtlsLayer({ config: config.inbound, identity: deps.identity, log, metrics: tcpMetrics }),
       authorizationLayer(config.inbound.authorization, log, tcpMetrics),
+      // From here on the connection is accepted: one access log line and the TCP metrics.
+      accessLogLayer(log),
       tcpMetricsLayer(tcpMetrics),
     ],
     (conn) => forwardTcp(conn, { connectTimeoutMs: config.inbound.connectTimeout, idleTimeoutMs: config.tcp.idleTimeout }),

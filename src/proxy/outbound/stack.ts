@@ -15,10 +15,11 @@ export function outboundStack(deps: StackDeps): Handler<AcceptedConnection, Conn
   const options = { connectTimeoutMs: config.outbound.connectTimeout, idleTimeoutMs: config.tcp.idleTimeout };
   return compose(
     [
-      accessLogLayer(log),
       loopGuardLayer(deps.proxyPorts, deps.localAddresses, tcpMetrics, log),
       // Meshed destinations (mesh.peers) are reached over mTLS, everything else as it is.
       meshRouteLayer(deps),
+      // From here on the connection is accepted: one access log line and the TCP metrics.
+      accessLogLayer(log),
       tcpMetricsLayer(tcpMetrics),
     ],
     (conn) =>
