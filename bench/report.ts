@@ -17,7 +17,12 @@ export interface BenchReport {
   options: BenchOptions;
   machine: MachineInfo;
   /** Share of all cores busy in the second before and after the scenarios (other work on the machine skews every figure). */
-  background: { busyBefore: number; busyAfter: number };
+  background: {
+    busyBefore: number;
+    busyAfter: number;
+    /** With --wait-quiet: the waits before each round of runs. */
+    rounds?: { count: number; waitedS: number; notQuiet: number; quietThreshold: number; maxWaitS: number; maxTotalWaitS: number };
+  };
   scenarios: ScenarioResult[];
 }
 
@@ -44,8 +49,14 @@ export function renderMarkdown(report: BenchReport): string {
     `- Code: ${m.git ? `${m.git.commit.slice(0, 12)}${m.git.dirty ? ' (with uncommitted changes)' : ''}` : 'unknown'}`,
     `- Command: \`${report.command}\`${o.quick ? ' (quick: smoke check, not a result)' : ''}`,
     `- Runs per mode: ${o.runs} (median reported, modes interleaved); bulk ${o.sizeBytes / 1e6} MB; ` +
-      `${o.pings} × ${o.msgBytes}-byte exchanges per latency run; IPv${o.family}; rules by ${o.interception === 'init' ? '`meshlet init`' : 'hand (equivalent to `meshlet init`)'}`,
-    `- Machine busy before / after the run (other work skews the figures): ${Math.round(report.background.busyBefore * 100)} % / ${Math.round(report.background.busyAfter * 100)} %`,
+      `${o.pings} × ${o.msgBytes}-byte exchanges per latency run; ${o.conns} new connections (${o.concurrency} at a time, at most ${o.connSeconds} s) per connection-rate run; ` +
+      `IPv${o.family}; rules by ${o.interception === 'init' ? '`meshlet init`' : 'hand (equivalent to `meshlet init`)'}`,
+    `- Machine busy before / after the run (other work skews the figures): ${Math.round(report.background.busyBefore * 100)} % / ${Math.round(report.background.busyAfter * 100)} %` +
+      (report.background.rounds
+        ? `; before each of ${report.background.rounds.count} rounds it waited for the machine to be under ${Math.round(report.background.rounds.quietThreshold * 100)} % busy ` +
+          `(${report.background.rounds.waitedS.toFixed(0)} s in all; ${report.background.rounds.notQuiet} round(s) started without it, ` +
+          `after ${report.background.rounds.maxWaitS} s or once ${report.background.rounds.maxTotalWaitS} s of waiting were used up)`
+        : ''),
     `- Took ${report.durationS.toFixed(0)} s`,
     '',
   );

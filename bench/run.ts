@@ -15,18 +15,25 @@ const SCENARIOS: Scenario[] = [l4Scenario];
 
 const USAGE = `usage: node bench/run.ts [options]
 
-  --quick              smoke check: 3 runs, 100 MB, 2000 exchanges (not written to latest.*)
+  --quick              smoke check: 3 runs, 100 MB, 2000 exchanges, 300 connections
+                       (not written to latest.*)
   --runs N             measured runs per mode; the median is reported (default 9)
   --size SIZE          bulk transfer size: 200 (MB), 200MB, 1GB, 512MiB (default 1GB)
   --chunk SIZE         write size of the bulk client (default 128KiB)
   --pings N            request/response exchanges per latency run (default 10000)
   --msg BYTES          size of each request and response (default 64)
+  --conns N            new connections per connection-rate run (default 1000)
+  --concurrency N      connections open at once in those runs (default 16)
+  --conn-seconds S     time limit of one connection-rate run; no new connection starts
+                       after it and the rate is over what completed (default 20)
   --ipv6               client reaches the server over IPv6 (default IPv4)
   --interception init|manual
                        meshed pods' rules from \`meshlet init\` (default when it exists) or by hand
   --only NAME[,NAME]   scenarios to run (${SCENARIOS.map((s) => s.name).join(', ')})
   --wait-quiet SECONDS on a shared machine: first wait up to this long for the CPUs to be
-                       idle (under 15 % busy for 3 s in a row); default 0, don't wait
+                       idle (under 15 % busy for 3 s in a row), then before each round of
+                       runs up to 10 s (120 s in all) for a quiet 0.3 s (under 20 % busy);
+                       default 0, don't wait
   -h, --help`;
 
 /** "200" (MB), "200MB", "1.5GB", "128KiB", "64KB", "1000B". Decimal units are 10^3 multiples. */
@@ -57,6 +64,9 @@ function parseOptions(argv: string[]): { options: BenchOptions; only: string[] |
       chunk: { type: 'string' },
       pings: { type: 'string' },
       msg: { type: 'string' },
+      conns: { type: 'string' },
+      concurrency: { type: 'string' },
+      'conn-seconds': { type: 'string' },
       ipv6: { type: 'boolean', default: false },
       interception: { type: 'string' },
       only: { type: 'string' },
@@ -78,6 +88,9 @@ function parseOptions(argv: string[]): { options: BenchOptions; only: string[] |
     chunkBytes: values.chunk ? parseSize(values.chunk, 1) : 128 * 1024,
     pings: values.pings ? positiveInt('pings', values.pings) : quick ? 2000 : 10_000,
     msgBytes: values.msg ? positiveInt('msg', values.msg) : 64,
+    conns: values.conns ? positiveInt('conns', values.conns) : quick ? 300 : 1000,
+    concurrency: values.concurrency ? positiveInt('concurrency', values.concurrency) : 16,
+    connSeconds: values['conn-seconds'] ? positiveInt('conn-seconds', values['conn-seconds']) : 20,
     family: values.ipv6 ? 6 : 4,
     interception,
   };
@@ -90,6 +103,13 @@ function parseOptions(argv: string[]): { options: BenchOptions; only: string[] |
   if (!Number.isFinite(waitQuietS) || waitQuietS < 0) throw new Error(`--wait-quiet must be a number of seconds, got ${JSON.stringify(values['wait-quiet'])}`);
   return { options, only, waitQuietS };
 }
+
+/** With --wait-quiet, each round of runs waits for the machine to be under this share busy... */
+const ROUND_QUIET = 0.2;
+/** ...for at most this long, */
+const ROUND_MAX_WAIT_S = 10;
+/** ...and this long over all rounds. */
+const ROUNDS_MAX_WAIT_S = 120;
 
 /** Share of all cores busy over `ms`. */
 async function machineBusy(ms: number): Promise<number> {
@@ -124,13 +144,25 @@ async function main(): Promise<number> {
     while (quietFor < 3 && Date.now() < deadline) quietFor = (await machineBusy(1000)) < 0.15 ? quietFor + 1 : 0;
     if (quietFor < 3) log('the machine did not get quiet; measuring anyway');
   }
+  // Before each round of runs (--wait-quiet): wait for a quiet 0.3 s, a few seconds at most.
+  const rounds = { count: 0, waitedS: 0, notQuiet: 0, quietThreshold: ROUND_QUIET, maxWaitS: ROUND_MAX_WAIT_S, maxTotalWaitS: ROUNDS_MAX_WAIT_S };
+  const settle = async () => {
+    if (waitQuietS === 0) return;
+    const start = Date.now();
+    const limitMs = Math.min(ROUND_MAX_WAIT_S, ROUNDS_MAX_WAIT_S - rounds.waitedS) * 1000;
+    let busy = await machineBusy(300);
+    while (busy > ROUND_QUIET && Date.now() - start < limitMs) busy = await machineBusy(300);
+    rounds.count++;
+    rounds.waitedS += (Date.now() - start) / 1000;
+    if (busy > ROUND_QUIET) rounds.notQuiet++;
+  };
   const busyBefore = await machineBusy(1000);
   if (busyBefore > 0.1) log(`warning: the machine is already ${Math.round(busyBefore * 100)} % busy; figures will be skewed`);
   const scenarios = SCENARIOS.filter((s) => !only || only.includes(s.name));
   const results = [];
   for (const scenario of scenarios) {
     log(`scenario ${scenario.name}: ${scenario.title}`);
-    results.push(await scenario.run({ options, machine, log }));
+    results.push(await scenario.run({ options, machine, log, settle }));
   }
   const busyAfter = await machineBusy(1000);
   const finished = new Date();
@@ -142,7 +174,7 @@ async function main(): Promise<number> {
     command: ['node', 'bench/run.ts', ...process.argv.slice(2)].join(' '),
     options,
     machine,
-    background: { busyBefore, busyAfter },
+    background: { busyBefore, busyAfter, ...(waitQuietS > 0 ? { rounds } : {}) },
     scenarios: results,
   };
   const files = writeReport(report);

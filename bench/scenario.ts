@@ -1,6 +1,6 @@
 import type { MachineInfo } from './lib/machine.ts';
 
-// What a benchmark scenario is. Each scenario (bench/l4.ts; later mTLS, HTTP with
+// What a benchmark scenario is. Each scenario (bench/l4.ts; later HTTP with
 // nginx/haproxy baselines, ...) builds its own pods, measures, tears down, and returns
 // its figures as data (for the JSON) and tables (for the markdown report).
 
@@ -17,6 +17,12 @@ export interface BenchOptions {
   pings: number;
   /** Request (= response) size of each exchange. */
   msgBytes: number;
+  /** New connections per connection-rate run (each one request/response, then closed). */
+  conns: number;
+  /** Connections the connection-rate client keeps open at once. */
+  concurrency: number;
+  /** Time limit of one connection-rate run: no new connection starts after it. */
+  connSeconds: number;
   /** Address family the client uses to reach the server. */
   family: 4 | 6;
   /** How the meshed pods get their rules: `meshlet init`, or the equivalent rules by hand. */
@@ -28,6 +34,11 @@ export interface BenchContext {
   machine: MachineInfo;
   /** Progress on stderr (stdout carries only the final markdown). */
   log(message: string): void;
+  /**
+   * Call before each round of runs. On a shared machine (--wait-quiet) it waits, for a
+   * few seconds at most, until other work pauses; otherwise it returns at once.
+   */
+  settle(): Promise<void>;
 }
 
 export interface Table {

@@ -1,17 +1,21 @@
-// The pods the benchmarks run in. Two testbeds are built in the same run, each with a
-// client pod `a` and a server pod `b` on its own bridge:
-//   direct  — no rules, no proxies: the app's connection goes straight to the server;
-//   meshlet — `meshlet init` rules and a `meshlet proxy` in both pods: the client's
-//             connection goes a:15001 (outbound) → b:15006 (inbound) → server.
-// Both are the same topology (veth pairs on a bridge, each in its own namespaces), so
-// the only difference between them is the mesh. The direct testbed has no netfilter
-// rules at all, which is a cleaner baseline than an excluded port in the meshed one.
+// The pods the benchmarks run in. Each testbed has a client pod `a` and a server pod `b`
+// on its own bridge, and the L4 scenario builds three of them in the same run:
+//   direct    — no rules, no proxies: the app's connection goes straight to the server;
+//   plaintext — `meshlet init` rules and a `meshlet proxy` in both pods, no identities:
+//               the client's connection goes a:15001 (outbound) → b:15006 (inbound) →
+//               server, opaque TCP between the sidecars;
+//   mtls      — the same, with identities from `meshlet ca` and mesh-wide strict mTLS:
+//               a:15001 originates TLS 1.3 (ECDSA P-256) to b:15006, which terminates it.
+// All are the same topology (veth pairs on a bridge, each in its own namespaces), so the
+// only differences between them are the mesh and its encryption. The direct testbed has
+// no netfilter rules at all, which is a cleaner baseline than an excluded port in a
+// meshed one.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { APP_UID, REPO_ROOT, Testbed, type Pod, type SpawnedProcess } from '../../src/testbed/netns.ts';
 import { findProcess } from './procfs.ts';
 
-export type Mode = 'direct' | 'meshlet';
+export type Mode = 'direct' | 'plaintext' | 'mtls';
 /** How the meshed testbed's rules are installed: the real `meshlet init`, or equivalent rules by hand. */
 export type Interception = 'init' | 'manual';
 
@@ -53,15 +57,15 @@ export interface TopologyOptions {
   /** Second octet of the pods' IPv4 addresses (10.<subnet>.0.x), so reports and logs tell the testbeds apart. */
   subnet: number;
   interception: Interception;
-  /** Extra environment for `meshlet proxy` (MESHLET_* configuration, NODE_OPTIONS). */
-  proxyEnv?: NodeJS.ProcessEnv;
+  /** Extra environment for each pod's `meshlet proxy` (MESHLET_* configuration), by pod name. */
+  proxyEnv?: (pod: Pod) => NodeJS.ProcessEnv;
 }
 
 export async function createTopology(mode: Mode, options: TopologyOptions): Promise<Topology> {
   const testbed = await Testbed.create(['a', 'b'], { subnet: options.subnet });
   try {
     const topology: Topology = { mode, testbed, client: testbed.pod('a'), server: testbed.pod('b'), proxies: [] };
-    if (mode === 'meshlet') {
+    if (mode !== 'direct') {
       for (const pod of [topology.client, topology.server]) {
         if (options.interception === 'init') {
           const result = await pod.init();
@@ -69,7 +73,7 @@ export async function createTopology(mode: Mode, options: TopologyOptions): Prom
         } else {
           await installManualRules(pod);
         }
-        const proc = await pod.startProxy(options.proxyEnv ?? {});
+        const proc = await pod.startProxy(options.proxyEnv?.(pod) ?? {});
         const pid = findProcess(proc.child.pid!, (argv) => argv.some((a) => a.endsWith('meshlet.js')) && argv.includes('proxy') && !argv.includes('setpriv'));
         if (pid === undefined) throw new Error(`cannot find the proxy's node process in pod ${pod.name}`);
         topology.proxies.push({ pod: pod.name, pid, process: proc });
