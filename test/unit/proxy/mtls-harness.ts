@@ -3,8 +3,6 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { loadConfig } from '../../../src/config/load.ts';
 import { origDst, peerOf } from '../../../src/proxy/addresses.ts';
@@ -18,6 +16,7 @@ import { Scrape } from '../../../src/testbed/metrics.ts';
 import { loadIdentity, type Identity } from '../../../src/tls/identity.ts';
 import type { MeshPeer } from '../../../src/tls/mesh-peers.ts';
 import { caOk } from '../tls/ca-helpers.ts';
+import { captureLog } from '../../helpers/capture-log.ts';
 
 // A sidecar pair on loopback with real TLS: "fronts" stand in for the REDIRECT rules by
 // handing each accepted socket to a stack with the original destination it would have
@@ -26,16 +25,7 @@ import { caOk } from '../tls/ca-helpers.ts';
 export const listen = (server: net.Server) =>
   new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
 
-export function captureLog() {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { log: pino({ level: 'debug' }, stream), lines };
-}
+export { captureLog };
 
 export async function makeIdentity(root: string, caDir: string, name: string, spiffeId: string, options: { now?: Date; ttl?: string } = {}): Promise<string> {
   const out = path.join(root, name);

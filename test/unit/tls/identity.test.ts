@@ -1,11 +1,10 @@
 import { copyFileSync, mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import t from 'tap';
 import { isMeshletError } from '../../../src/errors.ts';
 import { loadIdentity, remainingLifetime } from '../../../src/tls/identity.ts';
 import { IdentityWatcher } from '../../../src/tls/identity-watcher.ts';
+import { captureLog } from '../../helpers/capture-log.ts';
 import { caOk, openssl, tempDir } from './ca-helpers.ts';
 
 // Identities made by `meshlet ca` (and one by openssl, without a SPIFFE SAN), loaded
@@ -13,18 +12,6 @@ import { caOk, openssl, tempDir } from './ca-helpers.ts';
 
 const DAY = 24 * 3_600_000;
 const ID = 'spiffe://cluster.local/ns/shop/sa/cart';
-
-/** A logger whose lines the test can read. */
-function captureLog() {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { log: pino({ level: 'debug' }, stream), lines };
-}
 
 const root = tempDir();
 const past = new Date(Date.now() - 30 * DAY);
