@@ -225,7 +225,7 @@ export const l4Scenario: Scenario = {
       for (const [i, mode] of MODES.entries()) {
         ctx.log(`l4: building the ${mode} pods`);
         const subnet = 44 + i;
-        const topology = await createTopology(mode, { subnet, interception: o.interception, proxyEnv: mode === 'mtls' ? mtlsEnv(ids, subnet) : undefined });
+        const topology = await createTopology(mode, { subnet, proxyEnv: mode === 'mtls' ? mtlsEnv(ids, subnet) : undefined });
         built.push(topology);
         const server = await startAppServer(topology.server, [
           APP, 'server', '--sink-port', String(SINK_PORT), '--echo-port', String(ECHO_PORT), '--once-port', String(ONCE_PORT), '--msg', String(o.msgBytes),

@@ -50,7 +50,7 @@ export function renderMarkdown(report: BenchReport): string {
     `- Command: \`${report.command}\`${o.quick ? ' (quick: smoke check, not a result)' : ''}`,
     `- Runs per mode: ${o.runs} (median reported, modes interleaved); bulk ${o.sizeBytes / 1e6} MB; ` +
       `${o.pings} × ${o.msgBytes}-byte exchanges per latency run; ${o.conns} new connections (${o.concurrency} at a time, at most ${o.connSeconds} s) per connection-rate run; ` +
-      `IPv${o.family}; rules by ${o.interception === 'init' ? '`meshlet init`' : 'hand (equivalent to `meshlet init`)'}`,
+      `IPv${o.family}; rules by \`meshlet init\``,
     `- Machine busy before / after the run (other work skews the figures): ${Math.round(report.background.busyBefore * 100)} % / ${Math.round(report.background.busyAfter * 100)} %` +
       (report.background.rounds
         ? `; before each of ${report.background.rounds.count} rounds it waited for the machine to be under ${Math.round(report.background.rounds.quietThreshold * 100)} % busy ` +

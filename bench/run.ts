@@ -7,7 +7,6 @@ import { testbedUnavailable } from '../src/testbed/netns.ts';
 import { l4Scenario } from './l4.ts';
 import { machineInfo } from './lib/machine.ts';
 import { busyFraction, systemCpu } from './lib/procfs.ts';
-import { defaultInterception } from './lib/topology.ts';
 import { renderMarkdown, writeReport, type BenchReport } from './report.ts';
 import type { BenchOptions, Scenario } from './scenario.ts';
 
@@ -27,8 +26,6 @@ const USAGE = `usage: node bench/run.ts [options]
   --conn-seconds S     time limit of one connection-rate run; no new connection starts
                        after it and the rate is over what completed (default 20)
   --ipv6               client reaches the server over IPv6 (default IPv4)
-  --interception init|manual
-                       meshed pods' rules from \`meshlet init\` (default when it exists) or by hand
   --only NAME[,NAME]   scenarios to run (${SCENARIOS.map((s) => s.name).join(', ')})
   --wait-quiet SECONDS on a shared machine: first wait up to this long for the CPUs to be
                        idle (under 15 % busy for 3 s in a row), then before each round of
@@ -68,7 +65,6 @@ function parseOptions(argv: string[]): { options: BenchOptions; only: string[] |
       concurrency: { type: 'string' },
       'conn-seconds': { type: 'string' },
       ipv6: { type: 'boolean', default: false },
-      interception: { type: 'string' },
       only: { type: 'string' },
       'wait-quiet': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -79,8 +75,6 @@ function parseOptions(argv: string[]): { options: BenchOptions; only: string[] |
     return undefined;
   }
   const quick = values.quick;
-  const interception = values.interception ?? defaultInterception();
-  if (interception !== 'init' && interception !== 'manual') throw new Error(`--interception must be init or manual, got ${JSON.stringify(interception)}`);
   const options: BenchOptions = {
     quick,
     runs: values.runs ? positiveInt('runs', values.runs) : quick ? 3 : 9,
@@ -92,7 +86,6 @@ function parseOptions(argv: string[]): { options: BenchOptions; only: string[] |
     concurrency: values.concurrency ? positiveInt('concurrency', values.concurrency) : 16,
     connSeconds: values['conn-seconds'] ? positiveInt('conn-seconds', values['conn-seconds']) : 20,
     family: values.ipv6 ? 6 : 4,
-    interception,
   };
   if (options.sizeBytes < 1 || options.chunkBytes < 1) throw new Error('--size and --chunk must be at least 1 byte');
   const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
@@ -136,7 +129,6 @@ async function main(): Promise<number> {
   const started = new Date();
   const machine = machineInfo();
   const log = (message: string) => process.stderr.write(`[${((Date.now() - started.getTime()) / 1000).toFixed(1).padStart(6)} s] ${message}\n`);
-  if (options.interception === 'manual') log('rules installed by hand (src/iptables/init-command.ts is missing or --interception manual)');
   if (waitQuietS > 0) {
     const deadline = Date.now() + waitQuietS * 1000;
     let quietFor = 0;

@@ -25,8 +25,6 @@ export interface BenchOptions {
   connSeconds: number;
   /** Address family the client uses to reach the server. */
   family: 4 | 6;
-  /** How the meshed pods get their rules: `meshlet init`, or the equivalent rules by hand. */
-  interception: 'init' | 'manual';
 }
 
 export interface BenchContext {

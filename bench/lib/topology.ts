@@ -10,14 +10,10 @@
 // only differences between them are the mesh and its encryption. The direct testbed has
 // no netfilter rules at all, which is a cleaner baseline than an excluded port in a
 // meshed one.
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { APP_UID, REPO_ROOT, Testbed, type Pod, type SpawnedProcess } from '../../src/testbed/netns.ts';
+import { APP_UID, Testbed, type Pod, type SpawnedProcess } from '../../src/testbed/netns.ts';
 import { findProcess } from './procfs.ts';
 
 export type Mode = 'direct' | 'plaintext' | 'mtls';
-/** How the meshed testbed's rules are installed: the real `meshlet init`, or equivalent rules by hand. */
-export type Interception = 'init' | 'manual';
 
 export interface ProxyHandle {
   pod: string;
@@ -34,29 +30,9 @@ export interface Topology {
   proxies: ProxyHandle[];
 }
 
-export const INIT_COMMAND = path.join(REPO_ROOT, 'src/iptables/init-command.ts');
-
-export function defaultInterception(): Interception {
-  return existsSync(INIT_COMMAND) ? 'init' : 'manual';
-}
-
-/** The rules `meshlet init` installs by default, written out by hand (REDIRECT, proxy UID 1337 exempt). */
-async function installManualRules(pod: Pod): Promise<void> {
-  for (const [tool, loopback] of [['iptables', '127.0.0.0/8'], ['ip6tables', '::1/128']] as const) {
-    const rules = [
-      ['-t', 'nat', '-A', 'PREROUTING', '-p', 'tcp', '!', '--dport', '15020', '-j', 'REDIRECT', '--to-ports', '15006'],
-      ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-m', 'owner', '--uid-owner', '1337', '-j', 'RETURN'],
-      ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', loopback, '-j', 'RETURN'],
-      ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', '15001'],
-    ];
-    for (const rule of rules) await pod.runOk([tool, ...rule]);
-  }
-}
-
 export interface TopologyOptions {
   /** Second octet of the pods' IPv4 addresses (10.<subnet>.0.x), so reports and logs tell the testbeds apart. */
   subnet: number;
-  interception: Interception;
   /** Extra environment for each pod's `meshlet proxy` (MESHLET_* configuration), by pod name. */
   proxyEnv?: (pod: Pod) => NodeJS.ProcessEnv;
 }
@@ -67,12 +43,8 @@ export async function createTopology(mode: Mode, options: TopologyOptions): Prom
     const topology: Topology = { mode, testbed, client: testbed.pod('a'), server: testbed.pod('b'), proxies: [] };
     if (mode !== 'direct') {
       for (const pod of [topology.client, topology.server]) {
-        if (options.interception === 'init') {
-          const result = await pod.init();
-          if (result.code !== 0) throw new Error(`meshlet init failed in pod ${pod.name} (exit ${result.code}): ${result.stderr.trim() || result.stdout.trim()}`);
-        } else {
-          await installManualRules(pod);
-        }
+        const result = await pod.init();
+        if (result.code !== 0) throw new Error(`meshlet init failed in pod ${pod.name} (exit ${result.code}): ${result.stderr.trim() || result.stdout.trim()}`);
         const proc = await pod.startProxy(options.proxyEnv?.(pod) ?? {});
         const pid = findProcess(proc.child.pid!, (argv) => argv.some((a) => a.endsWith('meshlet.js')) && argv.includes('proxy') && !argv.includes('setpriv'));
         if (pid === undefined) throw new Error(`cannot find the proxy's node process in pod ${pod.name}`);

@@ -1,3 +1,4 @@
+import { parseSave, ruleTarget } from '../iptables/save-format.ts';
 import type { Pod } from '../testbed/netns.ts';
 import { DemoFailure, firstLine } from './failure.ts';
 
@@ -21,24 +22,17 @@ export interface InstalledRules {
 
 /** Follows the jumps from PREROUTING and OUTPUT through the nat table of an *-save dump. */
 export function redirectTargets(save: string): Redirects {
-  const chains = new Map<string, string[]>();
-  let table = '';
-  for (const line of save.split('\n')) {
-    if (line.startsWith('*')) table = line.slice(1).trim();
-    else if (table === 'nat' && line.startsWith('-A ')) {
-      const chain = line.split(' ')[1] ?? '';
-      chains.set(chain, [...(chains.get(chain) ?? []), line]);
-    }
-  }
+  const nat = parseSave(save).find((t) => t.name === 'nat');
+  const rulesOf = (chain: string) => nat?.rules.filter((r) => r.chain === chain) ?? [];
   const follow = (chain: string, seen: Set<string>): number[] => {
     if (seen.has(chain)) return [];
     seen.add(chain);
     const ports: number[] = [];
-    for (const rule of chains.get(chain) ?? []) {
-      const redirect = /-j REDIRECT --to-ports (\d+)/.exec(rule);
-      const jump = /-j (\S+)/.exec(rule)?.[1];
+    for (const rule of rulesOf(chain)) {
+      const target = ruleTarget(rule.spec);
+      const redirect = target === 'REDIRECT' ? /--to-ports (\d+)/.exec(rule.spec) : null;
       if (redirect) ports.push(Number(redirect[1]));
-      else if (jump !== undefined && chains.has(jump)) ports.push(...follow(jump, seen));
+      else if (target !== undefined && nat?.chains.some((c) => c.name === target)) ports.push(...follow(target, seen));
     }
     return [...new Set(ports)];
   };

@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
+import { MeshletError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Identity } from '../../tls/identity.ts';
 import type { MeshPeer } from '../../tls/mesh-peers.ts';
@@ -11,7 +12,6 @@ import { formatHostPort, type OrigDst } from '../addresses.ts';
 export interface Upstream {
   readonly socket: net.Socket;
   readonly readyEvent: 'connect' | 'secureConnect';
-  readonly security: 'none' | 'mutual_tls';
 }
 
 export type Connector = (dst: OrigDst) => Upstream;
@@ -19,7 +19,6 @@ export type Connector = (dst: OrigDst) => Upstream;
 export const plainConnector: Connector = (dst) => ({
   socket: net.connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true }),
   readyEvent: 'connect',
-  security: 'none',
 });
 
 /**
@@ -54,13 +53,13 @@ export function mtlsConnector(identity: () => Identity, peer: MeshPeer, log: Log
     socket.once('connect', () => (stage = 'handshake'));
     socket.once('secureConnect', () => {
       // Still part of the handshake: a server that did not agree to our ALPN is not a sidecar.
-      if (socket.alpnProtocol !== MESH_ALPN_TCP) socket.destroy(new Error(`peer did not accept ALPN ${MESH_ALPN_TCP}`));
+      if (socket.alpnProtocol !== MESH_ALPN_TCP) socket.destroy(new MeshletError('MESHLET_ERR_PEER_IDENTITY', `peer did not accept ALPN ${MESH_ALPN_TCP}`));
       else stage = 'secure';
     });
     socket.once('error', (err) => {
       if (stage !== 'handshake') return; // refusals are the caller's to report; later errors are resets
       log.warn({ dst: formatHostPort(dst.address, dst.port), expected: peer.spiffeId ?? `trust domain ${peer.trustDomain}`, err: err.message }, 'outbound mTLS handshake failed');
     });
-    return { socket, readyEvent: 'secureConnect', security: 'mutual_tls' };
+    return { socket, readyEvent: 'secureConnect' };
   };
 }

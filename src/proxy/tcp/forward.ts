@@ -103,7 +103,7 @@ export function reset(socket: net.Socket): void {
 function connectFailureReason(err: NodeJS.ErrnoException): string {
   const code = err.code ?? '';
   // Certificate, SPIFFE ID and ALPN failures all mean: the mTLS handshake did not succeed.
-  if (code === '' || code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || code.startsWith('MESHLET_ERR') || /CERT|SELF_SIGNED|UNABLE_TO/.test(code)) {
+  if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || code.startsWith('MESHLET_ERR') || /CERT|SELF_SIGNED|UNABLE_TO/.test(code)) {
     return 'mtls_handshake';
   }
   return `connect_${code.toLowerCase()}`;
