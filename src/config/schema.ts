@@ -31,6 +31,13 @@ const listener = (defaults: { port: number; connectTimeout: string }) => ({
   port: port.default(defaults.port),
   /** How long to wait for the TCP connection to the original destination. */
   connectTimeout: duration.prefault(defaults.connectTimeout),
+  /**
+   * How long to wait for a client's first bytes to tell its protocol (mTLS, HTTP/2,
+   * HTTP/1.x). Clients of those protocols send at once; a client still silent after this
+   * is served as opaque TCP (for example a server-first protocol such as MySQL on a port
+   * that is not in protocols.opaquePorts).
+   */
+  detectTimeout: duration.prefault('1s'),
 });
 
 /** Text that must parse with `parse`; its error message becomes the field's. */
@@ -54,6 +61,9 @@ const cidr = z.string().superRefine((text, ctx) => {
 
 /** `permissive` accepts mTLS and plaintext; `strict` only mTLS; `disable` never terminates mTLS. */
 const mtlsMode = z.enum(['permissive', 'strict', 'disable']);
+
+/** A port's protocol when configured rather than detected. */
+const appProtocol = z.enum(['tcp', 'http', 'http2', 'grpc']);
 
 /** Matches a principal exactly, or by prefix when it ends in `*`; `*` alone matches any authenticated peer. */
 const principalPattern = z.string().min(1);
@@ -91,12 +101,6 @@ export const configSchema = z
          * variable MESHLET_INBOUND_PORTS belongs to `meshlet init`.)
          */
         perPort: z.record(z.string().regex(/^\d+$/, 'expected a port number as the key'), z.strictObject({ mtls: mtlsMode })).default({}),
-        /**
-         * How long to wait for a client's first bytes to tell mTLS from plaintext. Clients
-         * of TLS send their ClientHello at once; a client still silent after this is
-         * plaintext (for example a server-first protocol such as MySQL).
-         */
-        detectTimeout: duration.prefault('1s'),
         /** Ordered rules; the first that matches decides. No match, or no rules: allow. */
         authorization: z.array(authorizationRule).default([]),
       })
@@ -110,6 +114,42 @@ export const configSchema = z
     mesh: z
       .strictObject({
         peers: z.array(meshPeer).default([]),
+      })
+      .prefault({}),
+    protocols: z
+      .strictObject({
+        /**
+         * Ports served as opaque TCP without waiting for the client to speak: server-first
+         * protocols (the server greets first, so detection would only stall them) and
+         * protocols that must never be parsed. Linkerd's list plus FTP, SSH, POP3, IMAP and NATS.
+         */
+        opaquePorts: z.array(port).default([21, 22, 25, 110, 143, 587, 3306, 4222, 4444, 5432, 6379, 9300, 11211]),
+        /**
+         * The protocol of a destination port, instead of detecting it: `tcp` (opaque),
+         * `http` (HTTP/1.x), `http2` (h2c with prior knowledge) or `grpc`.
+         */
+        ports: z.record(z.string().regex(/^\d+$/, 'expected a port number as the key'), appProtocol).default({}),
+      })
+      .prefault({}),
+    http: z
+      .strictObject({
+        /** A request head (request line and headers) larger than this is answered 431. Envoy's default. */
+        maxRequestHeadersKb: z.number().int().min(1).max(8192).default(60),
+        /** A request head that has not fully arrived this long after its first byte (or the connection) is answered 408. */
+        requestHeadersTimeout: duration.prefault('10s'),
+        /** Add an x-request-id header (a random UUID) to requests that arrive without one. */
+        requestId: z.boolean().default(true),
+        /** Upstream keep-alive connections idle for this long are closed by the proxy first (avoids racing the server's own close). */
+        upstreamIdleTimeout: duration.prefault('30s'),
+      })
+      .prefault({}),
+    workload: z
+      .strictObject({
+        /** This pod's workload (Deployment or other owner) name, namespace, app and version labels, sent to peer sidecars for their telemetry. */
+        name: z.string().default(''),
+        namespace: z.string().default(''),
+        app: z.string().default(''),
+        version: z.string().default(''),
       })
       .prefault({}),
     tcp: z

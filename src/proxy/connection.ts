@@ -17,14 +17,25 @@ export interface AcceptedConnection {
   readonly peerPrincipal?: string;
   /** Outbound only: the destination is meshed and is reached over mTLS as this peer. */
   readonly upstreamPeer?: MeshPeer;
+  /** What the connection carries, once detected or configured; undefined until then. */
+  readonly protocol?: ConnectionProtocol;
 }
 
 /**
- * Envoy-style response flags (design.md): UF upstream connect failure (including a
- * failed mTLS handshake), UC upstream closed (reset), DC downstream closed (reset),
- * NR no route (loop), RBAC denied by authorization or by the mTLS mode, '-' none.
+ * `tcp`: opaque bytes (also TLS that is not meshlet's); `http1` and `h2` (h2c with prior
+ * knowledge): the app's HTTP; `mesh-h2`: meshlet's HTTP/2 between sidecars, carrying
+ * requests of either protocol.
  */
-export type ResponseFlag = '-' | 'UF' | 'UC' | 'DC' | 'NR' | 'RBAC';
+export type ConnectionProtocol = 'tcp' | 'http1' | 'h2' | 'mesh-h2';
+
+/**
+ * Envoy-style response flags (design.md): UF upstream connect failure (including a
+ * failed mTLS handshake), UC upstream closed (reset), UT upstream timeout, UPE upstream
+ * protocol error (an invalid response), DPE downstream protocol error (an invalid
+ * request), DC downstream closed (reset), NR no route (loop), RBAC denied by
+ * authorization or by the mTLS mode, '-' none.
+ */
+export type ResponseFlag = '-' | 'UF' | 'UC' | 'UT' | 'UPE' | 'DPE' | 'DC' | 'NR' | 'RBAC';
 
 /** What happened to a connection once both sides are closed. */
 export interface ConnectionOutcome {

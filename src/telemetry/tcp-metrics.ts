@@ -10,6 +10,8 @@ export interface TcpMetrics {
   sentBytes: Counter<string>;
   receivedBytes: Counter<string>;
   refused: Counter<string>;
+  /** What protocol detection decided per connection, and how (sniffed, configured, opaque_port, timeout, closed). */
+  detections: Counter<string>;
 }
 
 const LABELS = ['reporter', 'connection_security_policy', 'response_flags'] as const;
@@ -25,6 +27,12 @@ export function createTcpMetrics(registry: Registry, prefix: string): TcpMetrics
       name: `${prefix}_proxy_connections_refused_total`,
       help: 'Accepted connections the proxy refused to forward, by reason',
       labelNames: ['reporter', 'reason'],
+      registers,
+    }),
+    detections: new Counter({
+      name: `${prefix}_proxy_protocol_detections_total`,
+      help: 'Protocol decided per accepted connection, and how it was decided',
+      labelNames: ['direction', 'protocol', 'how'],
       registers,
     }),
   };

@@ -4,8 +4,10 @@ import { spiffeIdOf } from './identity.ts';
 import type { MeshPeer } from './mesh-peers.ts';
 import { parseSpiffeId } from './spiffe.ts';
 
-/** ALPN protocol that marks meshlet's own mTLS transport between sidecars. */
+/** ALPN protocol that marks meshlet's own mTLS transport between sidecars: one app connection's bytes. */
 export const MESH_ALPN_TCP = 'meshlet/tcp';
+/** ALPN protocol of meshlet's pooled HTTP/2 between sidecars: many apps' requests, one stream each. */
+export const MESH_ALPN_H2 = 'meshlet/h2';
 
 /**
  * The peer's SPIFFE ID, once it is known to match what we expect of it. The chain was

@@ -5,13 +5,13 @@ import type { Config } from '../../config/schema.ts';
 import { describeError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Identity } from '../../tls/identity.ts';
-import { checkPeerIdentity, MESH_ALPN_TCP } from '../../tls/peer-identity.ts';
+import { checkPeerIdentity, MESH_ALPN_H2, MESH_ALPN_TCP } from '../../tls/peer-identity.ts';
 import type { TcpMetrics } from '../../telemetry/tcp-metrics.ts';
 import { formatHostPort } from '../addresses.ts';
 import type { AcceptedConnection, ConnectionOutcome } from '../connection.ts';
 import type { Layer } from '../pipeline.ts';
 import { reset } from '../tcp/forward.ts';
-import { peekFirstBytes, TLS_HANDSHAKE_RECORD } from './first-bytes.ts';
+import { peekFirstBytes, TLS_HANDSHAKE_RECORD } from '../detect/first-bytes.ts';
 
 type Mode = Config['inbound']['mtls'];
 
@@ -23,11 +23,14 @@ export interface InboundMtlsDeps {
   metrics: TcpMetrics;
 }
 
-/** What arrived, decided from the first bytes without consuming them. */
-type Arrival = 'mesh-mtls' | 'other-tls' | 'plaintext';
+/** What arrived, decided from the first bytes without consuming them. `silent`: nothing yet (plaintext, server-first). */
+type Arrival = 'mesh-mtls' | 'other-tls' | 'plaintext' | 'silent';
+
+const MESH_ALPNS = [MESH_ALPN_H2, MESH_ALPN_TCP];
 
 async function classify(conn: AcceptedConnection, timeoutMs: number): Promise<Arrival> {
   const first = await peekFirstBytes(conn.socket, timeoutMs);
+  if (first.kind === 'silent') return 'silent';
   if (first.kind !== 'data' || first.chunk[0] !== TLS_HANDSHAKE_RECORD) return 'plaintext';
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -37,7 +40,7 @@ async function classify(conn: AcceptedConnection, timeoutMs: number): Promise<Ar
       new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('ClientHello did not arrive in time')), timeoutMs))),
     ]);
     const protocols = getExtensionData(hello, 'alpn')?.protocols ?? [];
-    return protocols.includes(MESH_ALPN_TCP) ? 'mesh-mtls' : 'other-tls';
+    return protocols.some((p) => MESH_ALPNS.includes(p)) ? 'mesh-mtls' : 'other-tls';
   } catch {
     return 'plaintext'; // not parseable as TLS after all; the bytes were put back
   } finally {
@@ -68,7 +71,7 @@ class MtlsTerminator {
       minVersion: 'TLSv1.3',
       requestCert: true,
       rejectUnauthorized: false,
-      ALPNProtocols: [MESH_ALPN_TCP],
+      ALPNProtocols: MESH_ALPNS,
       allowHalfOpen: true,
     });
     this.#server.on('secureConnection', (socket: tls.TLSSocket) => this.#pending.get(tupleOf(socket))?.(socket));
@@ -143,8 +146,9 @@ export function inboundMtlsLayer(deps: InboundMtlsDeps): Layer<AcceptedConnectio
     if (mode === 'disable' || !identity) return next(conn);
     const arrival = await classify(conn, config.detectTimeout);
     if (arrival !== 'mesh-mtls') {
-      if (mode === 'strict') return refuse(conn, 'mtls_required', { arrived: arrival });
-      return next(conn); // permissive: plaintext, or the app's own TLS, untouched
+      if (mode === 'strict') return refuse(conn, 'mtls_required', { arrived: arrival === 'silent' ? 'plaintext' : arrival });
+      // permissive: plaintext, or the app's own TLS, untouched; a silent client was waited for once already
+      return next(arrival === 'silent' ? { ...conn, protocol: 'tcp' } : conn);
     }
     let terminated;
     try {
@@ -154,6 +158,7 @@ export function inboundMtlsLayer(deps: InboundMtlsDeps): Layer<AcceptedConnectio
       log.warn({ peer: formatHostPort(conn.peer.address, conn.peer.port), port: conn.origDst.port, err: describeError(err) }, 'inbound mTLS handshake failed');
       return { receivedBytes: 0, sentBytes: 0, flag: 'UF', reason: 'mtls_handshake' };
     }
-    return next({ ...conn, socket: terminated.socket, security: 'mutual_tls', peerPrincipal: terminated.principal });
+    const protocol = terminated.socket.alpnProtocol === MESH_ALPN_H2 ? 'mesh-h2' : undefined;
+    return next({ ...conn, socket: terminated.socket, security: 'mutual_tls', peerPrincipal: terminated.principal, ...(protocol ? { protocol } : {}) });
   };
 }

@@ -1,9 +1,23 @@
 import { accessLogLayer } from '../../telemetry/access-log.ts';
 import { tcpMetricsLayer } from '../../telemetry/tcp-metrics-layer.ts';
 import type { AcceptedConnection, ConnectionOutcome } from '../connection.ts';
+import { detectLayer } from '../detect/detect-layer.ts';
+import type { ProxyRequest, ProxyResponse } from '../http/exchange.ts';
+import { appH2, H2Downstream } from '../http/h2-downstream.ts';
+import { H2Upstream } from '../http/h2-upstream.ts';
+import { Http1Downstream } from '../http/http1-downstream.ts';
+import { Http1Upstream } from '../http/http1-upstream.ts';
+import { meshServerFraming } from '../http/mesh-framing.ts';
+import { downstreamOptions } from '../http/options.ts';
+import { workloadOf } from '../http/peer-metadata.ts';
+import { requestIdLayer } from '../http/request-id-layer.ts';
+import { h2cSessions } from '../http/session-factories.ts';
+import { SessionPool } from '../http/session-pool.ts';
+import { tunnelHandler } from '../http/tunnel.ts';
 import { loopGuardLayer } from '../loop-guard-layer.ts';
 import { compose, type Handler } from '../pipeline.ts';
 import type { StackDeps } from '../stack-deps.ts';
+import { plainConnector } from '../tcp/connectors.ts';
 import { forwardTcp } from '../tcp/forward.ts';
 import { authorizationLayer } from './authorization-layer.ts';
 import { inboundMtlsLayer } from './mtls-layer.ts';
@@ -14,16 +28,40 @@ import { inboundMtlsLayer } from './mtls-layer.ts';
 // Apps bound only to 127.0.0.1 are not reachable through the mesh (docs/proxy.md).
 export function inboundStack(deps: StackDeps): Handler<AcceptedConnection, ConnectionOutcome> {
   const { config, log, tcpMetrics } = deps;
+  const requests = inboundRequests(deps);
+  const http1 = new Http1Downstream(requests, tunnelHandler(() => plainConnector, config.inbound.connectTimeout, log), downstreamOptions(config), log);
+  const h2 = new H2Downstream(requests, downstreamOptions(config), log);
+  const fromPeerSidecar = meshServerFraming(workloadOf(config.workload));
+
   return compose(
     [
       loopGuardLayer(deps.proxyPorts, deps.localAddresses, tcpMetrics, log),
       // Terminate the peer sidecar's mTLS, or pass plaintext / the app's own TLS (inbound.mtls).
       inboundMtlsLayer({ config: config.inbound, identity: deps.identity, log, metrics: tcpMetrics }),
       authorizationLayer(config.inbound.authorization, log, tcpMetrics),
+      // What the (decrypted) connection carries; meshlet/h2 from a peer sidecar is known already.
+      detectLayer(config.protocols, config.inbound.detectTimeout, tcpMetrics.detections, log),
       // From here on the connection is accepted: one access log line and the TCP metrics.
       accessLogLayer(log),
       tcpMetricsLayer(tcpMetrics),
     ],
-    (conn) => forwardTcp(conn, { connectTimeoutMs: config.inbound.connectTimeout, idleTimeoutMs: config.tcp.idleTimeout }),
+    (conn) => {
+      if (conn.protocol === 'mesh-h2') return h2.serve(conn, fromPeerSidecar);
+      if (conn.protocol === 'http1') return http1.serve(conn);
+      if (conn.protocol === 'h2') return h2.serve(conn, appH2);
+      return forwardTcp(conn, { connectTimeoutMs: config.inbound.connectTimeout, idleTimeoutMs: config.tcp.idleTimeout });
+    },
+  );
+}
+
+// The inbound request recipe: one run per request, spoken to the app in the protocol its
+// client used (a peer sidecar says which in meshlet-protocol).
+function inboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse> {
+  const { config } = deps;
+  const pool = { connectTimeoutMs: config.inbound.connectTimeout, idleTimeoutMs: config.http.upstreamIdleTimeout };
+  const http1 = new Http1Upstream(pool);
+  const h2c = new H2Upstream(new SessionPool(h2cSessions, pool));
+  return compose([requestIdLayer(config.http.requestId)], (req) =>
+    req.protocol === 'h2' ? h2c.send(req, req.conn.origDst) : http1.send(req, req.conn.origDst),
   );
 }

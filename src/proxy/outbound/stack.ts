@@ -1,10 +1,23 @@
 import { accessLogLayer } from '../../telemetry/access-log.ts';
 import { tcpMetricsLayer } from '../../telemetry/tcp-metrics-layer.ts';
 import type { AcceptedConnection, ConnectionOutcome } from '../connection.ts';
+import { detectLayer } from '../detect/detect-layer.ts';
+import type { ProxyRequest, ProxyResponse } from '../http/exchange.ts';
+import { appH2, H2Downstream } from '../http/h2-downstream.ts';
+import { H2Upstream } from '../http/h2-upstream.ts';
+import { Http1Downstream } from '../http/http1-downstream.ts';
+import { Http1Upstream } from '../http/http1-upstream.ts';
+import { meshClientFraming } from '../http/mesh-framing.ts';
+import { downstreamOptions } from '../http/options.ts';
+import { workloadOf } from '../http/peer-metadata.ts';
+import { requestIdLayer } from '../http/request-id-layer.ts';
+import { h2cSessions, meshSessions } from '../http/session-factories.ts';
+import { SessionPool } from '../http/session-pool.ts';
+import { tunnelHandler } from '../http/tunnel.ts';
 import { loopGuardLayer } from '../loop-guard-layer.ts';
 import { compose, type Handler } from '../pipeline.ts';
 import type { StackDeps } from '../stack-deps.ts';
-import { mtlsConnector, plainConnector } from '../tcp/connectors.ts';
+import { mtlsConnector, plainConnector, type Connector } from '../tcp/connectors.ts';
 import { forwardTcp } from '../tcp/forward.ts';
 import { meshRouteLayer } from './mesh-route-layer.ts';
 
@@ -12,17 +25,44 @@ import { meshRouteLayer } from './mesh-route-layer.ts';
 // sent the connection here. Read top to bottom: the first layer sees the connection first.
 export function outboundStack(deps: StackDeps): Handler<AcceptedConnection, ConnectionOutcome> {
   const { config, log, tcpMetrics } = deps;
-  const options = { connectTimeoutMs: config.outbound.connectTimeout, idleTimeoutMs: config.tcp.idleTimeout };
+  const tcpOptions = { connectTimeoutMs: config.outbound.connectTimeout, idleTimeoutMs: config.tcp.idleTimeout };
+  // Opaque bytes (and WebSocket after its upgrade) to a meshed destination: mTLS meshlet/tcp, one connection each.
+  const connectorFor = (conn: AcceptedConnection): Connector => (conn.upstreamPeer ? mtlsConnector(() => deps.identity()!, conn.upstreamPeer, log) : plainConnector);
+
+  const requests = outboundRequests(deps);
+  const http1 = new Http1Downstream(requests, tunnelHandler(connectorFor, config.outbound.connectTimeout, log), downstreamOptions(config), log);
+  const h2 = new H2Downstream(requests, downstreamOptions(config), log);
+
   return compose(
     [
       loopGuardLayer(deps.proxyPorts, deps.localAddresses, tcpMetrics, log),
+      // Opaque TCP, HTTP/1.x or HTTP/2, from protocols.ports, protocols.opaquePorts or the first bytes.
+      detectLayer(config.protocols, config.outbound.detectTimeout, tcpMetrics.detections, log),
       // Meshed destinations (mesh.peers) are reached over mTLS, everything else as it is.
       meshRouteLayer(deps),
       // From here on the connection is accepted: one access log line and the TCP metrics.
       accessLogLayer(log),
       tcpMetricsLayer(tcpMetrics),
     ],
-    (conn) =>
-      forwardTcp(conn, options, conn.upstreamPeer ? mtlsConnector(() => deps.identity()!, conn.upstreamPeer, log) : plainConnector),
+    (conn) => {
+      if (conn.protocol === 'http1') return http1.serve(conn);
+      if (conn.protocol === 'h2') return h2.serve(conn, appH2);
+      return forwardTcp(conn, tcpOptions, connectorFor(conn));
+    },
   );
+}
+
+// The outbound request recipe: one run per HTTP request of the app. Requests to meshed
+// destinations share one pooled mTLS HTTP/2 connection (meshlet/h2) per destination;
+// others go as the app sent them, over pooled connections.
+function outboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse> {
+  const { config, log } = deps;
+  const pool = { connectTimeoutMs: config.outbound.connectTimeout, idleTimeoutMs: config.http.upstreamIdleTimeout };
+  const http1 = new Http1Upstream(pool);
+  const h2c = new H2Upstream(new SessionPool(h2cSessions, pool));
+  const mesh = new H2Upstream(new SessionPool(meshSessions(deps.identity, deps.peers, log), pool), meshClientFraming(workloadOf(config.workload)));
+  return compose([requestIdLayer(config.http.requestId)], (req) => {
+    if (req.conn.upstreamPeer) return mesh.send(req, req.conn.origDst);
+    return req.protocol === 'h2' ? h2c.send(req, req.conn.origDst) : http1.send(req, req.conn.origDst);
+  });
 }

@@ -22,44 +22,50 @@ export const plainConnector: Connector = (dst) => ({
 });
 
 /**
- * mTLS to a meshed destination: TLS 1.3, our certificate, meshlet's ALPN; the server
- * is verified by chain against ca.crt and by SPIFFE ID against what `peer` expects,
- * never by hostname. The identity is read per connection, so a rotation applies to
- * the next connection and leaves open ones alone.
+ * mTLS to a meshed destination: TLS 1.3, our certificate, one of meshlet's ALPN
+ * protocols; the server is verified by chain against ca.crt and by SPIFFE ID against
+ * what `peer` expects, never by hostname. A server that does not agree to the ALPN is
+ * not a sidecar, and the socket is destroyed with an error before it is ready.
+ */
+export function connectMeshTls(identity: Identity, peer: MeshPeer, dst: OrigDst, alpn: string, log: Logger): tls.TLSSocket {
+  // allowHalfOpen is honoured by tls.connect (it is handed to the TLSSocket) but missing from its types.
+  const options: tls.ConnectionOptions & { allowHalfOpen: boolean } = {
+    host: dst.address,
+    port: dst.port,
+    secureContext: identity.secureContext,
+    ALPNProtocols: [alpn],
+    minVersion: 'TLSv1.3',
+    rejectUnauthorized: true,
+    allowHalfOpen: true,
+    checkServerIdentity: (_host, cert) => {
+      try {
+        checkPeerIdentity(new X509Certificate(cert.raw), peer);
+        return undefined;
+      } catch (err) {
+        return err as Error;
+      }
+    },
+  };
+  const socket = tls.connect(options);
+  socket.setNoDelay(true);
+  let stage: 'tcp' | 'handshake' | 'secure' = 'tcp';
+  socket.once('connect', () => (stage = 'handshake'));
+  socket.prependOnceListener('secureConnect', () => {
+    if (socket.alpnProtocol !== alpn) socket.destroy(new MeshletError('MESHLET_ERR_PEER_IDENTITY', `peer did not accept ALPN ${alpn}`));
+    else stage = 'secure';
+  });
+  socket.once('error', (err) => {
+    if (stage !== 'handshake') return; // refusals are the caller's to report; later errors are resets
+    log.warn({ dst: formatHostPort(dst.address, dst.port), expected: peer.spiffeId ?? `trust domain ${peer.trustDomain}`, err: err.message }, 'outbound mTLS handshake failed');
+  });
+  return socket;
+}
+
+/**
+ * One app connection carried over its own mTLS connection (ALPN meshlet/tcp). The
+ * identity is read per connection, so a rotation applies to the next connection and
+ * leaves open ones alone.
  */
 export function mtlsConnector(identity: () => Identity, peer: MeshPeer, log: Logger): Connector {
-  return (dst) => {
-    // allowHalfOpen is honoured by tls.connect (it is handed to the TLSSocket) but missing from its types.
-    const options: tls.ConnectionOptions & { allowHalfOpen: boolean } = {
-      host: dst.address,
-      port: dst.port,
-      secureContext: identity().secureContext,
-      ALPNProtocols: [MESH_ALPN_TCP],
-      minVersion: 'TLSv1.3',
-      rejectUnauthorized: true,
-      allowHalfOpen: true,
-      checkServerIdentity: (_host, cert) => {
-        try {
-          checkPeerIdentity(new X509Certificate(cert.raw), peer);
-          return undefined;
-        } catch (err) {
-          return err as Error;
-        }
-      },
-    };
-    const socket = tls.connect(options);
-    socket.setNoDelay(true);
-    let stage: 'tcp' | 'handshake' | 'secure' = 'tcp';
-    socket.once('connect', () => (stage = 'handshake'));
-    socket.once('secureConnect', () => {
-      // Still part of the handshake: a server that did not agree to our ALPN is not a sidecar.
-      if (socket.alpnProtocol !== MESH_ALPN_TCP) socket.destroy(new MeshletError('MESHLET_ERR_PEER_IDENTITY', `peer did not accept ALPN ${MESH_ALPN_TCP}`));
-      else stage = 'secure';
-    });
-    socket.once('error', (err) => {
-      if (stage !== 'handshake') return; // refusals are the caller's to report; later errors are resets
-      log.warn({ dst: formatHostPort(dst.address, dst.port), expected: peer.spiffeId ?? `trust domain ${peer.trustDomain}`, err: err.message }, 'outbound mTLS handshake failed');
-    });
-    return { socket, readyEvent: 'secureConnect' };
-  };
+  return (dst) => ({ socket: connectMeshTls(identity(), peer, dst, MESH_ALPN_TCP, log), readyEvent: 'secureConnect' });
 }

@@ -1,0 +1,62 @@
+import type { Readable } from 'node:stream';
+import type { AcceptedConnection, ResponseFlag } from '../connection.ts';
+import type { RawHeaders } from './headers.ts';
+import type { WorkloadMetadata } from './peer-metadata.ts';
+
+// One HTTP request and its response as the request pipeline sees them, whichever
+// protocol they arrived in and leave in. Bodies are streams (never buffered whole);
+// trailers can be read once the body has ended.
+
+export type HttpProtocol = 'http1' | 'h2';
+
+export interface ProxyRequest {
+  readonly conn: AcceptedConnection;
+  /** What the app speaks: the client's protocol outbound, the original client's protocol inbound. */
+  readonly protocol: HttpProtocol;
+  readonly method: string;
+  /** Host (HTTP/1.1) or :authority (HTTP/2). */
+  readonly authority: string;
+  readonly path: string;
+  readonly scheme: string;
+  /** End-to-end headers in arrival order and case; no Host (see authority), no pseudo-headers. */
+  headers: RawHeaders;
+  /** How the client wrote the Host header's name, so an HTTP/1.1 app sees it unchanged. */
+  readonly hostName: string;
+  /** Undefined when the request has no body. */
+  readonly body: Readable | undefined;
+  /** The request's trailers; complete once the body has ended. */
+  readonly trailers: () => RawHeaders;
+  /** gRPC (content-type application/grpc...): errors the proxy makes are gRPC-shaped. */
+  readonly grpc: boolean;
+  /** The calling workload, when a peer sidecar said who it is. */
+  readonly peer?: WorkloadMetadata;
+  /** Aborted when the client goes away; whatever is under way upstream is then cancelled. */
+  readonly signal: AbortSignal;
+  /** The upstream answered 100 Continue: tell the client to send its body. */
+  readonly onContinue: () => void;
+}
+
+export interface ProxyResponse {
+  readonly status: number;
+  /** HTTP/1.1 reason phrase from an HTTP/1.1 upstream, passed on as it was. */
+  readonly reason?: string;
+  /** End-to-end headers in arrival order and case. */
+  readonly headers: RawHeaders;
+  /** Undefined when the response has no body (HEAD, 204, 304, trailers-only gRPC). */
+  readonly body: Readable | undefined;
+  readonly trailers: () => RawHeaders;
+  /** The destination workload, when the peer sidecar said who it is. */
+  readonly peer?: WorkloadMetadata;
+  /** '-' for the upstream's own responses; the cause for responses the proxy made. */
+  readonly flag: ResponseFlag;
+}
+
+/** `application/grpc`, `application/grpc+proto`, ... (not grpc-web, which is plain HTTP to the proxy). */
+export function isGrpc(contentType: string | undefined): boolean {
+  return contentType !== undefined && /^application\/grpc(\+|;|$)/i.test(contentType);
+}
+
+/** Responses that never have a body (RFC 9110 6.4.1). */
+export function hasNoBody(method: string, status: number): boolean {
+  return method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
+}

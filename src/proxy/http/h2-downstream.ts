@@ -1,0 +1,154 @@
+import http2 from 'node:http2';
+import type { Logger } from '../../log.ts';
+import { formatHostPort } from '../addresses.ts';
+import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../connection.ts';
+import type { Handler } from '../pipeline.ts';
+import { errorResponse } from './error-response.ts';
+import { isGrpc, type HttpProtocol, type ProxyRequest, type ProxyResponse } from './exchange.ts';
+import { endToEnd, fromH2Raw, get, isMeshHop, toH2, without, type RawHeaders } from './headers.ts';
+import type { WorkloadMetadata } from './peer-metadata.ts';
+
+const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+
+// The upstream's Date header or none, never one of ours. respond() honours sendDate;
+// @types/node does not declare it.
+const NO_DATE = { sendDate: false } as http2.ServerStreamResponseOptions;
+
+/** How a server-side stream's head is read and its response head written: the app's h2c, or meshlet/h2 from a peer sidecar. */
+export interface H2ServerFraming {
+  /** The request as the app meant it: its protocol, headers (mesh headers removed) and the Host name's case. */
+  request(headers: RawHeaders): { protocol: HttpProtocol; headers: RawHeaders; hostName: string; peer?: WorkloadMetadata };
+  /** Extra response headers (lower-case names). */
+  responseHeaders(response: ProxyResponse, req: ProxyRequest): Record<string, string>;
+}
+
+export const appH2: H2ServerFraming = {
+  request: (headers) => ({ protocol: 'h2', headers: without(headers, isMeshHop), hostName: 'host' }),
+  responseHeaders: () => ({}),
+};
+
+export interface H2DownstreamOptions {
+  maxHeaderBytes: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS we announce to the client. */
+  maxConcurrentStreams: number;
+}
+
+/**
+ * The HTTP/2 server side: h2c with prior knowledge from an app, or meshlet/h2 from a
+ * peer sidecar (decrypted by the mTLS layer). Each stream is one request through the
+ * pipeline. RST_STREAM from the client cancels the upstream exchange; an upstream reset
+ * after the response started resets the client's stream.
+ */
+export class H2Downstream {
+  readonly #handler: Handler<ProxyRequest, ProxyResponse>;
+  readonly #options: H2DownstreamOptions;
+  readonly #log: Logger;
+
+  constructor(handler: Handler<ProxyRequest, ProxyResponse>, options: H2DownstreamOptions, log: Logger) {
+    this.#handler = handler;
+    this.#options = options;
+    this.#log = log;
+  }
+
+  serve(conn: AcceptedConnection, framing: H2ServerFraming): Promise<ConnectionOutcome> {
+    const state = { flag: '-' as ResponseFlag };
+    return new Promise((resolve) => {
+      const socket = conn.socket;
+      socket.once('close', () => resolve({ receivedBytes: socket.bytesRead, sentBytes: socket.bytesWritten, flag: state.flag }));
+      const session = http2.performServerHandshake(socket, {
+        maxHeaderListPairs: 1000,
+        maxSendHeaderBlockLength: this.#options.maxHeaderBytes,
+        settings: { maxConcurrentStreams: this.#options.maxConcurrentStreams, maxHeaderListSize: this.#options.maxHeaderBytes, enablePush: false },
+      });
+      session.on('error', (err) => {
+        state.flag = 'DPE';
+        this.#log.debug({ conn: conn.id, err: err.message }, 'HTTP/2 session error from the client');
+      });
+      session.on('stream', (stream, headers, flags: number, raw: string[]) => {
+        void this.#onStream(conn, framing, stream, headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || stream.endAfterHeaders, raw, state);
+      });
+      // The client's socket is closed when the session ends; keep going until then.
+      session.once('close', () => socket.destroy());
+    });
+  }
+
+  async #onStream(
+    conn: AcceptedConnection,
+    framing: H2ServerFraming,
+    stream: http2.ServerHttp2Stream,
+    h: http2.IncomingHttpHeaders,
+    noBody: boolean,
+    raw: string[],
+    state: { flag: ResponseFlag },
+  ): Promise<void> {
+    const aborted = new AbortController();
+    stream.once('close', () => {
+      if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR || !stream.writableFinished) aborted.abort();
+    });
+    stream.on('error', () => {}); // resets are seen through 'close' and rstCode
+    const head = framing.request(endToEnd(fromH2Raw(raw)));
+    let trailers: RawHeaders = [];
+    stream.on('trailers', (_t, _f, rawTrailers: string[]) => (trailers = fromH2Raw(rawTrailers)));
+    const method = String(h[':method'] ?? 'GET');
+    const authority = String(h[':authority'] ?? get(head.headers, 'host') ?? formatHostPort(conn.origDst.address, conn.origDst.port));
+    const request: ProxyRequest = {
+      conn,
+      protocol: head.protocol,
+      method,
+      authority,
+      path: String(h[':path'] ?? '/'),
+      scheme: String(h[':scheme'] ?? 'http'),
+      headers: without(head.headers, (n) => n === 'host'),
+      hostName: head.hostName,
+      body: noBody ? undefined : stream,
+      trailers: () => trailers,
+      grpc: isGrpc(get(head.headers, 'content-type')),
+      ...(head.peer ? { peer: head.peer } : {}),
+      signal: aborted.signal,
+      onContinue: () => {
+        if (!stream.headersSent && !stream.destroyed) stream.additionalHeaders({ ':status': 100 });
+      },
+    };
+    let response: ProxyResponse;
+    try {
+      response = await this.#handler(request);
+    } catch (err) {
+      if (aborted.signal.aborted) return;
+      response = errorResponse(err, request.grpc);
+    }
+    if (response.flag !== '-') state.flag = response.flag;
+    this.#write(stream, response, request, framing, aborted.signal);
+  }
+
+  #write(stream: http2.ServerHttp2Stream, response: ProxyResponse, req: ProxyRequest, framing: H2ServerFraming, aborted: AbortSignal): void {
+    const body = response.body;
+    if (aborted.aborted || stream.destroyed) {
+      body?.destroy();
+      return;
+    }
+    const headers = toH2(response.headers, { ':status': String(response.status), ...framing.responseHeaders(response, req) });
+    try {
+      if (!body) {
+        stream.respond(headers, { ...NO_DATE, endStream: true });
+        return;
+      }
+      stream.respond(headers, { ...NO_DATE, waitForTrailers: true });
+    } catch (err) {
+      // Headers HTTP/2 forbids (e.g. from an HTTP/1.1 upstream): the client gets a clean stream error.
+      this.#log.debug({ err: (err as Error).message }, 'cannot send response headers over HTTP/2');
+      body?.destroy();
+      stream.close(NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    stream.on('wantTrailers', () => stream.sendTrailers(toH2(response.trailers(), {})));
+    body.pipe(stream);
+    body.on('error', () => {
+      // Mirror an upstream RST_STREAM's code where there is one.
+      const code = (body as { rstCode?: number }).rstCode;
+      stream.close(code && code !== 0 ? code : NGHTTP2_INTERNAL_ERROR);
+    });
+    stream.once('close', () => {
+      if (!stream.writableFinished) body.destroy();
+    });
+  }
+}

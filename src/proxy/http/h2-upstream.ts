@@ -1,0 +1,99 @@
+import http2 from 'node:http2';
+import type { OrigDst } from '../addresses.ts';
+import type { ProxyRequest, ProxyResponse } from './exchange.ts';
+import { fromH2Raw, toH2, type RawHeaders } from './headers.ts';
+import type { SessionPool } from './session-pool.ts';
+import { beforeResponse } from './upstream-errors.ts';
+
+const { NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+
+/** What a sender adds to and takes from the HTTP/2 exchange (the mesh hop's own headers). */
+export interface H2Framing {
+  /** Extra request headers (lower-case names), e.g. between sidecars. */
+  requestHeaders(req: ProxyRequest): Record<string, string>;
+  /** Turns the received response head into the response handed back (e.g. removes the mesh headers). */
+  response(head: { status: number; headers: RawHeaders }, req: ProxyRequest): Pick<ProxyResponse, 'headers' | 'peer'>;
+}
+
+export const plainH2: H2Framing = {
+  requestHeaders: () => ({}),
+  response: (head) => ({ headers: head.headers }),
+};
+
+/**
+ * Sends requests as streams on a pooled HTTP/2 session: h2c to an app, or meshlet/h2
+ * between sidecars (framing adds and strips the mesh headers). Flow control is
+ * end to end because bodies are piped: a stream that cannot take more stops reading
+ * the other side.
+ */
+export class H2Upstream {
+  readonly #pool: SessionPool;
+  readonly #framing: H2Framing;
+
+  constructor(pool: SessionPool, framing: H2Framing = plainH2) {
+    this.#pool = pool;
+    this.#framing = framing;
+  }
+
+  async send(req: ProxyRequest, dst: OrigDst): Promise<ProxyResponse> {
+    try {
+      return await this.#attempt(req, dst);
+    } catch (err) {
+      // REFUSED_STREAM means the server did not process the stream (RFC 9113 8.7): safe to send again once.
+      if (!(err instanceof Refused) || req.body) throw (err instanceof Refused ? err.cause : err);
+      return this.#attempt(req, dst);
+    }
+  }
+
+  #attempt(req: ProxyRequest, dst: OrigDst): Promise<ProxyResponse> {
+    return new Promise((resolve, reject) => {
+      const pooled = this.#pool.get(dst);
+      const headers = toH2(req.headers, {
+        ':method': req.method,
+        ':authority': req.authority,
+        ':scheme': req.scheme,
+        ':path': req.path,
+        ...this.#framing.requestHeaders(req),
+      });
+      let stream: http2.ClientHttp2Stream;
+      try {
+        stream = pooled.session.request(headers, { endStream: !req.body, waitForTrailers: !!req.body, signal: req.signal });
+      } catch (err) {
+        reject(beforeResponse(err, pooled.connected()));
+        return;
+      }
+      let responded = false;
+      let trailers: RawHeaders = [];
+      stream.on('continue', () => req.onContinue());
+      stream.on('trailers', (_h, _f, raw: string[]) => (trailers = fromH2Raw(raw)));
+      stream.once('response', (h, flags: number, raw: string[]) => {
+        responded = true;
+        const status = Number(h[':status']);
+        const framed = this.#framing.response({ status, headers: fromH2Raw(raw) }, req);
+        // A response head with END_STREAM (trailers-only gRPC, 204, HEAD) has no body and must stay one frame.
+        const ended = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || stream.endAfterHeaders;
+        resolve({ status, ...framed, body: ended ? (stream.resume(), undefined) : stream, trailers: () => trailers, flag: '-' });
+      });
+      stream.on('error', (err) => {
+        if (responded) return; // the body's reader sees it
+        if (stream.rstCode === NGHTTP2_REFUSED_STREAM) reject(new Refused(beforeResponse(err, true)));
+        else reject(beforeResponse(err, pooled.connected()));
+      });
+      stream.once('close', () => {
+        if (!responded) reject(beforeResponse(Object.assign(new Error(`stream closed (code ${stream.rstCode})`), { code: 'ERR_HTTP2_STREAM_ERROR' }), pooled.connected()));
+      });
+      if (!req.body) return;
+      stream.on('wantTrailers', () => stream.sendTrailers(toH2(req.trailers(), {})));
+      req.body.pipe(stream);
+      req.body.once('error', (err) => stream.destroy(err));
+    });
+  }
+}
+
+class Refused extends Error {
+  override readonly cause: Error;
+  constructor(cause: Error) {
+    super(cause.message);
+    this.cause = cause;
+  }
+}

@@ -1,0 +1,114 @@
+// Header lists as Node's rawHeaders: a flat [name, value, name, value, ...] array that
+// keeps the order, duplicates and the case of names as they arrived. Case is kept end to
+// end (a known complaint about both anchors): HTTP/1.1 apps that match header names
+// case-sensitively keep working through the mesh.
+
+export type RawHeaders = string[];
+
+/**
+ * Connection-specific headers (RFC 9110 7.6.1, RFC 9113 8.2.2): never forwarded. Trailer
+ * is end to end (RFC 9110 6.6.2) and passes.
+ */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'http2-settings']);
+
+/** Headers only HTTP/2 carries as pseudo-headers; HTTP/1.1 names them Host. */
+export const HOST = 'host';
+
+/** Between sidecars only (docs/proxy.md): removed before anything reaches an app or a client, and never taken from one. */
+export const MESH_PROTOCOL_HEADER = 'meshlet-protocol';
+export const MESH_CASE_HEADER = 'meshlet-header-case';
+export const MESH_METADATA_HEADER = 'meshlet-peer-metadata';
+const MESH_HOP = new Set([MESH_PROTOCOL_HEADER, MESH_CASE_HEADER, MESH_METADATA_HEADER]);
+export const isMeshHop = (lowerName: string): boolean => MESH_HOP.has(lowerName);
+
+export function get(headers: RawHeaders, name: string): string | undefined {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === name) return headers[i + 1];
+  return undefined;
+}
+
+export function getAll(headers: RawHeaders, name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === name) out.push(headers[i + 1]!);
+  return out;
+}
+
+export function without(headers: RawHeaders, drop: (lowerName: string) => boolean): RawHeaders {
+  const out: RawHeaders = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    if (!drop(headers[i]!.toLowerCase())) out.push(headers[i]!, headers[i + 1]!);
+  }
+  return out;
+}
+
+/**
+ * The end-to-end headers: hop-by-hop ones go, and so does every header that the
+ * Connection header names. `te: trailers` is the one TE value that means something
+ * end to end (gRPC needs it) and is kept.
+ */
+export function endToEnd(headers: RawHeaders): RawHeaders {
+  const named = new Set(
+    getAll(headers, 'connection')
+      .flatMap((v) => v.split(','))
+      .map((t) => t.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  const out: RawHeaders = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    const lower = headers[i]!.toLowerCase();
+    const value = headers[i + 1]!;
+    if (lower === 'te') {
+      if (value.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) out.push(headers[i]!, 'trailers');
+      continue;
+    }
+    if (HOP_BY_HOP.has(lower) || named.has(lower) || lower.startsWith(':')) continue;
+    out.push(headers[i]!, value);
+  }
+  return out;
+}
+
+/** HTTP/2 header object (lower-case names; repeated names as arrays) from a raw list. */
+export function toH2(headers: RawHeaders, pseudo: Record<string, string>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = { ...pseudo };
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!.toLowerCase();
+    if (name === HOST) continue; // carried as :authority
+    const value = headers[i + 1]!;
+    const prev = out[name];
+    out[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+  }
+  return out;
+}
+
+/** A raw list without pseudo-headers from what node:http2 hands over (its rawHeaders). */
+export function fromH2Raw(raw: RawHeaders): RawHeaders {
+  return without(raw, (name) => name.startsWith(':'));
+}
+
+/**
+ * The names whose case differs from lower case, so a sidecar that carries the request
+ * over HTTP/2 (which lower-cases every name) can tell the other side how to write them.
+ */
+export function caseOf(headers: RawHeaders): string | undefined {
+  const names = new Set<string>();
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    if (name !== name.toLowerCase() && !isMeshHop(name.toLowerCase())) names.add(name);
+  }
+  return names.size > 0 ? [...names].join(',') : undefined;
+}
+
+/** Writes the names of `headers` in the case `caseList` (from caseOf) gives. */
+export function restoreCase(headers: RawHeaders, caseList: string | undefined): RawHeaders {
+  if (!caseList) return headers;
+  const byLower = new Map(caseList.split(',').map((n) => [n.trim().toLowerCase(), n.trim()] as const));
+  const out: RawHeaders = [];
+  for (let i = 0; i < headers.length; i += 2) out.push(byLower.get(headers[i]!.toLowerCase()) ?? headers[i]!, headers[i + 1]!);
+  return out;
+}
+
+/** Node's addTrailers wants [name, value] pairs. */
+export function pairs(headers: RawHeaders): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i < headers.length; i += 2) out.push([headers[i]!, headers[i + 1]!]);
+  return out;
+}

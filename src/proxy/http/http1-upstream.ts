@@ -1,0 +1,109 @@
+import http from 'node:http';
+import { MeshletError } from '../../errors.ts';
+import type { OrigDst } from '../addresses.ts';
+import type { ProxyRequest, ProxyResponse } from './exchange.ts';
+import { hasNoBody } from './exchange.ts';
+import { endToEnd, get, pairs, type RawHeaders } from './headers.ts';
+import { beforeResponse, connectFailure } from './upstream-errors.ts';
+
+export interface Http1UpstreamOptions {
+  connectTimeoutMs: number;
+  /** Idle keep-alive connections are closed after this (before the server's own timeout, ideally). */
+  idleTimeoutMs: number;
+}
+
+// Errors that mean a kept-alive connection was closed by the server just as we reused it
+// (the "keep-alive race" behind many 503s users report of both anchors).
+const STALE_CONNECTION = new Set(['ECONNRESET', 'EPIPE']);
+
+/**
+ * HTTP/1.1 to an upstream, over a keep-alive pool per destination (node:http's Agent
+ * pools per host:port). Header names keep their case: requests are written from raw
+ * header lists.
+ */
+export class Http1Upstream {
+  readonly #agent: http.Agent;
+  readonly #options: Http1UpstreamOptions;
+
+  constructor(options: Http1UpstreamOptions) {
+    this.#options = options;
+    // LIFO: the most recently used connection is the least likely to have been closed by the server.
+    this.#agent = new http.Agent({ keepAlive: true, scheduling: 'lifo', timeout: options.idleTimeoutMs, maxFreeSockets: 256 });
+  }
+
+  async send(req: ProxyRequest, dst: OrigDst): Promise<ProxyResponse> {
+    try {
+      return await this.#attempt(req, dst);
+    } catch (err) {
+      // A request without a body that failed on a reused connection before any response
+      // byte never reached the app: send it again on a fresh connection.
+      if (!(err instanceof StaleConnection)) throw err;
+      return this.#attempt(req, dst, true);
+    }
+  }
+
+  #attempt(req: ProxyRequest, dst: OrigDst, fresh = false): Promise<ProxyResponse> {
+    return new Promise<ProxyResponse>((resolve, reject) => {
+      const headers: RawHeaders = [req.hostName, req.authority, ...req.headers];
+      if (req.body && get(req.headers, 'content-length') === undefined) headers.push('Transfer-Encoding', 'chunked');
+      const upstream = http.request({
+        agent: fresh ? new http.Agent({ keepAlive: false }) : this.#agent,
+        host: dst.address,
+        port: dst.port,
+        method: req.method,
+        path: req.path,
+        headers,
+        setHost: false,
+        signal: req.signal,
+      });
+      let connected = false;
+      let timer: NodeJS.Timeout | undefined;
+      upstream.on('socket', (socket) => {
+        if (!socket.connecting) {
+          connected = true;
+          return;
+        }
+        timer = setTimeout(() => upstream.destroy(connectFailure(new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no connection within ${this.#options.connectTimeoutMs} ms`))), this.#options.connectTimeoutMs);
+        socket.once('connect', () => {
+          connected = true;
+          clearTimeout(timer);
+        });
+      });
+      upstream.on('continue', () => req.onContinue());
+      upstream.once('response', (res) => {
+        clearTimeout(timer);
+        const status = res.statusCode ?? 502;
+        resolve({
+          status,
+          ...(res.statusMessage ? { reason: res.statusMessage } : {}),
+          headers: endToEnd(res.rawHeaders),
+          body: hasNoBody(req.method, status) ? (res.resume(), undefined) : res,
+          trailers: () => res.rawTrailers,
+          flag: '-',
+        });
+      });
+      upstream.on('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        if (!req.body && upstream.reusedSocket && !fresh && STALE_CONNECTION.has(err.code ?? '')) reject(new StaleConnection());
+        else reject(beforeResponse(err, connected));
+      });
+      if (!req.body) {
+        upstream.end();
+        return;
+      }
+      req.body.pipe(upstream, { end: false });
+      req.body.once('end', () => {
+        const trailers = req.trailers();
+        if (trailers.length > 0) upstream.addTrailers(pairs(trailers));
+        upstream.end();
+      });
+      req.body.once('error', (err) => upstream.destroy(err));
+    });
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+}
+
+class StaleConnection extends Error {}

@@ -1,0 +1,34 @@
+import type { Config } from '../../config/schema.ts';
+
+/**
+ * Who a workload is, sent by each sidecar to its peer in `meshlet-peer-metadata` (the
+ * role of Istio's x-envoy-peer-metadata), so both sides can label telemetry with the
+ * other's workload. It never reaches an app: the receiving sidecar removes it.
+ */
+export interface WorkloadMetadata {
+  readonly name: string;
+  readonly namespace: string;
+  readonly app: string;
+  readonly version: string;
+}
+
+export function workloadOf(config: Config['workload']): WorkloadMetadata {
+  return { name: config.name, namespace: config.namespace, app: config.app, version: config.version };
+}
+
+/** base64url(JSON): one header value of visible ASCII whatever the labels hold. */
+export function encodeMetadata(meta: WorkloadMetadata): string {
+  return Buffer.from(JSON.stringify(meta)).toString('base64url');
+}
+
+/** Undefined for anything malformed: a peer's bad metadata costs its labels, not the request. */
+export function decodeMetadata(value: string | undefined): WorkloadMetadata | undefined {
+  if (!value || value.length > 4096) return undefined;
+  try {
+    const parsed = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as Record<string, unknown>;
+    const field = (k: string) => (typeof parsed[k] === 'string' ? (parsed[k] as string).slice(0, 253) : '');
+    return { name: field('name'), namespace: field('namespace'), app: field('app'), version: field('version') };
+  } catch {
+    return undefined;
+  }
+}

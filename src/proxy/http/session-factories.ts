@@ -1,0 +1,36 @@
+import http2 from 'node:http2';
+import net from 'node:net';
+import { MeshletError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import type { Identity } from '../../tls/identity.ts';
+import type { PeerLookup } from '../../tls/mesh-peers.ts';
+import { MESH_ALPN_H2 } from '../../tls/peer-identity.ts';
+import { formatHostPort, type OrigDst } from '../addresses.ts';
+import { connectMeshTls } from '../tcp/connectors.ts';
+import type { SessionFactory } from './session-pool.ts';
+
+// Big windows: the defaults (64 KiB per stream) throttle one bulk stream to a few MB/s per
+// round trip; the memory a window may hold is bounded by maxSessionMemory.
+const SESSION_SETTINGS: http2.Settings = { initialWindowSize: 4 * 1024 * 1024, enablePush: false };
+
+const authority = (dst: OrigDst) => `http://${formatHostPort(dst.address, dst.port)}`;
+
+/** h2c with prior knowledge to an app (or a destination outside the mesh). */
+export const h2cSessions: SessionFactory = (dst) =>
+  http2.connect(authority(dst), {
+    settings: SESSION_SETTINGS,
+    createConnection: () => net.connect({ host: dst.address, port: dst.port, noDelay: true }),
+  });
+
+/** meshlet/h2 over mTLS to the peer sidecar in front of `dst`, verified as `peers` says it must be. */
+export function meshSessions(identity: () => Identity | undefined, peers: PeerLookup, log: Logger): SessionFactory {
+  return (dst) => {
+    const id = identity();
+    const peer = peers.lookup(dst);
+    if (!id || !peer) throw new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no mesh identity or peer for ${formatHostPort(dst.address, dst.port)}`);
+    return http2.connect(authority(dst), {
+      settings: SESSION_SETTINGS,
+      createConnection: () => connectMeshTls(id, peer, dst, MESH_ALPN_H2, log),
+    });
+  };
+}

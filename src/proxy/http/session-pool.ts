@@ -1,0 +1,69 @@
+import type http2 from 'node:http2';
+import { MeshletError } from '../../errors.ts';
+import { formatHostPort, type OrigDst } from '../addresses.ts';
+
+/** Makes a new HTTP/2 client session to a destination (h2c to an app, or meshlet/h2 to a peer sidecar). */
+export type SessionFactory = (dst: OrigDst) => http2.ClientHttp2Session;
+
+export interface PooledSession {
+  readonly session: http2.ClientHttp2Session;
+  /** Whether the session ever completed its connection (so a failure on it is not a connect failure). */
+  connected(): boolean;
+}
+
+/**
+ * One HTTP/2 session per destination, shared by every request to it. A session that
+ * received GOAWAY, closed or failed leaves the pool at once (its open streams finish on
+ * it) and the next request opens a new one. Streams beyond the peer's
+ * SETTINGS_MAX_CONCURRENT_STREAMS wait inside nghttp2 until one finishes.
+ */
+export class SessionPool {
+  readonly #sessions = new Map<string, PooledSession>();
+  readonly #factory: SessionFactory;
+  readonly #connectTimeoutMs: number;
+  readonly #idleTimeoutMs: number;
+
+  constructor(factory: SessionFactory, options: { connectTimeoutMs: number; idleTimeoutMs: number }) {
+    this.#factory = factory;
+    this.#connectTimeoutMs = options.connectTimeoutMs;
+    this.#idleTimeoutMs = options.idleTimeoutMs;
+  }
+
+  get(dst: OrigDst): PooledSession {
+    const key = formatHostPort(dst.address, dst.port);
+    const existing = this.#sessions.get(key);
+    if (existing && !existing.session.closed && !existing.session.destroyed) return existing;
+    const session = this.#factory(dst);
+    let connected = false;
+    const pooled: PooledSession = { session, connected: () => connected };
+    this.#sessions.set(key, pooled);
+    const leave = () => {
+      if (this.#sessions.get(key) === pooled) this.#sessions.delete(key);
+    };
+    const timer = setTimeout(() => session.destroy(new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no HTTP/2 connection to ${key} within ${this.#connectTimeoutMs} ms`)), this.#connectTimeoutMs);
+    session.once('connect', () => {
+      connected = true;
+      clearTimeout(timer);
+    });
+    session.on('goaway', leave);
+    session.once('close', () => {
+      clearTimeout(timer);
+      leave();
+    });
+    // Failures reach the streams on the session; the session's own error only needs a listener.
+    session.on('error', leave);
+    // A session with no streams for this long is closed (gracefully, it has no streams).
+    session.setTimeout(this.#idleTimeoutMs, () => session.close());
+    return pooled;
+  }
+
+  /** Number of sessions, for tests and /clusters. */
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  close(): void {
+    for (const { session } of this.#sessions.values()) session.close();
+    this.#sessions.clear();
+  }
+}

@@ -1,0 +1,29 @@
+import { MeshletError } from '../../errors.ts';
+
+// Errors on the way to an upstream, told apart by when they happened: before the
+// connection was made (connect failure), after it but before the response head (reset),
+// or because the upstream's bytes were not HTTP (protocol error).
+
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ETIMEDOUT', 'EHOSTDOWN']);
+
+export function connectFailure(err: unknown): MeshletError {
+  if (err instanceof MeshletError) return err;
+  return new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `cannot connect upstream: ${describe(err)}`, { cause: err });
+}
+
+/** Classifies an error that ended an exchange before the response head arrived. */
+export function beforeResponse(err: unknown, connected: boolean): MeshletError {
+  if (err instanceof MeshletError) return err;
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (!connected || CONNECT_CODES.has(code) || /^ERR_(SSL|TLS)|CERT|UNABLE_TO/.test(code)) return connectFailure(err);
+  if (code.startsWith('HPE_') || code === 'ERR_HTTP2_PROTOCOL_ERROR' || code === 'ERR_HTTP2_INVALID_HEADER_VALUE') {
+    return new MeshletError('MESHLET_ERR_UPSTREAM_PROTOCOL', `upstream sent an invalid response: ${describe(err)}`, { cause: err });
+  }
+  return new MeshletError('MESHLET_ERR_UPSTREAM_RESET', `upstream closed or reset before the response: ${describe(err)}`, { cause: err });
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as NodeJS.ErrnoException).code;
+  return code && !err.message.includes(code) ? `${code} ${err.message}` : err.message;
+}

@@ -1,0 +1,86 @@
+import t from 'tap';
+import { IdentityStore } from '../../src/testbed/identities.ts';
+import { scrape } from '../../src/testbed/metrics.ts';
+import { Testbed, testbedUnavailable } from '../../src/testbed/netns.ts';
+import {
+  checkConnectFailure,
+  checkGrpc,
+  checkHttp1,
+  checkHttp2,
+  checkServerFirst,
+  checkStillUp,
+  checkWebSocket,
+  curl,
+  PORT,
+  scratch,
+  startServerApps,
+  tail,
+  type Setup,
+} from './l7-common.ts';
+
+// L7 proxying through a sidecar PAIR: a and b both run meshlet with identities from
+// `meshlet ca`; a's mesh.peers covers b, and b's inbound is strict, so nothing reaches b's
+// apps except over meshlet mTLS. HTTP/1.1 and HTTP/2 travel between the sidecars on one
+// pooled HTTP/2 connection (ALPN meshlet/h2; counted from the wire in l7-reuse.test.ts),
+// WebSocket and opaque TCP on meshlet/tcp connections. The same client set as through one
+// sidecar (l7.test.ts), plus: the headers the sidecars use between themselves (meshlet-*)
+// reach neither the app nor the client, and header-name case survives the h2 hop.
+
+const skip = testbedUnavailable();
+if (skip) {
+  t.plan(0, skip);
+  process.exit(0);
+}
+
+const TD = 'cluster.local';
+
+t.test('L7 through a sidecar pair over mTLS: a (meshlet) → b (meshlet, strict)', async (t) => {
+  const ids = new IdentityStore();
+  t.teardown(() => ids.remove());
+  const tmp = scratch();
+  t.teardown(tmp.remove);
+  const tb = await Testbed.create(['a', 'b']);
+  t.teardown(() => tb.destroy());
+  const [a, b] = [tb.pod('a'), tb.pod('b')];
+
+  const ca = await ids.ca('ca', TD);
+  const idA = await ids.issue(ca, `spiffe://${TD}/ns/ns-a/sa/sa-a`, { name: 'a' });
+  const idB = await ids.issue(ca, `spiffe://${TD}/ns/ns-b/sa/sa-b`, { name: 'b' });
+
+  t.equal((await a.init()).code, 0, 'init in a');
+  t.equal((await b.init()).code, 0, 'init in b');
+  const proxyA = await a.startProxy({
+    MESHLET_IDENTITY_DIR: idA.dir,
+    MESHLET_MESH_PEERS: `[{cidrs: [${b.ipv4}/32, "${b.ipv6}/128"], spiffeId: "${idB.spiffeId}"}]`,
+    MESHLET_WORKLOAD_NAME: 'client-a',
+    MESHLET_WORKLOAD_NAMESPACE: 'ns-a',
+  });
+  const proxyB = await b.startProxy({
+    MESHLET_IDENTITY_DIR: idB.dir,
+    MESHLET_INBOUND_MTLS: 'strict',
+    MESHLET_WORKLOAD_NAME: 'server-b',
+    MESHLET_WORKLOAD_NAMESPACE: 'ns-b',
+  });
+  const apps = await startServerApps(b);
+  const s: Setup = { client: a, server: b, apps, dir: tmp.dir };
+  t.teardown(() => {
+    if (!t.passing()) t.comment(`a's proxy, last lines:\n${tail(proxyA)}\n\nb's proxy, last lines:\n${tail(proxyB)}`);
+  });
+
+  await t.test('the pair is in use: b (strict) lets in only mTLS, and a request gets through', async (t) => {
+    const before = await scrape(b);
+    const r = await curl(a, tmp.dir, [`http://${b.ipv4}:${PORT.h1}/first`]);
+    t.equal(r.status, 200, r.stderr);
+    const after = await scrape(b);
+    const refused = (sc: typeof before) => sc.value('meshlet_proxy_connections_refused_total', { reporter: 'destination' });
+    t.equal(refused(after) - refused(before), 0, 'b refused nothing');
+  });
+
+  await t.test('HTTP/1.1 (curl)', (t) => checkHttp1(t, s));
+  await t.test('HTTP/2 prior knowledge (curl, nghttp, h2load)', (t) => checkHttp2(t, s));
+  await t.test('gRPC: unary, server and client streaming, error status, deadline, cancel', (t) => checkGrpc(t, s));
+  await t.test('WebSocket echo', (t) => checkWebSocket(t, s));
+  await t.test('nothing listening in b: 503 upstream_connect_failure from a sidecar; gRPC UNAVAILABLE', (t) => checkConnectFailure(t, s));
+  await t.test('server-first protocol, opaque port 3306 and detected port 3307', (t) => checkServerFirst(t, s));
+  await t.test('the proxies still serve after the bad cases', (t) => checkStillUp(t, s, [proxyA, proxyB]));
+});
