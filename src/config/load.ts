@@ -22,7 +22,12 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const { tree, origins } = applyEnv(fromFile, sources.env ?? {});
   const parsed = configSchema.safeParse(tree);
   if (parsed.success) return parsed.data;
-  const where = (path: string) => origins.get(path) ?? (sources.file ? `in ${sources.file}` : 'in the defaults');
+  // A variable sets a whole subtree (a list or map as YAML): the error may be deeper in it.
+  const origin = (path: string): string | undefined => {
+    for (let p = path; p; p = p.includes('.') ? p.slice(0, p.lastIndexOf('.')) : '') if (origins.has(p)) return origins.get(p);
+    return undefined;
+  };
+  const where = (path: string) => origin(path) ?? (sources.file ? `in ${sources.file}` : 'in the defaults');
   const lines = parsed.error.issues.flatMap((issue) => describeIssue(issue, where));
   throw new MeshletError('MESHLET_ERR_CONFIG', `invalid configuration:\n  ${lines.join('\n  ')}`);
 }

@@ -5,10 +5,15 @@ import { formatHostPort } from '../proxy/addresses.ts';
 // (debug level, one line per finished connection) and what the server app saw.
 // Nothing here assumes the rules worked; a hop is shown only if a log line proves it.
 
-/** One `"msg":"connection"` line of a sidecar's log (src/telemetry/access-log.ts). */
+/**
+ * One `"msg":"connection"` line of a sidecar's log (src/telemetry/access-log.ts), or one
+ * `"msg":"request"` line (src/telemetry/request-log-layer.ts; it has `request`): HTTP
+ * between sidecars shares one long-lived connection, so its hops show as requests.
+ */
 export interface ConnectionLog {
   direction: 'outbound' | 'inbound';
   conn: number;
+  request?: number;
   peer: string;
   dst: string;
   received: number;
@@ -84,7 +89,7 @@ function parseJsonLines(stdout: string): Array<Record<string, unknown>> {
 
 export function parseConnectionLogs(stdout: string): ConnectionLog[] {
   return parseJsonLines(stdout)
-    .filter((o) => o.msg === 'connection' && (o.direction === 'outbound' || o.direction === 'inbound'))
+    .filter((o) => (o.msg === 'connection' || o.msg === 'request') && (o.direction === 'outbound' || o.direction === 'inbound'))
     .filter((o) => typeof o.peer === 'string' && typeof o.dst === 'string' && typeof o.conn === 'number')
     .map((o) => o as unknown as ConnectionLog);
 }
@@ -112,7 +117,7 @@ export function hostOf(hostPort: string): string {
 export function traceRequest(request: ClientRequest, client: PodEvidence, server: PodEvidence, used: Set<string>): RequestTrace {
   const clientAddr = formatHostPort(request.localIp, request.localPort);
   const dst = formatHostPort(request.remoteIp, request.remotePort);
-  const key = (pod: PodEvidence, log: ConnectionLog) => `${pod.name}#${log.conn}`;
+  const key = (pod: PodEvidence, log: ConnectionLog) => logKey(pod.name, log);
   const unused = (pod: PodEvidence) => pod.logs.filter((l) => !used.has(key(pod, l)));
 
   const hops: Hop[] = [{ kind: 'client', pod: client.name, address: clientAddr }];
@@ -144,10 +149,12 @@ export function traceRequest(request: ClientRequest, client: PodEvidence, server
   return trace;
 }
 
+const logKey = (pod: string, log: ConnectionLog) => `${pod}#${log.conn}#${log.request ?? ''}`;
+
 /** Marks the log lines a trace used, so later requests cannot claim them. */
 export function claim(trace: RequestTrace, used: Set<string>): void {
-  if (trace.outbound) used.add(`${trace.outbound.pod}#${trace.outbound.log.conn}`);
-  if (trace.inbound) used.add(`${trace.inbound.pod}#${trace.inbound.log.conn}`);
+  if (trace.outbound) used.add(logKey(trace.outbound.pod, trace.outbound.log));
+  if (trace.inbound) used.add(logKey(trace.inbound.pod, trace.inbound.log));
 }
 
 /** Why this trace is not a request that went app → sidecar → sidecar → app, or [] when it is. */

@@ -1,4 +1,5 @@
 import { accessLogLayer } from '../../telemetry/access-log.ts';
+import { requestLogLayer } from '../../telemetry/request-log-layer.ts';
 import { tcpMetricsLayer } from '../../telemetry/tcp-metrics-layer.ts';
 import type { AcceptedConnection, ConnectionOutcome } from '../connection.ts';
 import { detectLayer } from '../detect/detect-layer.ts';
@@ -61,7 +62,7 @@ function inboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse> 
   const pool = { connectTimeoutMs: config.inbound.connectTimeout, idleTimeoutMs: config.http.upstreamIdleTimeout };
   const http1 = new Http1Upstream(pool);
   const h2c = new H2Upstream(new SessionPool(h2cSessions, pool));
-  return compose([requestIdLayer(config.http.requestId)], (req) =>
+  return compose([requestIdLayer(config.http.requestId), requestLogLayer(deps.log)], (req) =>
     req.protocol === 'h2' ? h2c.send(req, req.conn.origDst) : http1.send(req, req.conn.origDst),
   );
 }

@@ -1,4 +1,5 @@
 import { accessLogLayer } from '../../telemetry/access-log.ts';
+import { requestLogLayer } from '../../telemetry/request-log-layer.ts';
 import { tcpMetricsLayer } from '../../telemetry/tcp-metrics-layer.ts';
 import type { AcceptedConnection, ConnectionOutcome } from '../connection.ts';
 import { detectLayer } from '../detect/detect-layer.ts';
@@ -61,7 +62,7 @@ function outboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse>
   const http1 = new Http1Upstream(pool);
   const h2c = new H2Upstream(new SessionPool(h2cSessions, pool));
   const mesh = new H2Upstream(new SessionPool(meshSessions(deps.identity, deps.peers, log), pool), meshClientFraming(workloadOf(config.workload)));
-  return compose([requestIdLayer(config.http.requestId)], (req) => {
+  return compose([requestIdLayer(config.http.requestId), requestLogLayer(deps.log)], (req) => {
     if (req.conn.upstreamPeer) return mesh.send(req, req.conn.origDst);
     return req.protocol === 'h2' ? h2c.send(req, req.conn.origDst) : http1.send(req, req.conn.origDst);
   });

@@ -123,3 +123,38 @@ t.test('a value that is not YAML is taken as text, not a crash', async (t) => {
   // "*" is what `meshlet init` accepts in MESHLET_INBOUND_PORTS; the proxy must not choke on YAML it can't read.
   t.match(errorOf(() => loadConfig({ env: { MESHLET_LOG_LEVEL: '*' } })).message, /log\.level/);
 });
+
+t.test('L7 settings: defaults, env, and errors that name the field', async (t) => {
+  const config = loadConfig({ env: {} });
+  t.equal(config.outbound.detectTimeout, 1000);
+  t.equal(config.inbound.detectTimeout, 1000);
+  t.ok(config.protocols.opaquePorts.includes(3306) && config.protocols.opaquePorts.includes(25), 'server-first ports are opaque by default');
+  t.same(config.protocols.ports, {});
+  t.equal(config.http.maxRequestHeadersKb, 60);
+  t.equal(config.http.requestHeadersTimeout, 10_000);
+  t.equal(config.http.requestId, true);
+  t.same(config.workload, { name: '', namespace: '', app: '', version: '' });
+
+  const set = loadConfig({
+    env: {
+      MESHLET_PROTOCOLS_PORTS: '{"8080": http, "50051": grpc}',
+      MESHLET_PROTOCOLS_OPAQUE_PORTS: '[3306]',
+      MESHLET_OUTBOUND_DETECT_TIMEOUT: '250ms',
+      MESHLET_HTTP_REQUEST_ID: 'false',
+      MESHLET_WORKLOAD_NAME: 'cart',
+      MESHLET_WORKLOAD_NAMESPACE: 'shop',
+    },
+  });
+  t.same(set.protocols.ports, { '8080': 'http', '50051': 'grpc' });
+  t.same(set.protocols.opaquePorts, [3306], 'the list replaces the default');
+  t.equal(set.outbound.detectTimeout, 250);
+  t.equal(set.http.requestId, false);
+  t.equal(set.workload.name, 'cart');
+  t.equal(set.workload.namespace, 'shop');
+
+  const err = errorOf(() => loadConfig({ env: { MESHLET_PROTOCOLS_PORTS: '{"8080": https}', MESHLET_HTTP_MAX_REQUEST_HEADERS_KB: '0' } }));
+  t.match(err.message, /protocols\.ports\.8080: .*(tcp|http).*\(from MESHLET_PROTOCOLS_PORTS\)/);
+  t.match(err.message, /http\.maxRequestHeadersKb: .*\(from MESHLET_HTTP_MAX_REQUEST_HEADERS_KB\)/);
+  const typo = errorOf(() => loadConfig({ file: file('typo.yaml', 'protocols:\n  opaquePort: [25]\n'), env: {} }));
+  t.match(typo.message, /protocols\.opaquePort: unknown field/);
+});

@@ -1,0 +1,44 @@
+import type { Logger } from '../log.ts';
+import { formatHostPort } from '../proxy/addresses.ts';
+import type { ProxyRequest, ProxyResponse } from '../proxy/http/exchange.ts';
+import type { Layer } from '../proxy/pipeline.ts';
+
+let nextRequestId = 1;
+
+/**
+ * One line per HTTP request at debug level (off by default, like Istio's access log),
+ * written when the response head is known: connections between sidecars are pooled and
+ * long-lived, so the connection's own line would come much later, once for many requests.
+ */
+export function requestLogLayer(log: Logger): Layer<ProxyRequest, ProxyResponse> {
+  return (next) => async (req) => {
+    if (!log.isLevelEnabled('debug')) return next(req);
+    const started = performance.now();
+    const request = nextRequestId++;
+    const entry = (status: number | undefined, flag: string) => ({
+      direction: req.conn.direction,
+      conn: req.conn.id,
+      request,
+      peer: formatHostPort(req.conn.peer.address, req.conn.peer.port),
+      dst: formatHostPort(req.conn.origDst.address, req.conn.origDst.port),
+      security: req.conn.security,
+      ...(req.conn.peerPrincipal ? { principal: req.conn.peerPrincipal } : {}),
+      ...(req.peer?.name ? { peerWorkload: `${req.peer.namespace}/${req.peer.name}` } : {}),
+      protocol: req.protocol,
+      method: req.method,
+      authority: req.authority,
+      path: req.path,
+      status,
+      flag,
+      durationMs: Math.round(performance.now() - started),
+    });
+    try {
+      const response = await next(req);
+      log.debug(entry(response.status, response.flag), 'request');
+      return response;
+    } catch (err) {
+      log.debug({ ...entry(undefined, '-'), err: (err as Error).message }, 'request');
+      throw err;
+    }
+  };
+}
