@@ -1,6 +1,7 @@
 import type { Logger } from '../log.ts';
 import { formatHostPort } from '../proxy/addresses.ts';
 import type { ProxyRequest, ProxyResponse } from '../proxy/http/exchange.ts';
+import type { WorkloadMetadata } from '../proxy/http/peer-metadata.ts';
 import type { Layer } from '../proxy/pipeline.ts';
 
 let nextRequestId = 1;
@@ -15,7 +16,7 @@ export function requestLogLayer(log: Logger): Layer<ProxyRequest, ProxyResponse>
     if (!log.isLevelEnabled('debug')) return next(req);
     const started = performance.now();
     const request = nextRequestId++;
-    const entry = (status: number | undefined, flag: string) => ({
+    const entry = (status: number | undefined, flag: string, peer: WorkloadMetadata | undefined) => ({
       direction: req.conn.direction,
       conn: req.conn.id,
       request,
@@ -23,7 +24,8 @@ export function requestLogLayer(log: Logger): Layer<ProxyRequest, ProxyResponse>
       dst: formatHostPort(req.conn.origDst.address, req.conn.origDst.port),
       security: req.conn.security,
       ...(req.conn.peerPrincipal ? { principal: req.conn.peerPrincipal } : {}),
-      ...(req.peer?.name ? { peerWorkload: `${req.peer.namespace}/${req.peer.name}` } : {}),
+      // The other side's workload: the caller's inbound (request), the callee's outbound (response).
+      ...(peer?.name ? { peerWorkload: `${peer.namespace}/${peer.name}` } : {}),
       protocol: req.protocol,
       method: req.method,
       authority: req.authority,
@@ -34,10 +36,10 @@ export function requestLogLayer(log: Logger): Layer<ProxyRequest, ProxyResponse>
     });
     try {
       const response = await next(req);
-      log.debug(entry(response.status, response.flag), 'request');
+      log.debug(entry(response.status, response.flag, req.peer ?? response.peer), 'request');
       return response;
     } catch (err) {
-      log.debug({ ...entry(undefined, '-'), err: (err as Error).message }, 'request');
+      log.debug({ ...entry(undefined, '-', req.peer), err: (err as Error).message }, 'request');
       throw err;
     }
   };

@@ -54,12 +54,14 @@ t.test('L7 through a sidecar pair over mTLS: a (meshlet) → b (meshlet, strict)
     MESHLET_MESH_PEERS: `[{cidrs: [${b.ipv4}/32, "${b.ipv6}/128"], spiffeId: "${idB.spiffeId}"}]`,
     MESHLET_WORKLOAD_NAME: 'client-a',
     MESHLET_WORKLOAD_NAMESPACE: 'ns-a',
+    MESHLET_LOG_LEVEL: 'debug',
   });
   const proxyB = await b.startProxy({
     MESHLET_IDENTITY_DIR: idB.dir,
     MESHLET_INBOUND_MTLS: 'strict',
     MESHLET_WORKLOAD_NAME: 'server-b',
     MESHLET_WORKLOAD_NAMESPACE: 'ns-b',
+    MESHLET_LOG_LEVEL: 'debug',
   });
   const apps = await startServerApps(b);
   const s: Setup = { client: a, server: b, apps, dir: tmp.dir };
@@ -74,6 +76,23 @@ t.test('L7 through a sidecar pair over mTLS: a (meshlet) → b (meshlet, strict)
     const after = await scrape(b);
     const refused = (sc: typeof before) => sc.value('meshlet_proxy_connections_refused_total', { reporter: 'destination' });
     t.equal(refused(after) - refused(before), 0, 'b refused nothing');
+  });
+
+  await t.test('each sidecar learns the other workload from meshlet-peer-metadata', async (t) => {
+    const r = await curl(a, tmp.dir, [`http://${b.ipv4}:${PORT.h1}/metadata`]);
+    t.equal(r.status, 200, r.stderr);
+    const requestLines = (proc: typeof proxyA) =>
+      proc
+        .output()
+        .stdout.split('\n')
+        .filter((l) => l.includes('"msg":"request"') && l.includes('/metadata'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const inbound = requestLines(proxyB).find((l) => l.direction === 'inbound');
+    t.equal(inbound?.peerWorkload, 'ns-a/client-a', "b's sidecar labels the request with a's workload");
+    t.equal(inbound?.principal, idA.spiffeId, "and with a's verified SPIFFE ID");
+    t.equal(inbound?.protocol, 'http1', 'b learnt that the app spoke HTTP/1.1');
+    const outbound = requestLines(proxyA).find((l) => l.direction === 'outbound');
+    t.equal(outbound?.peerWorkload, 'ns-b/server-b', "a's sidecar labels the request with b's workload (from the response)");
   });
 
   await t.test('HTTP/1.1 (curl)', (t) => checkHttp1(t, s));
