@@ -27,8 +27,9 @@
 // comes first (JIT, page cache, conntrack, the first TLS handshakes).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { IdentityStore, type IssuedIdentity } from '../src/testbed/identities.ts';
+import { IdentityStore } from '../src/testbed/identities.ts';
 import { APP_UID, PROXY_UID } from '../src/testbed/netns.ts';
+import { issueIdentities, mtlsEnv } from './lib/mesh.ts';
 import { CpuMeter, rssBytes, RssSampler } from './lib/procfs.ts';
 import { median, sig, signed, spread, type Spread } from './lib/stats.ts';
 import { counterSum, createTopology, scrapeMetrics, startAppServer, type Mode, type Topology } from './lib/topology.ts';
@@ -56,7 +57,6 @@ const WARMUP_BYTES = 300e6;
 /** "Anything else" (machine busy − our processes) above this many cores marks a run as disturbed. */
 const DISTURBED_CORES = 0.5;
 const MiB = 2 ** 20;
-const TRUST_DOMAIN = 'cluster.local';
 
 /** CPU time / wall time of the measured window, per process (1 = one core busy), split user/kernel. */
 type CpuShare = Record<string, { user: number; system: number }>;
@@ -178,36 +178,6 @@ const pct = (share: number | undefined) => (share === undefined || !Number.isFin
 /** "73 % (41 % sys)" */
 const pctSplit = (total: number, system: number) => (Number.isFinite(total) ? `${pct(total)} (${pct(system)} sys)` : '–');
 const times = (ratio: number) => (Number.isFinite(ratio) ? `×${ratio.toFixed(2)}` : 'n/a');
-
-/** The mTLS pair's identities, from one root CA made with `meshlet ca` in the run (ECDSA P-256). */
-interface BenchIdentities {
-  client: IssuedIdentity;
-  server: IssuedIdentity;
-}
-
-async function issueIdentities(store: IdentityStore): Promise<BenchIdentities> {
-  const ca = await store.ca('ca', TRUST_DOMAIN);
-  const issue = (sa: string) => store.issue(ca, `spiffe://${TRUST_DOMAIN}/ns/bench/sa/${sa}`, { name: sa });
-  return { client: await issue('client'), server: await issue('server') };
-}
-
-/**
- * Mesh-wide strict mTLS: each proxy has its pod's identity, carries traffic to the other
- * pod over mTLS expecting that pod's exact SPIFFE ID, and accepts only mTLS inbound.
- */
-function mtlsEnv(ids: BenchIdentities, subnet: number): (pod: { name: string }) => NodeJS.ProcessEnv {
-  const address = (index: number) => [`10.${subnet}.0.${index + 2}/32`, `fd00:${subnet.toString(16)}::${(index + 2).toString(16)}/128`];
-  return (pod) => {
-    const self = pod.name === 'a' ? ids.client : ids.server;
-    const other = pod.name === 'a' ? ids.server : ids.client;
-    return {
-      MESHLET_IDENTITY_DIR: self.dir,
-      // YAML (JSON is YAML): quoted, so IPv6 addresses need no care.
-      MESHLET_MESH_PEERS: JSON.stringify([{ cidrs: address(pod.name === 'a' ? 1 : 0), spiffeId: other.spiffeId }]),
-      MESHLET_INBOUND_MTLS: 'strict',
-    };
-  };
-}
 
 export const l4Scenario: Scenario = {
   name: 'l4',

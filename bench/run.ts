@@ -5,16 +5,18 @@
 import { parseArgs } from 'node:util';
 import { testbedUnavailable } from '../src/testbed/netns.ts';
 import { l4Scenario } from './l4.ts';
+import { l7Scenario } from './l7.ts';
 import { machineInfo } from './lib/machine.ts';
 import { busyFraction, systemCpu } from './lib/procfs.ts';
 import { renderMarkdown, writeReport, type BenchReport } from './report.ts';
 import type { BenchOptions, Scenario } from './scenario.ts';
 
-const SCENARIOS: Scenario[] = [l4Scenario];
+const SCENARIOS: Scenario[] = [l4Scenario, l7Scenario];
 
 const USAGE = `usage: node bench/run.ts [options]
 
-  --quick              smoke check: 3 runs, 100 MB, 2000 exchanges, 300 connections
+  --quick              smoke check: 3 runs, 100 MB, 2000 exchanges, 300 connections;
+                       l7: 1 s per h2load run, 1000 requests per fixed-rate run
                        (not written to latest.*)
   --runs N             measured runs per mode; the median is reported (default 9)
   --size SIZE          bulk transfer size: 200 (MB), 200MB, 1GB, 512MiB (default 1GB)

@@ -1,7 +1,7 @@
 import type { MachineInfo } from './lib/machine.ts';
 
-// What a benchmark scenario is. Each scenario (bench/l4.ts; later HTTP with
-// nginx/haproxy baselines, ...) builds its own pods, measures, tears down, and returns
+// What a benchmark scenario is. Each scenario (bench/l4.ts: opaque TCP; bench/l7.ts:
+// HTTP/1.1, HTTP/2 and gRPC with nginx/haproxy baselines) builds its own pods, measures, tears down, and returns
 // its figures as data (for the JSON) and tables (for the markdown report).
 
 export interface BenchOptions {

@@ -77,6 +77,28 @@ export function findProcess(pid: number, match: (argv: string[]) => boolean): nu
   return undefined;
 }
 
+/** The pids of a process's descendants (children first), read from /proc; empty once it is gone. */
+export function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const p = queue.shift()!;
+    try {
+      for (const task of readdirSync(`/proc/${p}/task`)) {
+        const children = readFileSync(`/proc/${p}/task/${task}/children`, 'utf8').trim();
+        if (!children) continue;
+        for (const c of children.split(' ').map(Number)) {
+          out.push(c);
+          queue.push(c);
+        }
+      }
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
 /** Samples the RSS of some processes every `intervalMs` until stopped; keeps the maximum of each. */
 export class RssSampler {
   readonly #pids: Map<string, number>;
