@@ -31,6 +31,9 @@ export async function listenRedirected(
   const active = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     active.add(socket);
+    // Sockets handed to the HTTP servers by 'connection' never get the servers' own
+    // noDelay (applied only at their accept); without it small responses wait for ACKs.
+    socket.setNoDelay(true);
     socket.once('close', () => active.delete(socket));
     let conn: AcceptedConnection;
     try {

@@ -55,6 +55,7 @@ export class H2Downstream {
     return new Promise((resolve) => {
       const socket = conn.socket;
       socket.once('close', () => resolve({ receivedBytes: socket.bytesRead, sentBytes: socket.bytesWritten, flag: state.flag }));
+      conn.socket.setNoDelay(true); // a handed-over socket never got the server's noDelay
       const session = http2.performServerHandshake(socket, {
         maxHeaderListPairs: 1000,
         maxSendHeaderBlockLength: this.#options.maxHeaderBytes,

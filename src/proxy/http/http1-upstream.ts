@@ -59,6 +59,7 @@ export class Http1Upstream {
       let connected = false;
       let timer: NodeJS.Timeout | undefined;
       upstream.on('socket', (socket) => {
+        socket.setNoDelay(true);
         if (!socket.connecting) {
           connected = true;
           return;
