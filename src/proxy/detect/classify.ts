@@ -16,6 +16,10 @@ const LONGEST_METHOD = Math.max(...METHODS.map((m) => m.length));
 // target is bounded so nothing binary is read for long.
 const AFTER_METHOD = /^[^\s]{1,8192} HTTP\/1\.[01]\r?\n/;
 const AFTER_METHOD_PREFIX = /^[^\s]{0,8192}( (H(T(T(P(\/(1(\.([01]\r?)?)?)?)?)?)?)?)?)?$/;
+// A target longer than that bound is still HTTP (binary has whitespace bytes long
+// before): the HTTP server answers it, 431 when the head is over the limit. Carried as
+// opaque bytes instead, it would skip every check of the HTTP path.
+const LONG_TARGET = /^[^\s]{8193}/;
 
 /** Decides from `bytes`, or undefined when they are a prefix of something that needs more. */
 export function classify(bytes: Buffer): Sniffed | undefined {
@@ -31,7 +35,7 @@ export function classify(bytes: Buffer): Sniffed | undefined {
   }
   if (!METHODS.includes(head.slice(0, space))) return preface ? undefined : 'tcp';
   const rest = head.slice(space + 1);
-  if (AFTER_METHOD.test(rest)) return 'http1';
+  if (AFTER_METHOD.test(rest) || LONG_TARGET.test(rest)) return 'http1';
   return AFTER_METHOD_PREFIX.test(rest) ? undefined : 'tcp';
 }
 

@@ -3,6 +3,7 @@ import type { Logger } from '../../log.ts';
 import { formatHostPort } from '../addresses.ts';
 import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../connection.ts';
 import type { Handler } from '../pipeline.ts';
+import { pipeToH2, resetCode } from './body.ts';
 import { errorResponse } from './error-response.ts';
 import { isGrpc, type HttpProtocol, type ProxyRequest, type ProxyResponse } from './exchange.ts';
 import { endToEnd, fromH2Raw, get, isMeshHop, toH2, without, type RawHeaders } from './headers.ts';
@@ -18,13 +19,19 @@ const NO_DATE = { sendDate: false } as http2.ServerStreamResponseOptions;
 export interface H2ServerFraming {
   /** The request as the app meant it: its protocol, headers (mesh headers removed) and the Host name's case. */
   request(headers: RawHeaders): { protocol: HttpProtocol; headers: RawHeaders; hostName: string; peer?: WorkloadMetadata };
+  /** The request's trailers as the app meant them (mesh headers removed). */
+  requestTrailers(trailers: RawHeaders): RawHeaders;
   /** Extra response headers (lower-case names). */
   responseHeaders(response: ProxyResponse, req: ProxyRequest): Record<string, string>;
+  /** Extra response trailers (lower-case names), given the response's trailers. */
+  responseTrailers(trailers: RawHeaders): Record<string, string>;
 }
 
 export const appH2: H2ServerFraming = {
   request: (headers) => ({ protocol: 'h2', headers: without(headers, isMeshHop), hostName: 'host' }),
+  requestTrailers: (trailers) => without(trailers, isMeshHop),
   responseHeaders: () => ({}),
+  responseTrailers: () => ({}),
 };
 
 export interface H2DownstreamOptions {
@@ -89,7 +96,7 @@ export class H2Downstream {
     stream.on('error', () => {}); // resets are seen through 'close' and rstCode
     const head = framing.request(endToEnd(fromH2Raw(raw)));
     let trailers: RawHeaders = [];
-    stream.on('trailers', (_t, _f, rawTrailers: string[]) => (trailers = fromH2Raw(rawTrailers)));
+    stream.on('trailers', (_t, _f, rawTrailers: string[]) => (trailers = framing.requestTrailers(fromH2Raw(rawTrailers))));
     const method = String(h[':method'] ?? 'GET');
     const authority = String(h[':authority'] ?? get(head.headers, 'host') ?? formatHostPort(conn.origDst.address, conn.origDst.port));
     const request: ProxyRequest = {
@@ -141,13 +148,13 @@ export class H2Downstream {
       stream.close(NGHTTP2_INTERNAL_ERROR);
       return;
     }
-    stream.on('wantTrailers', () => stream.sendTrailers(toH2(response.trailers(), {})));
-    body.pipe(stream);
-    body.on('error', () => {
-      // Mirror an upstream RST_STREAM's code where there is one.
-      const code = (body as { rstCode?: number }).rstCode;
-      stream.close(code && code !== 0 ? code : NGHTTP2_INTERNAL_ERROR);
+    stream.on('wantTrailers', () => {
+      const trailers = response.trailers();
+      stream.sendTrailers(toH2(trailers, framing.responseTrailers(trailers)));
     });
+    pipeToH2(body, stream);
+    // Mirror an upstream RST_STREAM's code where there is one.
+    body.on('error', () => stream.close(resetCode(body) ?? NGHTTP2_INTERNAL_ERROR));
     stream.once('close', () => {
       if (!stream.writableFinished) body.destroy();
     });

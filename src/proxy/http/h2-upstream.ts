@@ -1,7 +1,8 @@
 import http2 from 'node:http2';
 import type { OrigDst } from '../addresses.ts';
+import { pipeToH2 } from './body.ts';
 import type { ProxyRequest, ProxyResponse } from './exchange.ts';
-import { fromH2Raw, toH2, type RawHeaders } from './headers.ts';
+import { fromH2Raw, isMeshHop, toH2, without, type RawHeaders } from './headers.ts';
 import type { SessionPool } from './session-pool.ts';
 import { beforeResponse } from './upstream-errors.ts';
 
@@ -11,13 +12,19 @@ const { NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 export interface H2Framing {
   /** Extra request headers (lower-case names), e.g. between sidecars. */
   requestHeaders(req: ProxyRequest): Record<string, string>;
+  /** Extra request trailers (lower-case names), given the request's trailers. */
+  requestTrailers(trailers: RawHeaders, req: ProxyRequest): Record<string, string>;
   /** Turns the received response head into the response handed back (e.g. removes the mesh headers). */
   response(head: { status: number; headers: RawHeaders }, req: ProxyRequest): Pick<ProxyResponse, 'headers' | 'peer'>;
+  /** The same for the received response trailers. */
+  responseTrailers(trailers: RawHeaders): RawHeaders;
 }
 
 export const plainH2: H2Framing = {
   requestHeaders: () => ({}),
+  requestTrailers: () => ({}),
   response: (head) => ({ headers: head.headers }),
+  responseTrailers: (trailers) => without(trailers, isMeshHop),
 };
 
 /**
@@ -45,9 +52,14 @@ export class H2Upstream {
     }
   }
 
-  #attempt(req: ProxyRequest, dst: OrigDst): Promise<ProxyResponse> {
+  async #attempt(req: ProxyRequest, dst: OrigDst): Promise<ProxyResponse> {
+    const pooled = this.#pool.get(dst);
+    try {
+      await pooled.ready;
+    } catch (err) {
+      throw beforeResponse(err, pooled.connected());
+    }
     return new Promise((resolve, reject) => {
-      const pooled = this.#pool.get(dst);
       const headers = toH2(req.headers, {
         ':method': req.method,
         ':authority': req.authority,
@@ -65,7 +77,7 @@ export class H2Upstream {
       let responded = false;
       let trailers: RawHeaders = [];
       stream.on('continue', () => req.onContinue());
-      stream.on('trailers', (_h, _f, raw: string[]) => (trailers = fromH2Raw(raw)));
+      stream.on('trailers', (_h, _f, raw: string[]) => (trailers = this.#framing.responseTrailers(fromH2Raw(raw))));
       stream.once('response', (h, flags: number, raw: string[]) => {
         responded = true;
         const status = Number(h[':status']);
@@ -83,8 +95,11 @@ export class H2Upstream {
         if (!responded) reject(beforeResponse(Object.assign(new Error(`stream closed (code ${stream.rstCode})`), { code: 'ERR_HTTP2_STREAM_ERROR' }), pooled.connected()));
       });
       if (!req.body) return;
-      stream.on('wantTrailers', () => stream.sendTrailers(toH2(req.trailers(), {})));
-      req.body.pipe(stream);
+      stream.on('wantTrailers', () => {
+        const trailers = req.trailers();
+        stream.sendTrailers(toH2(trailers, this.#framing.requestTrailers(trailers, req)));
+      });
+      pipeToH2(req.body, stream);
       req.body.once('error', (err) => stream.destroy(err));
     });
   }

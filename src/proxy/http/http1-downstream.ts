@@ -5,9 +5,10 @@ import type { Logger } from '../../log.ts';
 import { formatHostPort } from '../addresses.ts';
 import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../connection.ts';
 import type { Handler } from '../pipeline.ts';
+import { resetCode } from './body.ts';
 import { errorResponse, rawErrorResponse } from './error-response.ts';
 import { isGrpc, type ProxyRequest, type ProxyResponse } from './exchange.ts';
-import { endToEnd, get, isMeshHop, pairs, without } from './headers.ts';
+import { endToEnd, get, getAll, isMeshHop, pairs, without } from './headers.ts';
 
 export interface Http1DownstreamOptions {
   maxHeaderBytes: number;
@@ -22,6 +23,8 @@ export type TunnelHandler = (conn: AcceptedConnection, req: http.IncomingMessage
 interface Served {
   conn: AcceptedConnection;
   flag: ResponseFlag;
+  /** Request bodies still arriving. */
+  bodies: Set<http.IncomingMessage>;
 }
 
 /**
@@ -50,6 +53,10 @@ export class Http1Downstream {
       requireHostHeader: false, // a Host-less HTTP/1.0 request reaches the original destination anyway
       joinDuplicateHeaders: false,
     });
+    // node:http enforces headersTimeout from its connection tracking, which it starts on
+    // 'listening'. This server never listens (connections are handed to it), so without
+    // this no slow head would ever be answered 408.
+    this.#server.emit('listening');
     const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => void this.#onRequest(req, res);
     this.#server.on('request', onRequest);
     // Don't answer 100 Continue ourselves: the upstream decides whether it wants the body.
@@ -67,10 +74,16 @@ export class Http1Downstream {
 
   /** Serves one connection; resolves when it is closed. */
   serve(conn: AcceptedConnection): Promise<ConnectionOutcome> {
-    const served: Served = { conn, flag: '-' };
+    const served: Served = { conn, flag: '-', bodies: new Set() };
     this.#served.set(conn.socket, served);
     return new Promise((resolve) => {
-      conn.socket.once('close', () => resolve({ receivedBytes: conn.socket.bytesRead, sentBytes: conn.socket.bytesWritten, flag: served.flag }));
+      conn.socket.once('close', () => {
+        // node:http forgets a request once its response is finished: a body still arriving
+        // then would neither end nor fail when the client goes, and its upstream would wait forever.
+        for (const body of served.bodies) body.destroy(new Error('the client closed the connection before the request body was complete'));
+        resolve({ receivedBytes: conn.socket.bytesRead, sentBytes: conn.socket.bytesWritten, flag: served.flag });
+      });
+      conn.socket.setNoDelay(true); // a handed-over socket never got the server's noDelay
       this.#server.emit('connection', conn.socket);
     });
   }
@@ -86,6 +99,13 @@ export class Http1Downstream {
       if (!res.writableFinished) aborted.abort();
     });
     const raw = req.rawHeaders;
+    if (getAll(raw, 'host').length > 1) {
+      // RFC 9112 3.2: the proxy and the app (or a proxy before us) could each believe a different one.
+      served.flag = 'DPE';
+      res.shouldKeepAlive = false;
+      writeResponse(res, errorResponse(new MeshletError('MESHLET_ERR_BAD_REQUEST', 'more than one Host header'), false), aborted.signal);
+      return;
+    }
     let hostName = 'Host';
     for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === 'host') hostName = raw[i]!;
     const hasBody = get(raw, 'transfer-encoding') !== undefined || Number(get(raw, 'content-length') ?? 0) > 0;
@@ -100,12 +120,17 @@ export class Http1Downstream {
       headers: without(endToEnd(raw), (name) => name === 'host' || isMeshHop(name)),
       hostName,
       body: hasBody ? req : undefined,
-      trailers: () => req.rawTrailers,
+      trailers: () => without(req.rawTrailers, isMeshHop),
       grpc: isGrpc(req.headers['content-type']),
       signal: aborted.signal,
       onContinue: () => res.writeContinue(),
     };
     if (!hasBody) req.resume();
+    else {
+      served.bodies.add(req);
+      req.once('end', () => served.bodies.delete(req));
+      req.once('close', () => served.bodies.delete(req));
+    }
     let response: ProxyResponse;
     try {
       response = await this.#handler(request);
@@ -158,6 +183,10 @@ export function writeResponse(res: http.ServerResponse, response: ProxyResponse,
   }
   body.pipe(res, { end: false });
   body.once('end', () => {
+    if (resetCode(body)) {
+      res.destroy(); // cut short upstream: the client must not take it for whole
+      return;
+    }
     const trailers = response.trailers();
     if (trailers.length > 0 && res.chunkedEncoding) res.addTrailers(pairs(trailers));
     res.end();

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { MeshletError } from '../../errors.ts';
 import type { OrigDst } from '../addresses.ts';
+import { resetCode } from './body.ts';
 import type { ProxyRequest, ProxyResponse } from './exchange.ts';
 import { hasNoBody } from './exchange.ts';
 import { endToEnd, get, pairs, type RawHeaders } from './headers.ts';
@@ -92,13 +93,19 @@ export class Http1Upstream {
         upstream.end();
         return;
       }
-      req.body.pipe(upstream, { end: false });
-      req.body.once('end', () => {
+      const body = req.body;
+      body.pipe(upstream, { end: false });
+      body.once('end', () => {
+        const reset = resetCode(body);
+        if (reset) {
+          upstream.destroy(new Error(`the client reset its stream (code ${reset})`));
+          return;
+        }
         const trailers = req.trailers();
         if (trailers.length > 0) upstream.addTrailers(pairs(trailers));
         upstream.end();
       });
-      req.body.once('error', (err) => upstream.destroy(err));
+      body.once('error', (err) => upstream.destroy(err));
     });
   }
 

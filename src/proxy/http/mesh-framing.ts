@@ -13,6 +13,17 @@ function withoutMeshHop(headers: RawHeaders): RawHeaders {
   return without(headers, isMeshHop);
 }
 
+/** Received headers or trailers in the case the sender's meshlet-header-case gives, without the mesh headers. */
+function restored(headers: RawHeaders): RawHeaders {
+  return withoutMeshHop(restoreCase(headers, get(headers, MESH_CASE_HEADER)));
+}
+
+/** meshlet-header-case for headers or trailers about to lose their case to HTTP/2, when any name has some. */
+function caseHeader(headers: RawHeaders): Record<string, string> {
+  const names = caseOf(headers);
+  return names ? { [MESH_CASE_HEADER]: names } : {};
+}
+
 /** The outbound sidecar's side of a meshlet/h2 exchange. */
 export function meshClientFraming(local: WorkloadMetadata): H2Framing {
   const metadata = encodeMetadata(local);
@@ -25,10 +36,13 @@ export function meshClientFraming(local: WorkloadMetadata): H2Framing {
       }
       return extra;
     },
+    // Trailers carry their own meshlet-header-case: they are not known when the head is sent.
+    requestTrailers: (trailers, req) => (req.protocol === 'http1' ? caseHeader(trailers) : {}),
     response(head) {
       const peer = decodeMetadata(get(head.headers, MESH_METADATA_HEADER));
-      return { headers: withoutMeshHop(restoreCase(head.headers, get(head.headers, MESH_CASE_HEADER))), ...(peer ? { peer } : {}) };
+      return { headers: restored(head.headers), ...(peer ? { peer } : {}) };
     },
+    responseTrailers: restored,
   };
 }
 
@@ -41,13 +55,10 @@ export function meshServerFraming(local: WorkloadMetadata): H2ServerFraming {
       const names = get(headers, MESH_CASE_HEADER);
       const peer = decodeMetadata(get(headers, MESH_METADATA_HEADER));
       const hostName = names?.split(',').find((n) => n.toLowerCase() === 'host') ?? (protocol === 'http1' ? 'Host' : 'host');
-      return { protocol, headers: withoutMeshHop(restoreCase(headers, names)), hostName, ...(peer ? { peer } : {}) };
+      return { protocol, headers: restored(headers), hostName, ...(peer ? { peer } : {}) };
     },
-    responseHeaders(response) {
-      const extra: Record<string, string> = { [MESH_METADATA_HEADER]: metadata };
-      const names = caseOf(response.headers);
-      if (names) extra[MESH_CASE_HEADER] = names;
-      return extra;
-    },
+    requestTrailers: restored,
+    responseHeaders: (response) => ({ [MESH_METADATA_HEADER]: metadata, ...caseHeader(response.headers) }),
+    responseTrailers: caseHeader,
   };
 }

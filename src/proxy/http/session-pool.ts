@@ -9,6 +9,13 @@ export interface PooledSession {
   readonly session: http2.ClientHttp2Session;
   /** Whether the session ever completed its connection (so a failure on it is not a connect failure). */
   connected(): boolean;
+  /**
+   * Resolves once the peer's SETTINGS arrived; rejects with the session's error if it
+   * ended first. Until then the peer's SETTINGS_MAX_CONCURRENT_STREAMS is unknown and
+   * nghttp2 would open every stream at once; the peer refuses those over its limit, and
+   * a refused stream whose body was already streamed cannot be sent again.
+   */
+  readonly ready: Promise<void>;
 }
 
 /**
@@ -35,16 +42,24 @@ export class SessionPool {
     if (existing && !existing.session.closed && !existing.session.destroyed) return existing;
     const session = this.#factory(dst);
     let connected = false;
-    const pooled: PooledSession = { session, connected: () => connected };
+    session.once('connect', () => (connected = true));
+    // The connection is made once the peer's SETTINGS are in (an HTTP/2 server sends them
+    // first): a peer that accepts TCP but never speaks HTTP/2 fails like one not there.
+    const timer = setTimeout(() => session.destroy(new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no HTTP/2 connection to ${key} within ${this.#connectTimeoutMs} ms`)), this.#connectTimeoutMs);
+    const ready = new Promise<void>((resolve, reject) => {
+      session.once('remoteSettings', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      session.once('error', reject);
+      session.once('close', () => reject(Object.assign(new Error('the HTTP/2 session closed before the peer sent its SETTINGS'), { code: 'ERR_HTTP2_SESSION_CLOSED' })));
+    });
+    ready.catch(() => {}); // a session failing with no request waiting on it is no unhandled rejection
+    const pooled: PooledSession = { session, connected: () => connected, ready };
     this.#sessions.set(key, pooled);
     const leave = () => {
       if (this.#sessions.get(key) === pooled) this.#sessions.delete(key);
     };
-    const timer = setTimeout(() => session.destroy(new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no HTTP/2 connection to ${key} within ${this.#connectTimeoutMs} ms`)), this.#connectTimeoutMs);
-    session.once('connect', () => {
-      connected = true;
-      clearTimeout(timer);
-    });
     session.on('goaway', leave);
     session.once('close', () => {
       clearTimeout(timer);

@@ -5,6 +5,9 @@ import { MeshletError } from '../../errors.ts';
 // or because the upstream's bytes were not HTTP (protocol error).
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ETIMEDOUT', 'EHOSTDOWN']);
+// ERR_HTTP2_ERROR is nghttp2 refusing what the upstream sent (bytes that are not HTTP/2,
+// a frame or header HTTP/2 forbids); HPE_* is llhttp doing the same for HTTP/1.1.
+const PROTOCOL_CODES = new Set(['ERR_HTTP2_ERROR', 'ERR_HTTP2_PROTOCOL_ERROR', 'ERR_HTTP2_INVALID_HEADER_VALUE']);
 
 export function connectFailure(err: unknown): MeshletError {
   if (err instanceof MeshletError) return err;
@@ -16,7 +19,7 @@ export function beforeResponse(err: unknown, connected: boolean): MeshletError {
   if (err instanceof MeshletError) return err;
   const code = (err as NodeJS.ErrnoException).code ?? '';
   if (!connected || CONNECT_CODES.has(code) || /^ERR_(SSL|TLS)|CERT|UNABLE_TO/.test(code)) return connectFailure(err);
-  if (code.startsWith('HPE_') || code === 'ERR_HTTP2_PROTOCOL_ERROR' || code === 'ERR_HTTP2_INVALID_HEADER_VALUE') {
+  if (code.startsWith('HPE_') || PROTOCOL_CODES.has(code)) {
     return new MeshletError('MESHLET_ERR_UPSTREAM_PROTOCOL', `upstream sent an invalid response: ${describe(err)}`, { cause: err });
   }
   return new MeshletError('MESHLET_ERR_UPSTREAM_RESET', `upstream closed or reset before the response: ${describe(err)}`, { cause: err });
