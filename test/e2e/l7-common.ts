@@ -8,7 +8,10 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import type { Test } from 'tap';
-import { APP_UID, REPO_ROOT, type Pod, type SpawnedProcess } from '../../src/testbed/netns.ts';
+import type { CallResult } from '../../src/testbed/apps/grpc-app.ts';
+import type { Report } from '../../src/testbed/apps/http-echo-app.ts';
+import { IdentityStore, type IssuedIdentity } from '../../src/testbed/identities.ts';
+import { APP_UID, REPO_ROOT, Testbed, type Pod, type SpawnedProcess } from '../../src/testbed/netns.ts';
 
 export const APPS = {
   http: path.join(REPO_ROOT, 'src/testbed/apps/http-echo-app.ts'),
@@ -65,6 +68,50 @@ export async function startServerApps(pod: Pod): Promise<ServerApps> {
 }
 
 /** A scratch directory the app UID can write (curl's header dumps and bodies). */
+export interface MeshedPair {
+  a: Pod;
+  b: Pod;
+  idA: IssuedIdentity;
+  idB: IssuedIdentity;
+  proxyA: SpawnedProcess;
+  proxyB: SpawnedProcess;
+  apps: ServerApps;
+  /** A scratch directory for the test's files. */
+  dir: string;
+}
+
+/**
+ * Pods a and b, both meshed with identities from one `meshlet ca` (ns-a/sa-a, ns-b/sa-b):
+ * a sends b's traffic over mTLS expecting b's exact SPIFFE ID, b's inbound is strict,
+ * and the server apps run in b. Everything is removed when `t` ends.
+ */
+export async function meshedPair(t: Test, env: { a?: NodeJS.ProcessEnv; b?: NodeJS.ProcessEnv } = {}): Promise<MeshedPair> {
+  const TD = 'cluster.local';
+  const ids = new IdentityStore();
+  t.teardown(() => ids.remove());
+  const tmp = scratch();
+  t.teardown(tmp.remove);
+  const tb = await Testbed.create(['a', 'b']);
+  t.teardown(() => tb.destroy());
+  const [a, b] = [tb.pod('a'), tb.pod('b')];
+  const ca = await ids.ca('ca', TD);
+  const idA = await ids.issue(ca, `spiffe://${TD}/ns/ns-a/sa/sa-a`, { name: 'a' });
+  const idB = await ids.issue(ca, `spiffe://${TD}/ns/ns-b/sa/sa-b`, { name: 'b' });
+  t.equal((await a.init()).code, 0, 'init in a');
+  t.equal((await b.init()).code, 0, 'init in b');
+  const proxyA = await a.startProxy({
+    MESHLET_IDENTITY_DIR: idA.dir,
+    MESHLET_MESH_PEERS: `[{cidrs: [${b.ipv4}/32, "${b.ipv6}/128"], spiffeId: "${idB.spiffeId}"}]`,
+    ...env.a,
+  });
+  const proxyB = await b.startProxy({ MESHLET_IDENTITY_DIR: idB.dir, MESHLET_INBOUND_MTLS: 'strict', ...env.b });
+  const apps = await startServerApps(b);
+  t.teardown(() => {
+    if (!t.passing()) t.comment(`a's proxy, last lines:\n${tail(proxyA)}\n\nb's proxy, last lines:\n${tail(proxyB)}`);
+  });
+  return { a, b, idA, idB, proxyA, proxyB, apps, dir: tmp.dir };
+}
+
 export function scratch(): { dir: string; remove: () => void } {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meshlet-l7-'));
   chmodSync(dir, 0o777);
@@ -131,16 +178,7 @@ export const meshHeaders = (names: string[]) => names.filter((n) => n.toLowerCas
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** The JSON report http-echo-app answers with. */
-export interface Report {
-  proto: 'http/1.1' | 'h2c';
-  httpVersion: string;
-  method: string;
-  url: string;
-  rawHeaders: string[];
-  bodyBytes: number;
-  bodySha256: string;
-  remoteAddress: string;
-}
+export type { Report };
 
 export function report(r: CurlResult): Report | undefined {
   try {
@@ -152,15 +190,7 @@ export function report(r: CurlResult): Report | undefined {
 
 // --- the other clients --------------------------------------------------------------
 
-export interface GrpcCall {
-  ok: boolean;
-  code: number;
-  codeName: string;
-  details: string;
-  headers: Record<string, string[]>;
-  trailers: Record<string, string[]>;
-  [more: string]: unknown;
-}
+export type GrpcCall = CallResult;
 
 async function jsonLine<T>(pod: Pod, argv: string[], what: string): Promise<T> {
   const r = await pod.run([process.execPath, ...argv], { uid: APP_UID, timeoutMs: 60_000 });

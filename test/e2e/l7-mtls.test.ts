@@ -1,7 +1,6 @@
 import t from 'tap';
-import { IdentityStore } from '../../src/testbed/identities.ts';
 import { scrape } from '../../src/testbed/metrics.ts';
-import { Testbed, testbedUnavailable } from '../../src/testbed/netns.ts';
+import { testbedUnavailable } from '../../src/testbed/netns.ts';
 import {
   checkConnectFailure,
   checkGrpc,
@@ -11,10 +10,8 @@ import {
   checkStillUp,
   checkWebSocket,
   curl,
+  meshedPair,
   PORT,
-  scratch,
-  startServerApps,
-  tail,
   type Setup,
 } from './l7-common.ts';
 
@@ -32,46 +29,16 @@ if (skip) {
   process.exit(0);
 }
 
-const TD = 'cluster.local';
-
 t.test('L7 through a sidecar pair over mTLS: a (meshlet) → b (meshlet, strict)', async (t) => {
-  const ids = new IdentityStore();
-  t.teardown(() => ids.remove());
-  const tmp = scratch();
-  t.teardown(tmp.remove);
-  const tb = await Testbed.create(['a', 'b']);
-  t.teardown(() => tb.destroy());
-  const [a, b] = [tb.pod('a'), tb.pod('b')];
-
-  const ca = await ids.ca('ca', TD);
-  const idA = await ids.issue(ca, `spiffe://${TD}/ns/ns-a/sa/sa-a`, { name: 'a' });
-  const idB = await ids.issue(ca, `spiffe://${TD}/ns/ns-b/sa/sa-b`, { name: 'b' });
-
-  t.equal((await a.init()).code, 0, 'init in a');
-  t.equal((await b.init()).code, 0, 'init in b');
-  const proxyA = await a.startProxy({
-    MESHLET_IDENTITY_DIR: idA.dir,
-    MESHLET_MESH_PEERS: `[{cidrs: [${b.ipv4}/32, "${b.ipv6}/128"], spiffeId: "${idB.spiffeId}"}]`,
-    MESHLET_WORKLOAD_NAME: 'client-a',
-    MESHLET_WORKLOAD_NAMESPACE: 'ns-a',
-    MESHLET_LOG_LEVEL: 'debug',
+  const { a, b, idA, proxyA, proxyB, apps, dir } = await meshedPair(t, {
+    a: { MESHLET_WORKLOAD_NAME: 'client-a', MESHLET_WORKLOAD_NAMESPACE: 'ns-a', MESHLET_LOG_LEVEL: 'debug' },
+    b: { MESHLET_WORKLOAD_NAME: 'server-b', MESHLET_WORKLOAD_NAMESPACE: 'ns-b', MESHLET_LOG_LEVEL: 'debug' },
   });
-  const proxyB = await b.startProxy({
-    MESHLET_IDENTITY_DIR: idB.dir,
-    MESHLET_INBOUND_MTLS: 'strict',
-    MESHLET_WORKLOAD_NAME: 'server-b',
-    MESHLET_WORKLOAD_NAMESPACE: 'ns-b',
-    MESHLET_LOG_LEVEL: 'debug',
-  });
-  const apps = await startServerApps(b);
-  const s: Setup = { client: a, server: b, apps, dir: tmp.dir };
-  t.teardown(() => {
-    if (!t.passing()) t.comment(`a's proxy, last lines:\n${tail(proxyA)}\n\nb's proxy, last lines:\n${tail(proxyB)}`);
-  });
+  const s: Setup = { client: a, server: b, apps, dir };
 
   await t.test('the pair is in use: b (strict) lets in only mTLS, and a request gets through', async (t) => {
     const before = await scrape(b);
-    const r = await curl(a, tmp.dir, [`http://${b.ipv4}:${PORT.h1}/first`]);
+    const r = await curl(a, dir, [`http://${b.ipv4}:${PORT.h1}/first`]);
     t.equal(r.status, 200, r.stderr);
     const after = await scrape(b);
     const refused = (sc: typeof before) => sc.value('meshlet_proxy_connections_refused_total', { reporter: 'destination' });
@@ -79,7 +46,7 @@ t.test('L7 through a sidecar pair over mTLS: a (meshlet) → b (meshlet, strict)
   });
 
   await t.test('each sidecar learns the other workload from meshlet-peer-metadata', async (t) => {
-    const r = await curl(a, tmp.dir, [`http://${b.ipv4}:${PORT.h1}/metadata`]);
+    const r = await curl(a, dir, [`http://${b.ipv4}:${PORT.h1}/metadata`]);
     t.equal(r.status, 200, r.stderr);
     const requestLines = (proc: typeof proxyA) =>
       proc

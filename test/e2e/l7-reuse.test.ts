@@ -1,10 +1,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { IdentityStore } from '../../src/testbed/identities.ts';
-import { APP_UID, Testbed, testbedUnavailable } from '../../src/testbed/netns.ts';
+import { APP_UID, testbedUnavailable } from '../../src/testbed/netns.ts';
 import { readHello, readPcap, tcpConnections, tlsRecords, type TcpConnection } from '../../src/testbed/pcap.ts';
-import { eventually, greeterClient, PORT, scratch, startServerApps, tail, wsClient } from './l7-common.ts';
+import { eventually, greeterClient, meshedPair, PORT, wsClient } from './l7-common.ts';
 
 // Connection reuse between sidecars, counted on the wire: many app connections from a to
 // b become at most a couple of mTLS connections between the pods, each a TLS handshake
@@ -19,30 +18,11 @@ if (skip) {
   process.exit(0);
 }
 
-const TD = 'cluster.local';
 const K = 20; // app connections (curl processes)
 const PER = 10; // sequential keep-alive requests on each
 
 t.test('pooled mesh connections a → b', async (t) => {
-  const ids = new IdentityStore();
-  t.teardown(() => ids.remove());
-  const tmp = scratch();
-  t.teardown(tmp.remove);
-  const tb = await Testbed.create(['a', 'b']);
-  t.teardown(() => tb.destroy());
-  const [a, b] = [tb.pod('a'), tb.pod('b')];
-
-  const ca = await ids.ca('ca', TD);
-  const idA = await ids.issue(ca, `spiffe://${TD}/ns/ns-a/sa/sa-a`, { name: 'a' });
-  const idB = await ids.issue(ca, `spiffe://${TD}/ns/ns-b/sa/sa-b`, { name: 'b' });
-  t.equal((await a.init()).code, 0, 'init in a');
-  t.equal((await b.init()).code, 0, 'init in b');
-  const proxyA = await a.startProxy({ MESHLET_IDENTITY_DIR: idA.dir, MESHLET_MESH_PEERS: `[{cidrs: [${b.ipv4}/32, "${b.ipv6}/128"]}]` });
-  const proxyB = await b.startProxy({ MESHLET_IDENTITY_DIR: idB.dir, MESHLET_INBOUND_MTLS: 'strict' });
-  const apps = await startServerApps(b);
-  t.teardown(() => {
-    if (!t.passing()) t.comment(`a's proxy, last lines:\n${tail(proxyA)}\n\nb's proxy, last lines:\n${tail(proxyB)}`);
-  });
+  const { a, b, proxyA, proxyB, apps, dir } = await meshedPair(t);
 
   const tcpdump = await b.run(['sh', '-c', 'command -v tcpdump']);
   if (tcpdump.code !== 0) {
@@ -53,7 +33,7 @@ t.test('pooled mesh connections a → b', async (t) => {
   let captures = 0;
   /** The TCP connections a → b seen on b's eth0 while `fn` ran. */
   async function captured(fn: () => Promise<void>): Promise<TcpConnection[]> {
-    const file = path.join(tmp.dir, `b-${++captures}.pcap`);
+    const file = path.join(dir, `b-${++captures}.pcap`);
     // -U and --immediate-mode: every packet is in the file when tcpdump exits on SIGINT.
     const dump = b.spawn(['tcpdump', '-i', 'eth0', '-n', '-s', '0', '-U', '--immediate-mode', '-Z', 'root', '-w', file, 'tcp']);
     if (!(await eventually(() => dump.output().stderr.includes('listening on'), 'tcpdump to start'))) throw new Error(`tcpdump did not start: ${dump.output().stderr}`);

@@ -157,7 +157,8 @@ function serve(): void {
 
 // --- client -------------------------------------------------------------------------
 
-interface CallResult {
+/** What the client subcommand prints per call (the tests read it). */
+export interface CallResult {
   ok: boolean;
   code: number;
   codeName: string;

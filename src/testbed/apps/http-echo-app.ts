@@ -34,7 +34,8 @@ const unmap = (a: string | undefined) => {
   return s.startsWith('::ffff:') && s.includes('.') ? s.slice(7) : s;
 };
 
-interface Report {
+/** The JSON this app answers with (the tests read it). */
+export interface Report {
   proto: 'http/1.1' | 'h2c';
   httpVersion: string;
   method: string;
