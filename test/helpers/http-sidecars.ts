@@ -37,7 +37,14 @@ function meshIdentities(): Promise<{ client: string; server: string }> {
 }
 
 /** The sidecars of `topology` in front of the app on `appPort`, closed when `t` ends. `env` goes to each. */
-export async function through(t: Pick<Test, 'teardown'>, topology: Topology, appPort: () => number, env: NodeJS.ProcessEnv = {}): Promise<Through> {
+export async function through(
+  t: Pick<Test, 'teardown'>,
+  topology: Topology,
+  appPort: () => number,
+  env: NodeJS.ProcessEnv = {},
+  /** What the outbound side expects of the inbound one (mesh only); by default any identity of the trust domain. */
+  expect: { spiffeId?: string } = {},
+): Promise<Through> {
   if (topology === 'one') {
     const outbound = await sidecar('outbound', appPort, { env });
     t.teardown(() => outbound.close());
@@ -48,7 +55,7 @@ export async function through(t: Pick<Test, 'teardown'>, topology: Topology, app
   t.teardown(() => inbound.close());
   const wire = await relay(inbound.port);
   t.teardown(() => wire.close());
-  const outbound = await sidecar('outbound', () => wire.port, { identityDir: ids.client, peer: { trustDomain: TD }, env });
+  const outbound = await sidecar('outbound', () => wire.port, { identityDir: ids.client, peer: { trustDomain: TD, ...expect }, env });
   t.teardown(() => outbound.close());
   return { port: outbound.port, outbound, inbound };
 }

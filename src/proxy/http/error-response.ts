@@ -32,6 +32,11 @@ const SHAPES: Partial<Record<ErrorCode, Shape>> = {
 /** Anything not classified is the proxy's own failure: 502, gRPC INTERNAL. */
 const UNKNOWN: Shape = { cause: 'proxy_error', status: 502, flag: 'UPE', grpc: 13 };
 
+/** Whether `err` is one of ours with an answer of its own in the table above. */
+export function hasShape(err: unknown): err is MeshletError {
+  return err instanceof MeshletError && SHAPES[err.code] !== undefined;
+}
+
 export function shapeOf(err: unknown): Shape {
   return (err instanceof MeshletError && SHAPES[err.code]) || UNKNOWN;
 }

@@ -1,4 +1,6 @@
-import { MeshletError } from '../../errors.ts';
+import { isMeshletError, MeshletError } from '../../errors.ts';
+import { isMtlsHandshakeFailure } from '../tcp/connectors.ts';
+import { hasShape } from './error-response.ts';
 
 // Errors on the way to an upstream, told apart by when they happened: before the
 // connection was made (connect failure), after it but before the response head (reset),
@@ -10,15 +12,17 @@ const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'E
 const PROTOCOL_CODES = new Set(['ERR_HTTP2_ERROR', 'ERR_HTTP2_PROTOCOL_ERROR', 'ERR_HTTP2_INVALID_HEADER_VALUE']);
 
 export function connectFailure(err: unknown): MeshletError {
-  if (err instanceof MeshletError) return err;
+  if (isMeshletError(err, 'MESHLET_ERR_UPSTREAM_CONNECT')) return err;
   return new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `cannot connect upstream: ${describe(err)}`, { cause: err });
 }
 
 /** Classifies an error that ended an exchange before the response head arrived. */
 export function beforeResponse(err: unknown, connected: boolean): MeshletError {
-  if (err instanceof MeshletError) return err;
+  // Ours already, and with an answer of its own (e.g. a connect timeout). Others, such as
+  // the peer identity check refusing a sidecar, are classified by their code like any error.
+  if (hasShape(err)) return err;
   const code = (err as NodeJS.ErrnoException).code ?? '';
-  if (!connected || CONNECT_CODES.has(code) || /^ERR_(SSL|TLS)|CERT|UNABLE_TO/.test(code)) return connectFailure(err);
+  if (!connected || CONNECT_CODES.has(code) || isMtlsHandshakeFailure(code)) return connectFailure(err);
   if (code.startsWith('HPE_') || PROTOCOL_CODES.has(code)) {
     return new MeshletError('MESHLET_ERR_UPSTREAM_PROTOCOL', `upstream sent an invalid response: ${describe(err)}`, { cause: err });
   }

@@ -62,6 +62,15 @@ export function connectMeshTls(identity: Identity, peer: MeshPeer, dst: OrigDst,
 }
 
 /**
+ * Whether an error code means the mTLS handshake with a peer did not succeed: a
+ * certificate, chain or TLS failure, or the peer's SPIFFE ID or ALPN (MeshletError codes
+ * from the checks above). Shared by the L4 and the HTTP paths so both call it the same.
+ */
+export function isMtlsHandshakeFailure(code: string): boolean {
+  return code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || code.startsWith('MESHLET_ERR') || /CERT|SELF_SIGNED|UNABLE_TO/.test(code);
+}
+
+/**
  * One app connection carried over its own mTLS connection (ALPN meshlet/tcp). The
  * identity is read per connection, so a rotation applies to the next connection and
  * leaves open ones alone.

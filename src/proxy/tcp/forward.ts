@@ -1,6 +1,6 @@
 import net from 'node:net';
 import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../connection.ts';
-import { plainConnector, type Connector } from './connectors.ts';
+import { isMtlsHandshakeFailure, plainConnector, type Connector } from './connectors.ts';
 
 export interface TcpForwardOptions {
   connectTimeoutMs: number;
@@ -102,9 +102,6 @@ export function reset(socket: net.Socket): void {
 
 function connectFailureReason(err: NodeJS.ErrnoException): string {
   const code = err.code ?? '';
-  // Certificate, SPIFFE ID and ALPN failures all mean: the mTLS handshake did not succeed.
-  if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || code.startsWith('MESHLET_ERR') || /CERT|SELF_SIGNED|UNABLE_TO/.test(code)) {
-    return 'mtls_handshake';
-  }
+  if (isMtlsHandshakeFailure(code)) return 'mtls_handshake';
   return `connect_${code.toLowerCase()}`;
 }

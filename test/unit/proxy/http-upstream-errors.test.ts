@@ -173,3 +173,16 @@ for (const topology of TOPOLOGIES) {
     });
   });
 }
+
+t.test('meshlet/h2 to a peer that is not who mesh.peers expects → 503 upstream_connect_failure, gRPC 14', async (t) => {
+  const app = await h1App((_req, res) => res.end('never'));
+  t.teardown(() => app.close());
+  const { port } = await through(t, 'mesh', () => app.port, {}, { spiffeId: 'spiffe://cluster.local/ns/b/sa/someone-else' });
+  const r = await get(port, '/who');
+  t.equal(r.status, 503);
+  t.equal(r.headers['meshlet-error'], 'upstream_connect_failure', 'a failed mTLS handshake is a connect failure, not the proxy failing');
+  const g = await h2Request(h2Session(t, port), { ':method': 'POST', ':path': '/svc/Call', 'content-type': 'application/grpc', te: 'trailers' }, Buffer.alloc(5));
+  t.equal(g.headers['grpc-status'], '14');
+  t.equal(g.headers['meshlet-error'], 'upstream_connect_failure');
+  t.equal(app.requests.length, 0, 'nothing reached the app');
+});
