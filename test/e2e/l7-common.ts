@@ -253,7 +253,7 @@ function checkReturned(t: Test, headers: HeaderList, what: string): void {
   t.same(meshHeaders(headers.map(([n]) => n)), [], `${what}: the client got no meshlet-* header back`);
 }
 
-export async function checkHttp1(t: Test, s: Setup): Promise<void> {
+async function checkHttp1(t: Test, s: Setup): Promise<void> {
   const host = s.server.ipv4;
   const base = `http://${host}:${PORT.h1}`;
 
@@ -320,7 +320,7 @@ export async function checkHttp1(t: Test, s: Setup): Promise<void> {
   });
 }
 
-export async function checkHttp2(t: Test, s: Setup): Promise<void> {
+async function checkHttp2(t: Test, s: Setup): Promise<void> {
   const host = s.server.ipv4;
   const base = `http://${host}:${PORT.h2c}`;
 
@@ -382,7 +382,7 @@ export async function checkHttp2(t: Test, s: Setup): Promise<void> {
   });
 }
 
-export async function checkGrpc(t: Test, s: Setup): Promise<void> {
+async function checkGrpc(t: Test, s: Setup): Promise<void> {
   const calls = await grpcClient(s.client, s.server.ipv4, PORT.grpc, ['unary', 'server-stream', 'client-stream', 'fail', 'deadline', 'cancel']);
   const noMesh = (call: GrpcCall | undefined, what: string) => {
     t.same(meshHeaders(Object.keys(call?.headers ?? {})), [], `${what}: no meshlet-* response header`);
@@ -432,7 +432,7 @@ export async function checkGrpc(t: Test, s: Setup): Promise<void> {
   t.ok(await eventually(() => cancelled(deadline?.id), 'deadline cancellation'), 'deadline: the server saw the call end too');
 }
 
-export async function checkWebSocket(t: Test, s: Setup): Promise<void> {
+async function checkWebSocket(t: Test, s: Setup): Promise<void> {
   const r = await wsClient(s.client, s.server.ipv4, PORT.ws, 12);
   t.ok(r.ok, `WebSocket session: ${r.error ?? 'ok'}`);
   t.equal(r.status, 101, 'upgraded');
@@ -447,7 +447,7 @@ export async function checkWebSocket(t: Test, s: Setup): Promise<void> {
 }
 
 /** Requests to a port of the server pod where nothing listens: the proxy answers itself. */
-export async function checkConnectFailure(t: Test, s: Setup): Promise<void> {
+async function checkConnectFailure(t: Test, s: Setup): Promise<void> {
   const url = `http://${s.server.ipv4}:${PORT.closed}/nothing-here`;
   const h1 = await curl(s.client, s.dir, [url]);
   t.equal(h1.status, 503, `HTTP/1.1: 503 (curl exit ${h1.exit}: ${h1.stderr.trim()})`);
@@ -462,7 +462,7 @@ export async function checkConnectFailure(t: Test, s: Setup): Promise<void> {
   t.same(unary?.trailers['meshlet-error'], ['upstream_connect_failure'], `gRPC: made by the proxy (meshlet-error): ${JSON.stringify(unary?.trailers)}`);
 }
 
-export async function checkServerFirst(t: Test, s: Setup): Promise<void> {
+async function checkServerFirst(t: Test, s: Setup): Promise<void> {
   for (const port of [PORT.mysql, PORT.serverFirst]) {
     const r = await greeterClient(s.client, s.server.ipv4, port);
     t.ok(r.ok, `port ${port}: greeting, answer and welcome went through (${r.error ?? r.welcome})`);
@@ -471,7 +471,7 @@ export async function checkServerFirst(t: Test, s: Setup): Promise<void> {
 }
 
 /** After the bad cases, the proxies still serve. */
-export async function checkStillUp(t: Test, s: Setup, proxies: SpawnedProcess[]): Promise<void> {
+async function checkStillUp(t: Test, s: Setup, proxies: SpawnedProcess[]): Promise<void> {
   for (const p of proxies) t.equal(p.child.exitCode ?? p.child.signalCode, null, 'the proxy is still running');
   const h1 = await curl(s.client, s.dir, [`http://${s.server.ipv4}:${PORT.h1}/after`]);
   t.equal(h1.status, 200, `HTTP/1.1 still served ${h1.stderr}`);
@@ -485,4 +485,15 @@ export async function checkStillUp(t: Test, s: Setup, proxies: SpawnedProcess[])
 export function tail(proc: SpawnedProcess, lines = 30): string {
   const { stdout, stderr } = proc.output();
   return [...stdout.trim().split('\n').slice(-lines), ...(stderr.trim() ? ['stderr:', ...stderr.trim().split('\n').slice(-10)] : [])].join('\n');
+}
+
+/** The whole client set, in order, through whatever sidecars `proxies` are: the same in every set-up. */
+export async function checkClients(t: Test, s: Setup, proxies: SpawnedProcess[]): Promise<void> {
+  await t.test('HTTP/1.1 (curl)', (t) => checkHttp1(t, s));
+  await t.test('HTTP/2 prior knowledge (curl, nghttp, h2load)', (t) => checkHttp2(t, s));
+  await t.test('gRPC: unary, server and client streaming, error status, deadline, cancel', (t) => checkGrpc(t, s));
+  await t.test('WebSocket echo', (t) => checkWebSocket(t, s));
+  await t.test('nothing listening: 503 upstream_connect_failure from a sidecar; gRPC UNAVAILABLE', (t) => checkConnectFailure(t, s));
+  await t.test('server-first protocol, opaque port 3306 and detected port 3307', (t) => checkServerFirst(t, s));
+  await t.test('the proxies still serve after the bad cases', (t) => checkStillUp(t, s, proxies));
 }

@@ -2,13 +2,7 @@ import t from 'tap';
 import { scrape } from '../../src/testbed/metrics.ts';
 import { testbedUnavailable } from '../../src/testbed/netns.ts';
 import {
-  checkConnectFailure,
-  checkGrpc,
-  checkHttp1,
-  checkHttp2,
-  checkServerFirst,
-  checkStillUp,
-  checkWebSocket,
+  checkClients,
   curl,
   meshedPair,
   PORT,
@@ -62,11 +56,5 @@ t.test('L7 through a sidecar pair over mTLS: a (meshlet) → b (meshlet, strict)
     t.equal(outbound?.peerWorkload, 'ns-b/server-b', "a's sidecar labels the request with b's workload (from the response)");
   });
 
-  await t.test('HTTP/1.1 (curl)', (t) => checkHttp1(t, s));
-  await t.test('HTTP/2 prior knowledge (curl, nghttp, h2load)', (t) => checkHttp2(t, s));
-  await t.test('gRPC: unary, server and client streaming, error status, deadline, cancel', (t) => checkGrpc(t, s));
-  await t.test('WebSocket echo', (t) => checkWebSocket(t, s));
-  await t.test('nothing listening in b: 503 upstream_connect_failure from a sidecar; gRPC UNAVAILABLE', (t) => checkConnectFailure(t, s));
-  await t.test('server-first protocol, opaque port 3306 and detected port 3307', (t) => checkServerFirst(t, s));
-  await t.test('the proxies still serve after the bad cases', (t) => checkStillUp(t, s, [proxyA, proxyB]));
+  await checkClients(t, s, [proxyA, proxyB]);
 });

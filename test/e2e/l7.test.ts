@@ -1,13 +1,7 @@
 import t from 'tap';
 import { Testbed, testbedUnavailable } from '../../src/testbed/netns.ts';
 import {
-  checkConnectFailure,
-  checkGrpc,
-  checkHttp1,
-  checkHttp2,
-  checkServerFirst,
-  checkStillUp,
-  checkWebSocket,
+  checkClients,
   scratch,
   startServerApps,
   tail,
@@ -43,11 +37,5 @@ t.test('L7 through one sidecar: a (meshlet) → b (no sidecar)', async (t) => {
     if (!t.passing()) t.comment(`a's proxy, last lines:\n${tail(proxy)}`);
   });
 
-  await t.test('HTTP/1.1 (curl)', (t) => checkHttp1(t, s));
-  await t.test('HTTP/2 prior knowledge (curl, nghttp, h2load)', (t) => checkHttp2(t, s));
-  await t.test('gRPC: unary, server and client streaming, error status, deadline, cancel', (t) => checkGrpc(t, s));
-  await t.test('WebSocket echo', (t) => checkWebSocket(t, s));
-  await t.test('nothing listening: 503 upstream_connect_failure from the proxy; gRPC UNAVAILABLE', (t) => checkConnectFailure(t, s));
-  await t.test('server-first protocol, opaque port 3306 and detected port 3307', (t) => checkServerFirst(t, s));
-  await t.test('the proxy still serves after the bad cases', (t) => checkStillUp(t, s, [proxy]));
+  await checkClients(t, s, [proxy]);
 });
