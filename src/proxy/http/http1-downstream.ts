@@ -8,7 +8,7 @@ import type { Handler } from '../pipeline.ts';
 import { resetCode } from './body.ts';
 import { errorResponse, rawErrorResponse } from './error-response.ts';
 import { isGrpc, type ProxyRequest, type ProxyResponse } from './exchange.ts';
-import { endToEnd, get, getAll, isMeshHop, pairs, without } from './headers.ts';
+import { endToEnd, get, isMeshHop, pairs, without } from './headers.ts';
 
 export interface Http1DownstreamOptions {
   maxHeaderBytes: number;
@@ -99,15 +99,20 @@ export class Http1Downstream {
       if (!res.writableFinished) aborted.abort();
     });
     const raw = req.rawHeaders;
-    if (getAll(raw, 'host').length > 1) {
+    let hostName = 'Host';
+    let hosts = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      if (raw[i]!.toLowerCase() !== 'host') continue;
+      hostName = raw[i]!;
+      hosts++;
+    }
+    if (hosts > 1) {
       // RFC 9112 3.2: the proxy and the app (or a proxy before us) could each believe a different one.
       served.flag = 'DPE';
       res.shouldKeepAlive = false;
       writeResponse(res, errorResponse(new MeshletError('MESHLET_ERR_BAD_REQUEST', 'more than one Host header'), false), aborted.signal);
       return;
     }
-    let hostName = 'Host';
-    for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === 'host') hostName = raw[i]!;
     const hasBody = get(raw, 'transfer-encoding') !== undefined || Number(get(raw, 'content-length') ?? 0) > 0;
     const { conn } = served;
     const request: ProxyRequest = {

@@ -48,7 +48,7 @@ export class Http1Upstream {
       const headers: RawHeaders = [req.hostName, req.authority, ...req.headers];
       if (req.body && get(req.headers, 'content-length') === undefined) headers.push('Transfer-Encoding', 'chunked');
       const upstream = http.request({
-        agent: fresh ? new http.Agent({ keepAlive: false }) : this.#agent,
+        agent: fresh ? false : this.#agent, // false: a connection of its own, not pooled
         host: dst.address,
         port: dst.port,
         method: req.method,
