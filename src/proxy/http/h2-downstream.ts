@@ -94,7 +94,7 @@ export class H2Downstream {
       if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR || !stream.writableFinished) aborted.abort();
     });
     stream.on('error', () => {}); // resets are seen through 'close' and rstCode
-    const head = framing.request(endToEnd(fromH2Raw(raw)));
+    const head = framing.request(endToEnd(raw)); // pseudo-headers go with the hop-by-hop ones
     let trailers: RawHeaders = [];
     stream.on('trailers', (_t, _f, rawTrailers: string[]) => (trailers = framing.requestTrailers(fromH2Raw(rawTrailers))));
     const method = String(h[':method'] ?? 'GET');

@@ -42,16 +42,12 @@ export function without(headers: RawHeaders, drop: (lowerName: string) => boolea
 
 /**
  * The end-to-end headers: hop-by-hop ones go, and so does every header that the
- * Connection header names. `te: trailers` is the one TE value that means something
- * end to end (gRPC needs it) and is kept.
+ * Connection header names, and any pseudo-header. `te: trailers` is the one TE value
+ * that means something end to end (gRPC needs it) and is kept. `drop` removes more
+ * (lower-case names) in the same pass: this runs once per request and response.
  */
-export function endToEnd(headers: RawHeaders): RawHeaders {
-  const named = new Set(
-    getAll(headers, 'connection')
-      .flatMap((v) => v.split(','))
-      .map((t) => t.trim().toLowerCase())
-      .filter(Boolean),
-  );
+export function endToEnd(headers: RawHeaders, drop?: (lowerName: string) => boolean): RawHeaders {
+  const named = connectionNamed(headers);
   const out: RawHeaders = [];
   for (let i = 0; i < headers.length; i += 2) {
     const lower = headers[i]!.toLowerCase();
@@ -60,10 +56,24 @@ export function endToEnd(headers: RawHeaders): RawHeaders {
       if (value.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) out.push(headers[i]!, 'trailers');
       continue;
     }
-    if (HOP_BY_HOP.has(lower) || named.has(lower) || lower.startsWith(':')) continue;
+    if (HOP_BY_HOP.has(lower) || named?.has(lower) || lower.startsWith(':') || drop?.(lower)) continue;
     out.push(headers[i]!, value);
   }
   return out;
+}
+
+/** The header names that Connection lists; undefined when there is no Connection header (most requests). */
+function connectionNamed(headers: RawHeaders): Set<string> | undefined {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i]!.length !== 10 || headers[i]!.toLowerCase() !== 'connection') continue;
+    named ??= new Set();
+    for (const token of headers[i + 1]!.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name) named.add(name);
+    }
+  }
+  return named;
 }
 
 /** HTTP/2 header object (lower-case names; repeated names as arrays) from a raw list. */
@@ -97,12 +107,16 @@ export function caseOf(headers: RawHeaders): string | undefined {
   return names.size > 0 ? [...names].join(',') : undefined;
 }
 
-/** Writes the names of `headers` in the case `caseList` (from caseOf) gives. */
-export function restoreCase(headers: RawHeaders, caseList: string | undefined): RawHeaders {
-  if (!caseList) return headers;
-  const byLower = new Map(caseList.split(',').map((n) => [n.trim().toLowerCase(), n.trim()] as const));
+/** Writes the names of `headers` in the case `caseList` (from caseOf) gives, leaving out those `drop` names (lower case). */
+export function restoreCase(headers: RawHeaders, caseList: string | undefined, drop?: (lowerName: string) => boolean): RawHeaders {
+  if (!caseList && !drop) return headers;
+  const byLower = caseList ? new Map(caseList.split(',').map((n) => [n.trim().toLowerCase(), n.trim()] as const)) : undefined;
   const out: RawHeaders = [];
-  for (let i = 0; i < headers.length; i += 2) out.push(byLower.get(headers[i]!.toLowerCase()) ?? headers[i]!, headers[i + 1]!);
+  for (let i = 0; i < headers.length; i += 2) {
+    const lower = headers[i]!.toLowerCase();
+    if (drop?.(lower)) continue;
+    out.push(byLower?.get(lower) ?? headers[i]!, headers[i + 1]!);
+  }
   return out;
 }
 

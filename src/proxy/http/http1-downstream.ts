@@ -122,7 +122,7 @@ export class Http1Downstream {
       authority: req.headers.host ?? formatHostPort(conn.origDst.address, conn.origDst.port),
       path: req.url ?? '/',
       scheme: 'http',
-      headers: without(endToEnd(raw), (name) => name === 'host' || isMeshHop(name)),
+      headers: endToEnd(raw, dropFromRequest),
       hostName,
       body: hasBody ? req : undefined,
       trailers: () => without(req.rawTrailers, isMeshHop),
@@ -170,6 +170,9 @@ export class Http1Downstream {
     this.#server.close();
   }
 }
+
+/** Host travels as the request's authority; mesh headers are never taken from an app. */
+const dropFromRequest = (name: string) => name === 'host' || isMeshHop(name);
 
 /** Writes a response through node:http, which frames it (Content-Length or chunked) for this client. */
 export function writeResponse(res: http.ServerResponse, response: ProxyResponse, aborted: AbortSignal): void {

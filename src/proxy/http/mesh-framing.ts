@@ -1,6 +1,6 @@
 import type { H2ServerFraming } from './h2-downstream.ts';
 import type { H2Framing } from './h2-upstream.ts';
-import { caseOf, get, isMeshHop, MESH_CASE_HEADER, MESH_METADATA_HEADER, MESH_PROTOCOL_HEADER, restoreCase, without, type RawHeaders } from './headers.ts';
+import { caseOf, get, isMeshHop, MESH_CASE_HEADER, MESH_METADATA_HEADER, MESH_PROTOCOL_HEADER, restoreCase, type RawHeaders } from './headers.ts';
 import { decodeMetadata, encodeMetadata, type WorkloadMetadata } from './peer-metadata.ts';
 
 // meshlet/h2 between sidecars carries each app request as one HTTP/2 stream, whatever
@@ -9,13 +9,9 @@ import { decodeMetadata, encodeMetadata, type WorkloadMetadata } from './peer-me
 //   meshlet-header-case    the HTTP/1.1 names whose case HTTP/2 would lose (both directions);
 //   meshlet-peer-metadata  the sending workload (both directions), for telemetry labels.
 
-function withoutMeshHop(headers: RawHeaders): RawHeaders {
-  return without(headers, isMeshHop);
-}
-
 /** Received headers or trailers in the case the sender's meshlet-header-case gives, without the mesh headers. */
 function restored(headers: RawHeaders): RawHeaders {
-  return withoutMeshHop(restoreCase(headers, get(headers, MESH_CASE_HEADER)));
+  return restoreCase(headers, get(headers, MESH_CASE_HEADER), isMeshHop);
 }
 
 /** meshlet-header-case for headers or trailers about to lose their case to HTTP/2, when any name has some. */

@@ -32,6 +32,8 @@ t.test('hop-by-hop headers go, and so does every header Connection names; te: tr
   ]);
   t.same(out, ['TE', 'trailers', 'Trailer', 'grpc-status', 'X-Keep', 'yes', 'x-keep', 'twice']);
   t.same(endToEnd(['TE', 'gzip']), [], 'a TE without trailers is hop-by-hop only');
+  t.same(endToEnd([':method', 'GET', ':path', '/', 'x-a', '1']), ['x-a', '1'], 'pseudo-headers go too');
+  t.same(endToEnd(['Host', 'h', 'Connection', 'x-a', 'X-A', '1', 'X-B', '2'], (name) => name === 'host'), ['X-B', '2'], 'drop removes more in the same pass');
 });
 
 t.test('toH2 lower-cases names, folds repeats into lists and leaves Host to :authority', async (t) => {
@@ -45,6 +47,8 @@ t.test('header-name case survives a lower-casing hop both ways', async (t) => {
   const lowered = original.map((v, i) => (i % 2 === 0 ? v.toLowerCase() : v));
   t.same(restoreCase(lowered, names), original);
   t.equal(caseOf(['a', '1']), undefined, 'nothing to carry when all names are lower case');
+  t.same(restoreCase(['x-a', '1', 'meshlet-protocol', 'http1', 'x-b', '2'], 'X-B', (name) => name.startsWith('meshlet-')), ['x-a', '1', 'X-B', '2'], 'restored and dropped in one pass');
+  t.same(restoreCase(['x-a', '1'], undefined), ['x-a', '1']);
 });
 
 t.test('meshlet/h2 framing: what the outbound side adds, the inbound side reads and removes', async (t) => {
@@ -79,6 +83,21 @@ t.test('peer metadata: round trip, and anything malformed is ignored', async (t)
   t.equal(decodeMetadata(Buffer.from('[1,2').toString('base64url')), undefined);
   t.equal(decodeMetadata(undefined), undefined);
   t.same(decodeMetadata(Buffer.from('{"name":7}').toString('base64url')), { name: '', namespace: '', app: '', version: '' });
+});
+
+t.test('peer metadata: decoded once per value, the cache bounded, and what it hands out cannot be changed', async (t) => {
+  const value = encodeMetadata({ name: 'cart', namespace: 'shop', app: 'cart', version: 'v1' });
+  const first = decodeMetadata(value)!;
+  t.equal(decodeMetadata(value), first, 'the same value gives the same object back');
+  t.ok(Object.isFrozen(first), 'shared between requests, so frozen');
+  t.equal(decodeMetadata('%%%'), undefined, 'a malformed value stays undefined when asked again');
+  // Many distinct values (a peer varying its header) must not grow memory: every one still decodes right.
+  const wrong: number[] = [];
+  for (let i = 0; i < 1000; i++) {
+    if (decodeMetadata(encodeMetadata({ name: `w${i}`, namespace: 'ns', app: 'a', version: '' }))?.name !== `w${i}`) wrong.push(i);
+  }
+  t.same(wrong, [], 'every distinct value decodes to its own workload');
+  t.same(decodeMetadata(value), { name: 'cart', namespace: 'shop', app: 'cart', version: 'v1' }, 'still right after the cache was cleared');
 });
 
 t.test('proxy-made responses: status, meshlet-error, flag; gRPC-shaped for gRPC', async (t) => {
