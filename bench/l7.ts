@@ -7,7 +7,15 @@
 //   nginx       nginx in both pods, the client addressing nginx a, which proxies to
 //               nginx b, which proxies to the app (bench/lib/baselines.ts);
 //   nginx-tls   the same with TLS 1.3 and client certificates between the two nginx;
-//   haproxy     haproxy in both pods, the same way as nginx.
+//   haproxy     haproxy in both pods, the same way as nginx;
+//   node        the Node.js floor pair (bench/apps/node-pair.ts), addressed like nginx:
+//               the least a pair of Node.js proxies can do on meshlet's path — every
+//               request a stream on one mTLS HTTP/2 session per protocol between the two,
+//               with the nginx TLS pair's certificates — and none of meshlet's features
+//               (interception, detection, SPIFFE checks, routing, metrics, logs). meshlet
+//               is far slower than nginx; the floor, measured in the same run, tells how
+//               much of that is the runtime (floor vs nginx TLS) and how much is meshlet
+//               (meshlet mTLS vs floor). It is not a tuned ceiling for Node either.
 //
 // Figures (h2load for the maximum rates, bench/apps/l7-load.ts for the fixed rate):
 //
@@ -30,7 +38,7 @@ import { fileURLToPath } from 'node:url';
 import { run as runCommand } from '../src/testbed/exec.ts';
 import { IdentityStore } from '../src/testbed/identities.ts';
 import { APP_UID, type SpawnedProcess } from '../src/testbed/netns.ts';
-import { APP_PORTS, BACK_PORTS, FRONT_PORTS, hostPort, issueBaselineCerts, startBaselinePair, type Ports, type Protocol } from './lib/baselines.ts';
+import { APP_PORTS, BACK_PORTS, FRONT_PORTS, hostPort, issueBaselineCerts, startBaselinePair, startNodePair, type BaselineProxy, type Ports, type Protocol } from './lib/baselines.ts';
 import { issueIdentities, mtlsEnv } from './lib/mesh.ts';
 import { busyFraction, CpuMeter, descendants, irqFraction, rssBytes, RssSampler, systemCpu } from './lib/procfs.ts';
 import { median, sig, signed, spread, type Spread } from './lib/stats.ts';
@@ -42,7 +50,7 @@ const APP = path.join(APPS, 'l7-app.ts');
 const LOAD = path.join(APPS, 'l7-load.ts');
 const GRPC_PATH = '/meshlet.bench.Bench/Call';
 
-const MODES = ['direct', 'plaintext', 'mtls', 'nginx', 'nginx-tls', 'haproxy'] as const;
+const MODES = ['direct', 'plaintext', 'mtls', 'nginx', 'nginx-tls', 'haproxy', 'node'] as const;
 type Mode = (typeof MODES)[number];
 const PROXIED = MODES.filter((m) => m !== 'direct');
 const MESHLET = ['plaintext', 'mtls'] as const;
@@ -54,11 +62,12 @@ const LABEL: Record<Mode, string> = {
   nginx: 'nginx pair',
   'nginx-tls': 'nginx TLS pair',
   haproxy: 'haproxy pair',
+  node: 'Node.js floor pair',
 };
-const SHORT: Record<Mode, string> = { direct: 'direct', plaintext: 'meshlet', mtls: 'meshlet mTLS', nginx: 'nginx', 'nginx-tls': 'nginx TLS', haproxy: 'haproxy' };
+const SHORT: Record<Mode, string> = { direct: 'direct', plaintext: 'meshlet', mtls: 'meshlet mTLS', nginx: 'nginx', 'nginx-tls': 'nginx TLS', haproxy: 'haproxy', node: 'Node floor' };
 const SECURITY: Record<Meshlet, string> = { plaintext: 'none', mtls: 'mutual_tls' };
 /** Second octet of each testbed's addresses (the L4 scenario uses 44–46). */
-const SUBNET: Record<Mode, number> = { direct: 50, plaintext: 51, mtls: 52, nginx: 53, 'nginx-tls': 54, haproxy: 55 };
+const SUBNET: Record<Mode, number> = { direct: 50, plaintext: 51, mtls: 52, nginx: 53, 'nginx-tls': 54, haproxy: 55, node: 56 };
 
 const KINDS = ['h1', 'latency', 'h2', 'grpc'] as const;
 type Kind = (typeof KINDS)[number];
@@ -122,7 +131,7 @@ interface Side {
   mode: Mode;
   topology: Topology;
   appPid: number;
-  /** The proxy processes (meshlet, nginx or haproxy), by pod. */
+  /** The proxy processes (meshlet, nginx, haproxy or the Node.js floor), by pod. */
   proxies: Array<{ pod: string; pid: number }>;
   /** Where the client sends each protocol: b's address (direct, meshlet), or proxy a on a's loopback. */
   host: string;
@@ -377,7 +386,7 @@ const metOrNot = (ok: boolean) => (ok ? 'met' : 'not met');
 
 export const l7Scenario: Scenario = {
   name: 'l7',
-  title: 'L7: HTTP/1.1, HTTP/2 and gRPC, direct vs the meshlet pair (plaintext, mTLS) vs nginx and haproxy pairs',
+  title: 'L7: HTTP/1.1, HTTP/2 and gRPC, direct vs the meshlet pair (plaintext, mTLS) vs nginx and haproxy pairs and a Node.js floor pair',
 
   async run(ctx: BenchContext): Promise<ScenarioResult> {
     const o = ctx.options;
@@ -415,15 +424,14 @@ export const l7Scenario: Scenario = {
         ]);
         const serverHost = o.family === 4 ? topology.server.ipv4 : topology.server.ipv6;
         let side: Side;
-        if (mode === 'nginx' || mode === 'nginx-tls' || mode === 'haproxy') {
+        if (mode === 'nginx' || mode === 'nginx-tls' || mode === 'haproxy' || mode === 'node') {
           const loopback = o.family === 4 ? '127.0.0.1' : '::1';
-          const proxies = await startBaselinePair(
-            mode === 'haproxy' ? 'haproxy' : 'nginx',
-            { a: topology.client, b: topology.server },
-            { loopback, server: serverHost },
-            work,
-            mode === 'nginx-tls' ? baselineTls : undefined,
-          );
+          const pods = { a: topology.client, b: topology.server };
+          const at = { loopback, server: serverHost };
+          const proxies: BaselineProxy[] =
+            mode === 'node'
+              ? await startNodePair(pods, at, baselineTls)
+              : await startBaselinePair(mode === 'haproxy' ? 'haproxy' : 'nginx', pods, at, work, mode === 'nginx-tls' ? baselineTls : undefined);
           baselineProcesses.push(...proxies.map((p) => p.process));
           side = { mode, topology, appPid: server.pid, proxies: proxies.map((p) => ({ pod: p.pod, pid: p.pid })), host: loopback, ports: FRONT_PORTS };
         } else {
@@ -564,9 +572,12 @@ export const l7Scenario: Scenario = {
           [`${KIND_LABEL.grpc} requests/s`, ...PROXIED.map((m) => times(ratio(rate.grpc, m, 'direct')))],
         ],
       };
-      const comparisons: Array<[Mode, Mode]> = [['plaintext', 'nginx'], ['plaintext', 'haproxy'], ['mtls', 'nginx-tls'], ['mtls', 'nginx'], ['mtls', 'haproxy']];
+      // The last two split mTLS vs nginx TLS into meshlet's part and the runtime's.
+      const comparisons: Array<[Mode, Mode]> = [
+        ['plaintext', 'nginx'], ['plaintext', 'haproxy'], ['mtls', 'nginx-tls'], ['mtls', 'nginx'], ['mtls', 'haproxy'], ['mtls', 'node'], ['node', 'nginx-tls'],
+      ];
       const vsBaselineTable: Table = {
-        title: 'meshlet vs the equivalent L7 proxy pairs: requests/s ratio; latency difference (ratio)',
+        title: 'meshlet vs the equivalent L7 proxy pairs and the Node.js floor, and the floor vs nginx TLS: requests/s ratio; latency difference (ratio)',
         headers: ['figure', ...comparisons.map(([a, b]) => `${SHORT[a]} vs ${SHORT[b]}`)],
         rows: [
           [`${KIND_LABEL.h1} requests/s`, ...comparisons.map(([a, b]) => times(ratio(rate.h1, a, b)))],
@@ -639,6 +650,16 @@ export const l7Scenario: Scenario = {
       const rpsLine = (r: Record<RateKind, number>) => RATE_KINDS.map((k) => `${KIND_LABEL[k]} ${times(r[k])} ${metOrNot(r[k] >= RPS_TARGET)}`).join(', ');
       const addedP99 = { plaintext: added(p99, 'plaintext', 'direct'), mtls: added(p99, 'mtls', 'direct') };
 
+      // ---- the Node.js floor: a reference, not a target
+      const vsFloor = RATE_KINDS.map((k) => `${KIND_LABEL[k]} ${times(ratio(rate[k], 'mtls', 'node'))}`).join(', ');
+      const cpuVsFloor = KINDS.map(
+        (k) => `${KIND_LABEL[k]} ${sig(perRequest[k].proxies.mtls)} vs ${sig(perRequest[k].proxies.node)} µs (nginx TLS ${sig(perRequest[k].proxies['nginx-tls'])} µs)`,
+      ).join(', ');
+      // meshlet mTLS / nginx TLS = (floor / nginx TLS) × (meshlet mTLS / floor): the runtime's factor, then meshlet's.
+      const gapSplit = RATE_KINDS.map(
+        (k) => `${KIND_LABEL[k]} ${times(ratio(rate[k], 'mtls', 'nginx-tls'))} = ${times(ratio(rate[k], 'node', 'nginx-tls'))} runtime × ${times(ratio(rate[k], 'mtls', 'node'))} meshlet`,
+      ).join('; ');
+
       const warnings: string[] = [];
       const disturbedCount = KINDS.reduce((sum, k) => sum + MODES.reduce((n, m) => n + runs[k][m].filter(disturbed).length, 0), 0);
       if (disturbedCount > 0) {
@@ -654,7 +675,7 @@ export const l7Scenario: Scenario = {
       const reconnects = MODES.reduce((n, m) => n + runs.latency[m].reduce((s, r) => s + r.latency!.reconnects, 0), 0);
       if (reconnects > 0) warnings.push(`The fixed-rate client had to reopen ${reconnects} keep-alive connection(s) that a server or proxy closed.`);
 
-      const key = (m: Mode) => ({ direct: 'Direct', plaintext: 'Plaintext', mtls: 'Mtls', nginx: 'Nginx', 'nginx-tls': 'NginxTls', haproxy: 'Haproxy' })[m];
+      const key = (m: Mode) => ({ direct: 'Direct', plaintext: 'Plaintext', mtls: 'Mtls', nginx: 'Nginx', 'nginx-tls': 'NginxTls', haproxy: 'Haproxy', node: 'Node' })[m];
       return {
         name: this.name,
         title: this.title,
@@ -692,14 +713,25 @@ export const l7Scenario: Scenario = {
           `**Target: added p99 ≤ ${ADDED_P99_TARGET_US / 1000} ms at ${FIXED_RATE} requests/s — ${metOrNot(addedP99.mtls <= ADDED_P99_TARGET_US)}** for the meshlet mTLS pair ` +
             `(${signed(addedP99.mtls, 'µs')} over direct), ${metOrNot(addedP99.plaintext <= ADDED_P99_TARGET_US)} for the plaintext pair (${signed(addedP99.plaintext, 'µs')}); ` +
             `for comparison nginx ${signed(added(p99, 'nginx', 'direct'), 'µs')}, nginx TLS ${signed(added(p99, 'nginx-tls', 'direct'), 'µs')}, haproxy ${signed(added(p99, 'haproxy', 'direct'), 'µs')}.`,
+          `**meshlet mTLS pair vs the Node.js floor pair** (the same runtime on the same path, with none of meshlet's features; a reference, not a target): requests/s ${vsFloor}; ` +
+            `added p99 at ${FIXED_RATE} requests/s over direct ${signed(addedP99.mtls, 'µs')} for meshlet mTLS, ${signed(added(p99, 'node', 'direct'), 'µs')} for the floor; ` +
+            `proxy CPU per request (both proxies), meshlet mTLS vs the floor: ${cpuVsFloor}. ` +
+            `The gap to the nginx TLS pair in requests/s, split into the runtime's factor (floor vs nginx TLS) and meshlet's (meshlet mTLS vs floor): ${gapSplit}.`,
           `What the meshlet pairs carried (their counters): ${pathNote('plaintext')}. ${pathNote('mtls')}.`,
           'Topology: one testbed per mode (a client pod a and a server pod b, network namespaces on a bridge), built once and kept for the whole run. ' +
             `The app (bench/apps/l7-app.ts, one Node process, UID ${APP_UID}) serves HTTP/1.1 (node:http) on ${APP_PORTS.h1}, HTTP/2 cleartext (node:http2) on ${APP_PORTS.h2} and gRPC (@grpc/grpc-js, a unary method with raw-bytes messages) on ${APP_PORTS.grpc}, ` +
             `each answering a fixed ${BODY_BYTES}-byte body allocated once. The meshlet pairs are configured as in the l4 scenario (\`meshlet init\` rules, \`meshlet proxy\` as UID 1337 with its default configuration, identities from \`meshlet ca\` and strict mTLS for the mTLS pair); the client addresses the app, the sidecars intercept. ` +
-            `In the nginx and haproxy pairs the client addresses proxy a on a's loopback (${FRONT_PORTS.h1}–${FRONT_PORTS.grpc}), which proxies to proxy b on b's address (${BACK_PORTS.h1}–${BACK_PORTS.grpc}), which proxies to the app.`,
+            `In the nginx, haproxy and Node.js floor pairs the client addresses proxy a on a's loopback (${FRONT_PORTS.h1}–${FRONT_PORTS.grpc}), which proxies to proxy b on b's address (${BACK_PORTS.h1}–${BACK_PORTS.grpc}), which proxies to the app.`,
           `nginx ${versions.nginx} and haproxy ${versions.haproxy} as the baselines (h2load ${versions.h2load}): one process, one thread each (nginx \`master_process off; worker_processes 1;\`, haproxy \`nbthread 1\`), as UID 1337, no access logs (meshlet's is off by default), keep-alive pools upstream on both hops ` +
             '(nginx `upstream { keepalive 128; }` with `proxy_http_version 1.1` and an empty Connection header for HTTP/1.1, `grpc_pass` for HTTP/2 and gRPC, which opens one upstream connection per concurrent request; haproxy `mode http`, `http-reuse always`, `proto h2` upstream for HTTP/2 and gRPC), ' +
             'Host preserved, keep-alive request limits lifted. The nginx TLS pair: TLS 1.3 between the proxies, nginx b requires a client certificate signed by the run\'s meshlet CA, nginx a verifies b\'s chain and name (certificates ECDSA P-256 from the same CA with the same SPIFFE IDs plus a DNS name, since nginx cannot verify a SPIFFE ID). Configs are generated in a temporary directory.',
+          `The Node.js floor pair (bench/apps/node-pair.ts, Node ${process.versions.node}), what it is: one Node process per pod as UID 1337, addressed like nginx (proxy a on a's loopback, proxy b on b's address), ` +
+            'proxy a taking HTTP/1.1 (node:http) and h2c (node:http2) and carrying every request, whatever its protocol, as one stream on one HTTP/2 session per protocol to proxy b, ' +
+            'over TLS 1.3 with client certificates (the nginx TLS pair\'s certificates: b requires one from the CA, a verifies b\'s chain and DNS name; ALPN h2), as meshlet multiplexes app connections on one mTLS HTTP/2 connection between the sidecars; ' +
+            'proxy b forwarding to the app through a keep-alive http.Agent (HTTP/1.1) or one h2c session per port; meshlet\'s HTTP/2 settings (4 MiB stream windows, 1000 streams). ' +
+            'It does only what correctness needs: hop-by-hop headers dropped, Host ⇄ :authority, bodies streamed, response trailers (gRPC\'s status), 502 or RST_STREAM on upstream errors. ' +
+            'What it is not: no interception (iptables, SO_ORIGINAL_DST), protocol detection, SPIFFE verification, routing or policy, metrics, logs, request ids, header case, limits or timeouts — what meshlet does beyond it is the gap to the floor; ' +
+            'nor a ceiling for Node (no worker threads, no native code, no tuning beyond meshlet\'s own HTTP/2 settings): it is what Node\'s core modules cost on this path, used plainly.',
           `Requests/s: h2load (nghttp2) in pod a, one thread, for ${d.rateS} s per run: HTTP/1.1 with --h1, ${LOAD_SHAPE.h1.conns} connections, one request at a time on each; HTTP/2 cleartext with prior knowledge, ${LOAD_SHAPE.h2.conns} connections × ${LOAD_SHAPE.h2.streams} concurrent streams; ` +
             `gRPC: the same shape, each request a POST of one ${GRPC_REQUEST_BYTES}-byte gRPC message (-d, content-type application/grpc, te: trailers) to ${GRPC_PATH}. Any failed, errored or non-2xx request fails the benchmark. ` +
             'A start-up check proves every path for each protocol (curl for HTTP/1.1 and HTTP/2, a @grpc/grpc-js client call for gRPC: status OK in the trailers and the whole message), since h2load checks HTTP statuses only.',

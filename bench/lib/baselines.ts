@@ -26,8 +26,16 @@
 // The TLS variant (nginx only) encrypts the hop between the two proxies with client
 // certificates: proxy b requires and verifies a client certificate, proxy a verifies
 // proxy b's certificate and name, TLS 1.3 only — the counterpart of meshlet's mTLS.
+//
+// The Node.js floor pair (bench/apps/node-pair.ts) is not an established proxy but the
+// least a pair of Node processes can do on meshlet's path: the same listeners, the nginx
+// TLS pair's certificates, every request as a stream on one mTLS HTTP/2 session per
+// protocol between the proxies (meshlet's design), and none of meshlet's features. It
+// tells how much of meshlet's distance to nginx is the runtime's. Also one process each,
+// as UID 1337.
 import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { runOk } from '../../src/testbed/exec.ts';
 import { PROXY_UID, type Pod, type SpawnedProcess } from '../../src/testbed/netns.ts';
 import { findProcess } from './procfs.ts';
@@ -45,6 +53,8 @@ export const BACK_PORTS: Ports = { h1: 28080, h2: 28081, grpc: 28082 };
 
 /** Upstream keep-alive connections each nginx upstream keeps idle (per protocol): above any run's concurrency. */
 const NGINX_KEEPALIVE = 128;
+/** The Node.js floor pair's one process per pod. */
+const NODE_PAIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'apps', 'node-pair.ts');
 /** The name in proxy b's certificate (a DNS SAN) that proxy a verifies. */
 export const BASELINE_SERVER_NAME = 'server.bench.local';
 
@@ -178,6 +188,7 @@ export interface BaselineProxy {
   pod: string;
   pid: number;
   process: SpawnedProcess;
+  /** Its generated config file (the Node.js floor pair: its script, configured by flags). */
   config: string;
 }
 
@@ -217,11 +228,39 @@ export async function startBaselinePair(
   return out;
 }
 
+const portList = (ports: Ports) => [ports.h1, ports.h2, ports.grpc].join(',');
+
 /**
- * Certificates for the nginx TLS pair, signed by the run's meshlet CA (ECDSA P-256 like
- * the workload certificates, the same SPIFFE IDs as URI SANs), plus the DNS name that
- * nginx's upstream verification checks (meshlet verifies the SPIFFE ID instead; nginx
- * can only check a host name). Owned by the proxy UID.
+ * Starts the Node.js floor pair as the proxy UID with the nginx TLS pair's certificates
+ * (issueBaselineCerts hands the keys to that UID): a on a's loopback forwarding to b's
+ * back ports over mTLS, b forwarding to the app. Resolves once both listen; a key the UID
+ * cannot read, or a port in use, fails here with Node's own message.
+ */
+export async function startNodePair(pods: { a: Pod; b: Pod }, at: Addresses, tls: BaselineTls): Promise<BaselineProxy[]> {
+  const flags = {
+    a: ['--listen', at.loopback, '--ports', portList(FRONT_PORTS), '--upstream', at.server, '--upstream-ports', portList(BACK_PORTS), '--cert', tls.clientCert, '--key', tls.clientKey],
+    b: ['--listen', at.server, '--ports', portList(BACK_PORTS), '--upstream', at.server, '--upstream-ports', portList(APP_PORTS), '--cert', tls.serverCert, '--key', tls.serverKey],
+  };
+  const out: BaselineProxy[] = [];
+  for (const role of ['a', 'b'] as const) {
+    const proc = pods[role].node([NODE_PAIR, role, ...flags[role], '--ca', tls.ca, '--server-name', BASELINE_SERVER_NAME], { uid: PROXY_UID });
+    try {
+      await proc.waitForLine(/"ready":true/, 20_000);
+    } catch (err) {
+      throw new Error(`Node.js floor pair ${role}: ${(err as Error).message}`);
+    }
+    const pid = findProcess(proc.child.pid!, (a) => a[0] === process.execPath) ?? proc.child.pid!;
+    out.push({ pod: role, pid, process: proc, config: NODE_PAIR });
+  }
+  return out;
+}
+
+/**
+ * Certificates for the nginx TLS pair and the Node.js floor pair, signed by the run's
+ * meshlet CA (ECDSA P-256 like the workload certificates, the same SPIFFE IDs as URI
+ * SANs), plus the DNS name that nginx's upstream verification checks (meshlet verifies
+ * the SPIFFE ID instead; nginx can only check a host name, and the floor checks the same
+ * name). Owned by the proxy UID.
  */
 export async function issueBaselineCerts(caDir: string, dir: string, spiffe: { client: string; server: string }): Promise<BaselineTls> {
   mkdirSync(dir, { recursive: true, mode: 0o755 });
