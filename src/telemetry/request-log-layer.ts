@@ -12,8 +12,9 @@ let nextRequestId = 1;
  * long-lived, so the connection's own line would come much later, once for many requests.
  */
 export function requestLogLayer(log: Logger): Layer<ProxyRequest, ProxyResponse> {
+  // The level is fixed for the process's life: off (the default), the layer is not in the chain at all.
+  if (!log.isLevelEnabled('debug')) return (next) => next;
   return (next) => async (req) => {
-    if (!log.isLevelEnabled('debug')) return next(req);
     const started = performance.now();
     const request = nextRequestId++;
     const entry = (status: number | undefined, flag: string, peer: WorkloadMetadata | undefined) => ({

@@ -97,14 +97,16 @@ export function fromH2Raw(raw: RawHeaders): RawHeaders {
 /**
  * The names whose case differs from lower case, so a sidecar that carries the request
  * over HTTP/2 (which lower-cases every name) can tell the other side how to write them.
+ * `first` is one more name to consider ahead of the list (an HTTP/1.1 request's Host).
  */
-export function caseOf(headers: RawHeaders): string | undefined {
-  const names = new Set<string>();
-  for (let i = 0; i < headers.length; i += 2) {
-    const name = headers[i]!;
-    if (name !== name.toLowerCase() && !isMeshHop(name.toLowerCase())) names.add(name);
-  }
-  return names.size > 0 ? [...names].join(',') : undefined;
+export function caseOf(headers: RawHeaders, first?: string): string | undefined {
+  let names: Set<string> | undefined;
+  const consider = (name: string) => {
+    if (name !== name.toLowerCase() && !isMeshHop(name.toLowerCase())) (names ??= new Set()).add(name);
+  };
+  if (first !== undefined) consider(first);
+  for (let i = 0; i < headers.length; i += 2) consider(headers[i]!);
+  return names ? [...names].join(',') : undefined;
 }
 
 /** Writes the names of `headers` in the case `caseList` (from caseOf) gives, leaving out those `drop` names (lower case). */

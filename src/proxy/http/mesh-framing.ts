@@ -27,7 +27,7 @@ export function meshClientFraming(local: WorkloadMetadata): H2Framing {
     requestHeaders(req) {
       const extra: Record<string, string> = { [MESH_PROTOCOL_HEADER]: req.protocol, [MESH_METADATA_HEADER]: metadata };
       if (req.protocol === 'http1') {
-        const names = caseOf([req.hostName, '', ...req.headers]);
+        const names = caseOf(req.headers, req.hostName);
         if (names) extra[MESH_CASE_HEADER] = names;
       }
       return extra;

@@ -37,7 +37,8 @@ export class SessionPool {
   }
 
   get(dst: OrigDst): PooledSession {
-    const key = formatHostPort(dst.address, dst.port);
+    // Not formatHostPort: this runs for every request, and its IPv6 test is a large regex.
+    const key = `${dst.address}|${dst.port}`;
     const existing = this.#sessions.get(key);
     if (existing && !existing.session.closed && !existing.session.destroyed) return existing;
     const session = this.#factory(dst);
@@ -45,7 +46,7 @@ export class SessionPool {
     session.once('connect', () => (connected = true));
     // The connection is made once the peer's SETTINGS are in (an HTTP/2 server sends them
     // first): a peer that accepts TCP but never speaks HTTP/2 fails like one not there.
-    const timer = setTimeout(() => session.destroy(new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no HTTP/2 connection to ${key} within ${this.#connectTimeoutMs} ms`)), this.#connectTimeoutMs);
+    const timer = setTimeout(() => session.destroy(new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no HTTP/2 connection to ${formatHostPort(dst.address, dst.port)} within ${this.#connectTimeoutMs} ms`)), this.#connectTimeoutMs);
     const ready = new Promise<void>((resolve, reject) => {
       session.once('remoteSettings', () => {
         clearTimeout(timer);
