@@ -2,7 +2,7 @@ import type { Logger } from '../log.ts';
 import { formatHostPort } from '../proxy/addresses.ts';
 import type { ProxyRequest, ProxyResponse } from '../proxy/http/exchange.ts';
 import type { WorkloadMetadata } from '../proxy/http/peer-metadata.ts';
-import type { Layer } from '../proxy/pipeline.ts';
+import type { Handler, Layer } from '../proxy/pipeline.ts';
 
 let nextRequestId = 1;
 
@@ -12,36 +12,38 @@ let nextRequestId = 1;
  * long-lived, so the connection's own line would come much later, once for many requests.
  */
 export function requestLogLayer(log: Logger): Layer<ProxyRequest, ProxyResponse> {
-  // The level is fixed for the process's life: off (the default), the layer is not in the chain at all.
-  if (!log.isLevelEnabled('debug')) return (next) => next;
-  return (next) => async (req) => {
-    const started = performance.now();
-    const request = nextRequestId++;
-    const entry = (status: number | undefined, flag: string, peer: WorkloadMetadata | undefined) => ({
-      direction: req.conn.direction,
-      conn: req.conn.id,
-      request,
-      peer: formatHostPort(req.conn.peer.address, req.conn.peer.port),
-      dst: formatHostPort(req.conn.origDst.address, req.conn.origDst.port),
-      security: req.conn.security,
-      ...(req.conn.peerPrincipal ? { principal: req.conn.peerPrincipal } : {}),
-      // The other side's workload: the caller's inbound (request), the callee's outbound (response).
-      ...(peer?.name ? { peerWorkload: `${peer.namespace}/${peer.name}` } : {}),
-      protocol: req.protocol,
-      method: req.method,
-      authority: req.authority,
-      path: req.path,
-      status,
-      flag,
-      durationMs: Math.round(performance.now() - started),
-    });
-    try {
-      const response = await next(req);
-      log.debug(entry(response.status, response.flag, req.peer ?? response.peer), 'request');
-      return response;
-    } catch (err) {
-      log.debug({ ...entry(undefined, '-', req.peer), err: (err as Error).message }, 'request');
-      throw err;
-    }
-  };
+  // Off (the default), a request passes straight through: no async wrapper, no extra
+  // promise. The level is checked per request, so a level changed at run time applies.
+  return (next) => (req) => (log.isLevelEnabled('debug') ? logged(log, next, req) : next(req));
+}
+
+async function logged(log: Logger, next: Handler<ProxyRequest, ProxyResponse>, req: ProxyRequest): Promise<ProxyResponse> {
+  const started = performance.now();
+  const request = nextRequestId++;
+  const entry = (status: number | undefined, flag: string, peer: WorkloadMetadata | undefined) => ({
+    direction: req.conn.direction,
+    conn: req.conn.id,
+    request,
+    peer: formatHostPort(req.conn.peer.address, req.conn.peer.port),
+    dst: formatHostPort(req.conn.origDst.address, req.conn.origDst.port),
+    security: req.conn.security,
+    ...(req.conn.peerPrincipal ? { principal: req.conn.peerPrincipal } : {}),
+    // The other side's workload: the caller's inbound (request), the callee's outbound (response).
+    ...(peer?.name ? { peerWorkload: `${peer.namespace}/${peer.name}` } : {}),
+    protocol: req.protocol,
+    method: req.method,
+    authority: req.authority,
+    path: req.path,
+    status,
+    flag,
+    durationMs: Math.round(performance.now() - started),
+  });
+  try {
+    const response = await next(req);
+    log.debug(entry(response.status, response.flag, req.peer ?? response.peer), 'request');
+    return response;
+  } catch (err) {
+    log.debug({ ...entry(undefined, '-', req.peer), err: (err as Error).message }, 'request');
+    throw err;
+  }
 }
