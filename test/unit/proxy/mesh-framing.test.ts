@@ -1,28 +1,12 @@
 import t from 'tap';
-import type { AcceptedConnection } from '../../../src/proxy/connection.ts';
 import { errorResponse, rawErrorResponse } from '../../../src/proxy/http/error-response.ts';
-import type { ProxyRequest } from '../../../src/proxy/http/exchange.ts';
 import { caseOf, endToEnd, restoreCase, toH2 } from '../../../src/proxy/http/headers.ts';
 import { meshClientFraming, meshServerFraming } from '../../../src/proxy/http/mesh-framing.ts';
 import { decodeMetadata, encodeMetadata } from '../../../src/proxy/http/peer-metadata.ts';
 import { MeshletError } from '../../../src/errors.ts';
+import { proxyRequest } from '../../helpers/proxy-request.ts';
 
-const request = (over: Partial<ProxyRequest> = {}): ProxyRequest => ({
-  conn: {} as AcceptedConnection,
-  protocol: 'http1',
-  method: 'GET',
-  authority: 'cart:8080',
-  path: '/',
-  scheme: 'http',
-  headers: [],
-  hostName: 'HoSt',
-  body: undefined,
-  trailers: () => [],
-  grpc: false,
-  signal: new AbortController().signal,
-  onContinue: () => {},
-  ...over,
-});
+const request = proxyRequest;
 
 t.test('hop-by-hop headers go, and so does every header Connection names; te: trailers stays', async (t) => {
   const out = endToEnd([

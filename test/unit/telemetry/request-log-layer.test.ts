@@ -1,19 +1,14 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import t from 'tap';
 import type { AcceptedConnection } from '../../../src/proxy/connection.ts';
-import type { ProxyRequest, ProxyResponse } from '../../../src/proxy/http/exchange.ts';
+import type { ProxyResponse } from '../../../src/proxy/http/exchange.ts';
 import { requestLogLayer } from '../../../src/telemetry/request-log-layer.ts';
+import { captureLog } from '../../helpers/capture-log.ts';
+import { proxyRequest } from '../../helpers/proxy-request.ts';
 
 function capture(level: string) {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { log: pino({ level }, sink), lines };
+  const captured = captureLog();
+  captured.log.level = level;
+  return captured;
 }
 
 const conn = {
@@ -24,21 +19,7 @@ const conn = {
   security: 'none',
 } as unknown as AcceptedConnection;
 
-const request = (): ProxyRequest => ({
-  conn,
-  protocol: 'http1',
-  method: 'GET',
-  authority: 'app:8080',
-  path: '/x',
-  scheme: 'http',
-  headers: [],
-  hostName: 'Host',
-  body: undefined,
-  trailers: () => [],
-  grpc: false,
-  signal: new AbortController().signal,
-  onContinue: () => {},
-});
+const request = () => proxyRequest({ conn, path: '/x' });
 const response: ProxyResponse = { status: 204, headers: [], body: undefined, trailers: () => [], flag: '-' };
 const flush = () => new Promise((r) => setImmediate(r));
 
