@@ -26,12 +26,6 @@ export function get(headers: RawHeaders, name: string): string | undefined {
   return undefined;
 }
 
-export function getAll(headers: RawHeaders, name: string): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === name) out.push(headers[i + 1]!);
-  return out;
-}
-
 export function without(headers: RawHeaders, drop: (lowerName: string) => boolean): RawHeaders {
   const out: RawHeaders = [];
   for (let i = 0; i < headers.length; i += 2) {

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { h1App, h2App, h2Session } from '../../helpers/http.ts';
 import { through, TOPOLOGIES, type Topology } from '../../helpers/http-sidecars.ts';
 import { until } from './mtls-harness.ts';
@@ -175,6 +175,25 @@ const TOTAL = 1024 * MiB;
 /** Process RSS may grow this much while a writer is stalled: the bytes in flight are in the kernel, not in the proxy. */
 const STALLED_RSS_LIMIT = 64 * MiB;
 
+/**
+ * Waits for `writer` (`from`) to stall on backpressure while `to` does not read, then
+ * checks that it stalled early: it could not write the whole body, and what it wrote
+ * beyond what `to` read fits in the kernel buffers and stream windows between them.
+ * Resolves with how much the process's RSS grew meanwhile.
+ */
+async function stalledEarly(t: Test, topology: Topology, writer: WriterState, readSoFar: () => number, from: string, to: string): Promise<{ rssGrowth: number }> {
+  const rssBefore = process.memoryUsage().rss;
+  await stalled(writer);
+  const read = readSoFar();
+  const inFlight = writer.accepted - read;
+  const rssGrowth = process.memoryUsage().rss - rssBefore;
+  const bound = inFlightBound(topology);
+  t.comment(`stalled: ${mib(writer.accepted)} accepted from ${from}, ${mib(read)} read by ${to}, ${mib(inFlight)} in flight (bound ${mib(bound)}); RSS ${mib(rssGrowth)} more`);
+  t.ok(writer.accepted < TOTAL, `${from} could not write the whole body while ${to} was not reading`);
+  t.ok(inFlight < bound, `in flight between ${from} and ${to}: ${mib(inFlight)} < ${mib(bound)}`);
+  return { rssGrowth };
+}
+
 for (const topology of TOPOLOGIES) {
   t.test(`HTTP/1.1: a client that stops reading stops the app's writes (${name(topology)})`, async (t) => {
     const writer = newWriter();
@@ -197,14 +216,8 @@ for (const topology of TOPOLOGIES) {
     };
     client.on('data', reading);
     client.write('GET /slow HTTP/1.1\r\nHost: app\r\n\r\n');
-    const rssBefore = process.memoryUsage().rss;
-    await stalled(writer);
-    const inFlight = writer.accepted - read;
-    const rssGrowth = process.memoryUsage().rss - rssBefore;
-    t.comment(`stalled: ${mib(writer.accepted)} accepted from the app, ${mib(read)} read by the client, ${mib(inFlight)} in flight (bound ${mib(inFlightBound(topology))}); RSS ${mib(rssGrowth)} more`);
+    const { rssGrowth } = await stalledEarly(t, topology, writer, () => read, 'the app', 'the client');
     t.ok(writer.drains > 0, "the app's res.write() returned false and it waited for 'drain'");
-    t.ok(writer.accepted < TOTAL, 'the app could not write the whole body while the client was not reading');
-    t.ok(inFlight < inFlightBound(topology), `in flight between the app and the client: ${mib(inFlight)} < ${mib(inFlightBound(topology))}`);
     t.ok(rssGrowth < STALLED_RSS_LIMIT, `and not in the proxy's memory: RSS ${mib(rssGrowth)} more (< ${mib(STALLED_RSS_LIMIT)})`);
 
     // Reading again lets the app go on; a client that then goes away stops it.
@@ -235,14 +248,8 @@ for (const topology of TOPOLOGIES) {
     t.teardown(() => req.destroy());
     const writer = newWriter();
     blockWriter(req, TOTAL, writer);
-    const rssBefore = process.memoryUsage().rss;
-    await stalled(writer);
-    const inFlight = writer.accepted - received;
-    const rssGrowth = process.memoryUsage().rss - rssBefore;
-    t.comment(`stalled: ${mib(writer.accepted)} accepted from the client, ${mib(received)} read by the app, ${mib(inFlight)} in flight (bound ${mib(inFlightBound(topology))}); RSS ${mib(rssGrowth)} more`);
+    const { rssGrowth } = await stalledEarly(t, topology, writer, () => received, 'the client', 'the app');
     t.ok(writer.drains > 0, "the client's req.write() returned false and it waited for 'drain'");
-    t.ok(writer.accepted < TOTAL, 'the client could not write the whole body while the app was not reading');
-    t.ok(inFlight < inFlightBound(topology), `in flight: ${mib(inFlight)} < ${mib(inFlightBound(topology))}`);
     t.ok(rssGrowth < STALLED_RSS_LIMIT, `RSS ${mib(rssGrowth)} more (< ${mib(STALLED_RSS_LIMIT)})`);
 
     const resumedAt = writer.accepted;
@@ -267,11 +274,7 @@ for (const topology of TOPOLOGIES) {
       if (read > 4 * MiB) stream.pause();
     };
     stream.on('data', reading);
-    await stalled(writer);
-    const inFlight = writer.accepted - read;
-    t.comment(`stalled: ${mib(writer.accepted)} accepted from the app, ${mib(read)} read by the client, ${mib(inFlight)} in flight (bound ${mib(inFlightBound(topology))})`);
-    t.ok(writer.accepted < TOTAL, 'the app could not write the whole body');
-    t.ok(inFlight < inFlightBound(topology), `in flight: ${mib(inFlight)} < ${mib(inFlightBound(topology))}`);
+    await stalledEarly(t, topology, writer, () => read, 'the app', 'the client');
     const resumedAt = writer.accepted;
     stream.off('data', reading).on('data', (d: Buffer) => (read += d.length)).resume();
     await until(() => writer.accepted > resumedAt + 64 * MiB, 'the app to write again once the client reads');
