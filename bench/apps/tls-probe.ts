@@ -11,7 +11,7 @@
 // and prints one JSON line: protocol, cipher, key-exchange group, ALPN, the server's
 // certificate key, whether any session was resumed, and the handshake times.
 import { parseArgs } from 'node:util';
-import { origDst } from '../../src/proxy/addresses.ts';
+import { origDst } from '../../src/net/addresses.ts';
 import { mtlsConnector } from '../../src/proxy/tcp/connectors.ts';
 import { createLogger } from '../../src/log.ts';
 import { loadIdentity } from '../../src/tls/identity.ts';

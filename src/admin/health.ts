@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { Registry } from 'prom-client';
-import { bindDualStack } from '../proxy/listener.ts';
+import { bindDualStack } from '../net/bind.ts';
 
 export interface HealthServer {
   server: http.Server;

@@ -1,4 +1,4 @@
-import { formatHostPort } from '../proxy/addresses.ts';
+import { formatHostPort } from '../net/addresses.ts';
 
 // Reconstructs the path a request took from evidence only: the client's own view of
 // the connection (curl's local and remote address), the sidecars' connection logs

@@ -3,10 +3,11 @@ import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { TcpMetrics } from '../telemetry/tcp-metrics.ts';
 import { reporterOf } from '../telemetry/tcp-metrics.ts';
-import { peerOf } from './addresses.ts';
-import type { AcceptedConnection, ConnectionOutcome, Direction } from './connection.ts';
-import { readOriginalDst } from './original-dst.ts';
-import type { Handler } from './pipeline.ts';
+import { peerOf } from '../net/addresses.ts';
+import type { AcceptedConnection, ConnectionOutcome, Direction } from '../pipeline/connection.ts';
+import { readOriginalDst } from '../net/original-dst.ts';
+import type { Handler } from '../pipeline/compose.ts';
+import { bindDualStack } from '../net/bind.ts';
 
 let nextConnectionId = 1;
 
@@ -52,25 +53,4 @@ export async function listenRedirected(
   server.on('error', (err) => deps.log.error({ direction, err: describeError(err) }, 'listener error'));
   const bound = await bindDualStack(server, port);
   return { server, port: bound, active };
-}
-
-/** `::` with IPv4-mapped addresses; plain 0.0.0.0 where the namespace has no IPv6. */
-export async function bindDualStack(server: net.Server, port: number): Promise<number> {
-  const listen = (options: net.ListenOptions) =>
-    new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      server.once('error', onError);
-      server.listen(options, () => {
-        server.off('error', onError);
-        resolve();
-      });
-    });
-  try {
-    await listen({ host: '::', port, ipv6Only: false });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL') throw err;
-    await listen({ host: '0.0.0.0', port });
-  }
-  return (server.address() as net.AddressInfo).port;
 }

@@ -1,6 +1,6 @@
-import type { AcceptedConnection, ConnectionOutcome } from './connection.ts';
+import type { AcceptedConnection, ConnectionOutcome } from '../pipeline/connection.ts';
 import { isSelfDestination, type LocalAddresses } from './loop-guard.ts';
-import type { Layer } from './pipeline.ts';
+import type { Layer } from '../pipeline/compose.ts';
 import type { Logger } from '../log.ts';
 import { reporterOf, type TcpMetrics } from '../telemetry/tcp-metrics.ts';
 

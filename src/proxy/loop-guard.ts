@@ -1,6 +1,6 @@
 import type net from 'node:net';
 import os from 'node:os';
-import { unmapIPv4, type OrigDst } from './addresses.ts';
+import { unmapIPv4, type OrigDst } from '../net/addresses.ts';
 
 /**
  * True when a connection's original destination is this proxy itself: either it was not

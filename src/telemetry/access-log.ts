@@ -1,6 +1,6 @@
-import { formatHostPort } from '../proxy/addresses.ts';
-import type { AcceptedConnection, ConnectionOutcome } from '../proxy/connection.ts';
-import type { Layer } from '../proxy/pipeline.ts';
+import { formatHostPort } from '../net/addresses.ts';
+import type { AcceptedConnection, ConnectionOutcome } from '../pipeline/connection.ts';
+import type { Layer } from '../pipeline/compose.ts';
 import type { Logger } from '../log.ts';
 
 /**

@@ -1,8 +1,8 @@
 import type { Logger } from '../log.ts';
-import { formatHostPort } from '../proxy/addresses.ts';
-import type { ProxyRequest, ProxyResponse } from '../proxy/http/exchange.ts';
-import type { WorkloadMetadata } from '../proxy/http/peer-metadata.ts';
-import type { Handler, Layer } from '../proxy/pipeline.ts';
+import { formatHostPort } from '../net/addresses.ts';
+import type { ProxyRequest, ProxyResponse } from '../pipeline/exchange.ts';
+import type { WorkloadMetadata } from '../pipeline/exchange.ts';
+import type { Handler, Layer } from '../pipeline/compose.ts';
 
 let nextRequestId = 1;
 

@@ -1,5 +1,5 @@
-import type { AcceptedConnection, ConnectionOutcome } from '../proxy/connection.ts';
-import type { Layer } from '../proxy/pipeline.ts';
+import type { AcceptedConnection, ConnectionOutcome } from '../pipeline/connection.ts';
+import type { Layer } from '../pipeline/compose.ts';
 import { reporterOf, type TcpMetrics } from './tcp-metrics.ts';
 
 /** Counts a connection when it enters the stack and its bytes and flag when it ends. */

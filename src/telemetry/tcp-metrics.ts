@@ -1,5 +1,5 @@
 import { Counter, type Registry } from 'prom-client';
-import type { Direction } from '../proxy/connection.ts';
+import type { Direction } from '../pipeline/connection.ts';
 
 // Istio's TCP metric names and label keys (design.md), so existing dashboards apply.
 // Labels stay bounded: no addresses, no ids.

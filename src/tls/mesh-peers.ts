@@ -1,6 +1,6 @@
 import net from 'node:net';
 import type { Config } from '../config/schema.ts';
-import type { OrigDst } from '../proxy/addresses.ts';
+import type { OrigDst } from '../net/addresses.ts';
 
 /** What the outbound proxy expects of a meshed destination's identity. */
 export interface MeshPeer {

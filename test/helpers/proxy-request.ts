@@ -1,5 +1,5 @@
-import type { AcceptedConnection } from '../../src/proxy/connection.ts';
-import type { ProxyRequest } from '../../src/proxy/http/exchange.ts';
+import type { AcceptedConnection } from '../../src/pipeline/connection.ts';
+import type { ProxyRequest } from '../../src/pipeline/exchange.ts';
 
 /** A bodiless HTTP/1.1 GET as the request pipeline sees it, for tests of one layer. */
 export const proxyRequest = (over: Partial<ProxyRequest> = {}): ProxyRequest => ({
@@ -12,7 +12,6 @@ export const proxyRequest = (over: Partial<ProxyRequest> = {}): ProxyRequest => 
   headers: [],
   hostName: 'HoSt',
   body: undefined,
-  trailers: () => [],
   grpc: false,
   signal: new AbortController().signal,
   onContinue: () => {},

@@ -1,7 +1,7 @@
 import type { Config } from '../../config/schema.ts';
 import type { Logger } from '../../log.ts';
-import type { AcceptedConnection, ConnectionOutcome, ConnectionProtocol } from '../connection.ts';
-import type { Layer } from '../pipeline.ts';
+import type { AcceptedConnection, ConnectionOutcome, ConnectionProtocol } from '../../pipeline/connection.ts';
+import type { Layer } from '../../pipeline/compose.ts';
 import { classifyFinal, decided, type Sniffed } from './classify.ts';
 import { peekFirstBytes } from './first-bytes.ts';
 

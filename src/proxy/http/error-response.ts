@@ -1,7 +1,7 @@
-import { Readable } from 'node:stream';
 import { MeshletError, type ErrorCode } from '../../errors.ts';
-import type { ResponseFlag } from '../connection.ts';
-import type { ProxyResponse } from './exchange.ts';
+import type { ResponseFlag } from '../../pipeline/connection.ts';
+import type { ProxyResponse } from '../../pipeline/exchange.ts';
+import { BufferedBody } from '../../pipeline/body.ts';
 
 // The one place where an error becomes a response the proxy makes itself (docs/proxy.md
 // lists the codes and why). Each carries `meshlet-error: <cause>`; gRPC requests get a
@@ -49,7 +49,6 @@ export function errorResponse(err: unknown, grpc: boolean): ProxyResponse {
       status: 200,
       headers: ['content-type', 'application/grpc', 'grpc-status', String(shape.grpc), 'grpc-message', encodeURIComponent(message), ERROR_HEADER, shape.cause],
       body: undefined,
-      trailers: () => [],
       flag: shape.flag,
     };
   }
@@ -57,8 +56,7 @@ export function errorResponse(err: unknown, grpc: boolean): ProxyResponse {
   return {
     status: shape.status,
     headers: ['content-type', 'text/plain; charset=utf-8', 'content-length', String(Buffer.byteLength(text)), ERROR_HEADER, shape.cause],
-    body: Readable.from([Buffer.from(text)]),
-    trailers: () => [],
+    body: new BufferedBody([Buffer.from(text)]),
     flag: shape.flag,
   };
 }

@@ -1,13 +1,14 @@
 import http2 from 'node:http2';
 import type { Logger } from '../../log.ts';
-import { formatHostPort } from '../addresses.ts';
-import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../connection.ts';
-import type { Handler } from '../pipeline.ts';
-import { pipeToH2, resetCode } from './body.ts';
+import { bodyAbort } from '../../pipeline/body.ts';
+import { formatHostPort } from '../../net/addresses.ts';
+import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
+import type { Handler } from '../../pipeline/compose.ts';
+import { h2Body, pipeBodyToH2 } from './h2-body.ts';
 import { errorResponse } from './error-response.ts';
-import { isGrpc, type HttpProtocol, type ProxyRequest, type ProxyResponse } from './exchange.ts';
+import { isGrpc, type HttpProtocol, type ProxyRequest, type ProxyResponse } from '../../pipeline/exchange.ts';
 import { endToEnd, fromH2Raw, get, isMeshHop, toH2, without, type RawHeaders } from './headers.ts';
-import type { WorkloadMetadata } from './peer-metadata.ts';
+import type { WorkloadMetadata } from '../../pipeline/exchange.ts';
 
 const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -108,8 +109,7 @@ export class H2Downstream {
       scheme: String(h[':scheme'] ?? 'http'),
       headers: without(head.headers, (n) => n === 'host'),
       hostName: head.hostName,
-      body: noBody ? undefined : stream,
-      trailers: () => trailers,
+      body: noBody ? undefined : h2Body(stream, () => trailers, contentLength(h)),
       grpc: isGrpc(get(head.headers, 'content-type')),
       ...(head.peer ? { peer: head.peer } : {}),
       signal: aborted.signal,
@@ -131,7 +131,7 @@ export class H2Downstream {
   #write(stream: http2.ServerHttp2Stream, response: ProxyResponse, req: ProxyRequest, framing: H2ServerFraming, aborted: AbortSignal): void {
     const body = response.body;
     if (aborted.aborted || stream.destroyed) {
-      body?.destroy();
+      body?.cancel(bodyAbort('the client reset its stream'));
       return;
     }
     const headers = toH2(response.headers, { ':status': String(response.status), ...framing.responseHeaders(response, req) });
@@ -144,19 +144,19 @@ export class H2Downstream {
     } catch (err) {
       // Headers HTTP/2 forbids (e.g. from an HTTP/1.1 upstream): the client gets a clean stream error.
       this.#log.debug({ err: (err as Error).message }, 'cannot send response headers over HTTP/2');
-      body?.destroy();
+      body?.cancel(bodyAbort('the response head cannot be sent over HTTP/2'));
       stream.close(NGHTTP2_INTERNAL_ERROR);
       return;
     }
-    stream.on('wantTrailers', () => {
-      const trailers = response.trailers();
-      stream.sendTrailers(toH2(trailers, framing.responseTrailers(trailers)));
-    });
-    pipeToH2(body, stream);
-    // Mirror an upstream RST_STREAM's code where there is one.
-    body.on('error', () => stream.close(resetCode(body) ?? NGHTTP2_INTERNAL_ERROR));
-    stream.once('close', () => {
-      if (!stream.writableFinished) body.destroy();
-    });
+    // An upstream RST_STREAM's code is mirrored; a response cut short otherwise is INTERNAL_ERROR.
+    pipeBodyToH2(body, stream, (trailers) => stream.sendTrailers(toH2(trailers, framing.responseTrailers(trailers))), NGHTTP2_INTERNAL_ERROR);
   }
+}
+
+/** A declared content-length, which an HTTP/1.1 hop can then send as is. */
+export function contentLength(h: http2.IncomingHttpHeaders): number | undefined {
+  const v = h['content-length'];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }

@@ -1,12 +1,13 @@
 import http2 from 'node:http2';
-import type { OrigDst } from '../addresses.ts';
-import { pipeToH2 } from './body.ts';
-import type { ProxyRequest, ProxyResponse } from './exchange.ts';
+import type { OrigDst } from '../../net/addresses.ts';
+import { h2Body, pipeBodyToH2 } from './h2-body.ts';
+import { contentLength } from './h2-downstream.ts';
+import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
 import { fromH2Raw, isMeshHop, toH2, without, type RawHeaders } from './headers.ts';
 import type { SessionPool } from './session-pool.ts';
 import { beforeResponse } from './upstream-errors.ts';
 
-const { NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+const { NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM, NGHTTP2_CANCEL } = http2.constants;
 
 /** What a sender adds to and takes from the HTTP/2 exchange (the mesh hop's own headers). */
 export interface H2Framing {
@@ -84,7 +85,7 @@ export class H2Upstream {
         const framed = this.#framing.response({ status, headers: fromH2Raw(raw) }, req);
         // A response head with END_STREAM (trailers-only gRPC, 204, HEAD) has no body and must stay one frame.
         const ended = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || stream.endAfterHeaders;
-        resolve({ status, ...framed, body: ended ? (stream.resume(), undefined) : stream, trailers: () => trailers, flag: '-' });
+        resolve({ status, ...framed, body: ended ? (stream.resume(), undefined) : h2Body(stream, () => trailers, contentLength(h)), flag: '-' });
       });
       stream.on('error', (err) => {
         if (responded) return; // the body's reader sees it
@@ -95,12 +96,7 @@ export class H2Upstream {
         if (!responded) reject(beforeResponse(Object.assign(new Error(`stream closed (code ${stream.rstCode})`), { code: 'ERR_HTTP2_STREAM_ERROR' }), pooled.connected()));
       });
       if (!req.body) return;
-      stream.on('wantTrailers', () => {
-        const trailers = req.trailers();
-        stream.sendTrailers(toH2(trailers, this.#framing.requestTrailers(trailers, req)));
-      });
-      pipeToH2(req.body, stream);
-      req.body.once('error', (err) => stream.destroy(err));
+      pipeBodyToH2(req.body, stream, (trailers) => stream.sendTrailers(toH2(trailers, this.#framing.requestTrailers(trailers, req))), NGHTTP2_CANCEL);
     });
   }
 }

@@ -1,9 +1,7 @@
-// Header lists as Node's rawHeaders: a flat [name, value, name, value, ...] array that
-// keeps the order, duplicates and the case of names as they arrived. Case is kept end to
-// end (a known complaint about both anchors): HTTP/1.1 apps that match header names
-// case-sensitively keep working through the mesh.
+import type { RawHeaders } from '../../pipeline/headers.ts';
 
-export type RawHeaders = string[];
+export { get } from '../../pipeline/headers.ts';
+export type { RawHeaders } from '../../pipeline/headers.ts';
 
 /**
  * Connection-specific headers (RFC 9110 7.6.1, RFC 9113 8.2.2): never forwarded. Trailer
@@ -20,11 +18,6 @@ export const MESH_CASE_HEADER = 'meshlet-header-case';
 export const MESH_METADATA_HEADER = 'meshlet-peer-metadata';
 const MESH_HOP = new Set([MESH_PROTOCOL_HEADER, MESH_CASE_HEADER, MESH_METADATA_HEADER]);
 export const isMeshHop = (lowerName: string): boolean => MESH_HOP.has(lowerName);
-
-export function get(headers: RawHeaders, name: string): string | undefined {
-  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === name) return headers[i + 1];
-  return undefined;
-}
 
 export function without(headers: RawHeaders, drop: (lowerName: string) => boolean): RawHeaders {
   const out: RawHeaders = [];

@@ -2,12 +2,13 @@ import http from 'node:http';
 import type net from 'node:net';
 import { MeshletError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import { formatHostPort } from '../addresses.ts';
-import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../connection.ts';
-import type { Handler } from '../pipeline.ts';
-import { resetCode } from './body.ts';
+import { formatHostPort } from '../../net/addresses.ts';
+import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
+import type { Handler } from '../../pipeline/compose.ts';
+import { bodyAbort } from '../../pipeline/body.ts';
+import { h2Body } from './h2-body.ts';
 import { errorResponse, rawErrorResponse } from './error-response.ts';
-import { isGrpc, type ProxyRequest, type ProxyResponse } from './exchange.ts';
+import { isGrpc, type ProxyRequest, type ProxyResponse } from '../../pipeline/exchange.ts';
 import { endToEnd, get, isMeshHop, pairs, without } from './headers.ts';
 
 export interface Http1DownstreamOptions {
@@ -124,8 +125,7 @@ export class Http1Downstream {
       scheme: 'http',
       headers: endToEnd(raw, dropFromRequest),
       hostName,
-      body: hasBody ? req : undefined,
-      trailers: () => without(req.rawTrailers, isMeshHop),
+      body: hasBody ? h2Body(req, () => without(req.rawTrailers, isMeshHop)) : undefined,
       grpc: isGrpc(req.headers['content-type']),
       signal: aborted.signal,
       onContinue: () => res.writeContinue(),
@@ -177,7 +177,7 @@ const dropFromRequest = (name: string) => name === 'host' || isMeshHop(name);
 /** Writes a response through node:http, which frames it (Content-Length or chunked) for this client. */
 export function writeResponse(res: http.ServerResponse, response: ProxyResponse, aborted: AbortSignal): void {
   if (aborted.aborted || res.destroyed) {
-    response.body?.destroy();
+    response.body?.cancel(bodyAbort('the client went away'));
     return;
   }
   res.sendDate = false; // the upstream's Date (or none), not ours
@@ -189,19 +189,22 @@ export function writeResponse(res: http.ServerResponse, response: ProxyResponse,
     res.end();
     return;
   }
-  body.pipe(res, { end: false });
-  body.once('end', () => {
-    if (resetCode(body)) {
-      res.destroy(); // cut short upstream: the client must not take it for whole
-      return;
-    }
-    const trailers = response.trailers();
-    if (trailers.length > 0 && res.chunkedEncoding) res.addTrailers(pairs(trailers));
-    res.end();
+  res.on('drain', () => body.resume());
+  let done = false;
+  body.pipe({
+    data: (chunk) => res.destroyed || res.write(chunk),
+    end: (trailers) => {
+      done = true;
+      if (trailers.length > 0 && res.chunkedEncoding) res.addTrailers(pairs(trailers));
+      res.end();
+    },
+    // A response cut short upstream is cut short here too: the client must not take it for whole.
+    abort: () => {
+      done = true;
+      res.destroy();
+    },
   });
-  // A response cut short upstream is cut short here too: the client must not take it for whole.
-  body.on('error', () => res.destroy());
   res.once('close', () => {
-    if (!res.writableFinished) body.destroy();
+    if (!done) body.cancel(bodyAbort('the client went away'));
   });
 }

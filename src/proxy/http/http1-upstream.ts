@@ -1,9 +1,10 @@
 import http from 'node:http';
 import { MeshletError } from '../../errors.ts';
-import type { OrigDst } from '../addresses.ts';
-import { resetCode } from './body.ts';
-import type { ProxyRequest, ProxyResponse } from './exchange.ts';
-import { hasNoBody } from './exchange.ts';
+import type { OrigDst } from '../../net/addresses.ts';
+import { h2Body } from './h2-body.ts';
+import { bodyAbort } from '../../pipeline/body.ts';
+import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
+import { hasNoBody } from '../../pipeline/exchange.ts';
 import { endToEnd, get, pairs, type RawHeaders } from './headers.ts';
 import { beforeResponse, connectFailure } from './upstream-errors.ts';
 
@@ -79,8 +80,7 @@ export class Http1Upstream {
           status,
           ...(res.statusMessage ? { reason: res.statusMessage } : {}),
           headers: endToEnd(res.rawHeaders),
-          body: hasNoBody(req.method, status) ? (res.resume(), undefined) : res,
-          trailers: () => res.rawTrailers,
+          body: hasNoBody(req.method, status) ? (res.resume(), undefined) : h2Body(res, () => res.rawTrailers),
           flag: '-',
         });
       });
@@ -94,18 +94,23 @@ export class Http1Upstream {
         return;
       }
       const body = req.body;
-      body.pipe(upstream, { end: false });
-      body.once('end', () => {
-        const reset = resetCode(body);
-        if (reset) {
-          upstream.destroy(new Error(`the client reset its stream (code ${reset})`));
-          return;
-        }
-        const trailers = req.trailers();
-        if (trailers.length > 0) upstream.addTrailers(pairs(trailers));
-        upstream.end();
+      let done = false;
+      upstream.on('drain', () => body.resume());
+      upstream.once('close', () => {
+        if (!done) body.cancel(bodyAbort('the upstream closed'));
       });
-      body.once('error', (err) => upstream.destroy(err));
+      body.pipe({
+        data: (chunk) => upstream.destroyed || upstream.write(chunk),
+        end: (trailers) => {
+          done = true;
+          if (trailers.length > 0) upstream.addTrailers(pairs(trailers));
+          upstream.end();
+        },
+        abort: (err) => {
+          done = true;
+          upstream.destroy(new Error(`the client's request body was cut short: ${err.message}`));
+        },
+      });
     });
   }
 

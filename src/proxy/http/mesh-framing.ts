@@ -1,7 +1,8 @@
 import type { H2ServerFraming } from './h2-downstream.ts';
 import type { H2Framing } from './h2-upstream.ts';
 import { caseOf, get, isMeshHop, MESH_CASE_HEADER, MESH_METADATA_HEADER, MESH_PROTOCOL_HEADER, restoreCase, type RawHeaders } from './headers.ts';
-import { decodeMetadata, encodeMetadata, type WorkloadMetadata } from './peer-metadata.ts';
+import type { WorkloadMetadata } from '../../pipeline/exchange.ts';
+import { decodeMetadata, encodeMetadata } from './peer-metadata.ts';
 
 // meshlet/h2 between sidecars carries each app request as one HTTP/2 stream, whatever
 // the app spoke. Three headers travel with it and are removed on arrival:

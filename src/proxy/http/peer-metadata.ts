@@ -1,16 +1,8 @@
 import type { Config } from '../../config/schema.ts';
+import type { WorkloadMetadata } from '../../pipeline/exchange.ts';
 
-/**
- * Who a workload is, sent by each sidecar to its peer in `meshlet-peer-metadata` (the
- * role of Istio's x-envoy-peer-metadata), so both sides can label telemetry with the
- * other's workload. It never reaches an app: the receiving sidecar removes it.
- */
-export interface WorkloadMetadata {
-  readonly name: string;
-  readonly namespace: string;
-  readonly app: string;
-  readonly version: string;
-}
+// The workload metadata travels in `meshlet-peer-metadata`; it never reaches an app: the
+// receiving sidecar removes it.
 
 export function workloadOf(config: Config['workload']): WorkloadMetadata {
   return { name: config.name, namespace: config.namespace, app: config.app, version: config.version };

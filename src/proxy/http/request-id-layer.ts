@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Layer } from '../pipeline.ts';
-import type { ProxyRequest, ProxyResponse } from './exchange.ts';
+import type { Layer } from '../../pipeline/compose.ts';
+import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
 import { get } from './headers.ts';
 
 /** Adds `x-request-id` (a random UUID) to a request that has none, as Envoy does; one that has one keeps it. */

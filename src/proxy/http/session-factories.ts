@@ -5,7 +5,7 @@ import type { Logger } from '../../log.ts';
 import type { Identity } from '../../tls/identity.ts';
 import type { PeerLookup } from '../../tls/mesh-peers.ts';
 import { MESH_ALPN_H2 } from '../../tls/peer-identity.ts';
-import { formatHostPort, type OrigDst } from '../addresses.ts';
+import { formatHostPort, type OrigDst } from '../../net/addresses.ts';
 import { connectMeshTls } from '../tcp/connectors.ts';
 import type { SessionFactory } from './session-pool.ts';
 

@@ -1,6 +1,6 @@
 import type http2 from 'node:http2';
 import { MeshletError } from '../../errors.ts';
-import { formatHostPort, type OrigDst } from '../addresses.ts';
+import { formatHostPort, type OrigDst } from '../../net/addresses.ts';
 
 /** Makes a new HTTP/2 client session to a destination (h2c to an app, or meshlet/h2 to a peer sidecar). */
 export type SessionFactory = (dst: OrigDst) => http2.ClientHttp2Session;

@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import { MeshletError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import type { AcceptedConnection } from '../connection.ts';
+import type { AcceptedConnection } from '../../pipeline/connection.ts';
 import type { Connector } from '../tcp/connectors.ts';
 import { rawErrorResponse } from './error-response.ts';
 import { isMeshHop, without } from './headers.ts';

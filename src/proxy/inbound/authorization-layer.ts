@@ -1,9 +1,9 @@
 import type { Logger } from '../../log.ts';
 import { authorize, type AuthorizationRule } from '../../tls/authorization.ts';
 import type { TcpMetrics } from '../../telemetry/tcp-metrics.ts';
-import { formatHostPort } from '../addresses.ts';
-import type { AcceptedConnection, ConnectionOutcome } from '../connection.ts';
-import type { Layer } from '../pipeline.ts';
+import { formatHostPort } from '../../net/addresses.ts';
+import type { AcceptedConnection, ConnectionOutcome } from '../../pipeline/connection.ts';
+import type { Layer } from '../../pipeline/compose.ts';
 import { reset } from '../tcp/forward.ts';
 
 /** Applies `inbound.authorization` right after the handshake; a denied peer is closed at once. */

@@ -7,9 +7,9 @@ import type { Logger } from '../../log.ts';
 import type { Identity } from '../../tls/identity.ts';
 import { checkPeerIdentity, MESH_ALPN_H2, MESH_ALPN_TCP } from '../../tls/peer-identity.ts';
 import type { TcpMetrics } from '../../telemetry/tcp-metrics.ts';
-import { formatHostPort } from '../addresses.ts';
-import type { AcceptedConnection, ConnectionOutcome } from '../connection.ts';
-import type { Layer } from '../pipeline.ts';
+import { formatHostPort } from '../../net/addresses.ts';
+import type { AcceptedConnection, ConnectionOutcome } from '../../pipeline/connection.ts';
+import type { Layer } from '../../pipeline/compose.ts';
 import { reset } from '../tcp/forward.ts';
 import { peekFirstBytes, TLS_HANDSHAKE_RECORD } from '../detect/first-bytes.ts';
 

@@ -1,5 +1,5 @@
-import type { AcceptedConnection, ConnectionOutcome } from '../connection.ts';
-import type { Layer } from '../pipeline.ts';
+import type { AcceptedConnection, ConnectionOutcome } from '../../pipeline/connection.ts';
+import type { Layer } from '../../pipeline/compose.ts';
 import type { StackDeps } from '../stack-deps.ts';
 
 /** Marks connections to meshed destinations, so later layers label them and the terminal encrypts them. */

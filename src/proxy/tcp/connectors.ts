@@ -6,7 +6,7 @@ import type { Logger } from '../../log.ts';
 import type { Identity } from '../../tls/identity.ts';
 import type { MeshPeer } from '../../tls/mesh-peers.ts';
 import { checkPeerIdentity, MESH_ALPN_TCP } from '../../tls/peer-identity.ts';
-import { formatHostPort, type OrigDst } from '../addresses.ts';
+import { formatHostPort, type OrigDst } from '../../net/addresses.ts';
 
 /** An upstream connection being made, and the event that says it is ready for bytes. */
 export interface Upstream {

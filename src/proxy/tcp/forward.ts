@@ -1,5 +1,5 @@
 import net from 'node:net';
-import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../connection.ts';
+import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
 import { isMtlsHandshakeFailure, plainConnector, type Connector } from './connectors.ts';
 
 export interface TcpForwardOptions {

@@ -1,9 +1,9 @@
 import net from 'node:net';
 import t from 'tap';
-import { origDst, unmapIPv4 } from '../../../src/proxy/addresses.ts';
+import { origDst, unmapIPv4 } from '../../../src/net/addresses.ts';
 import { isSelfDestination, LocalAddresses } from '../../../src/proxy/loop-guard.ts';
-import { decodeSockaddr } from '../../../src/proxy/original-dst.ts';
-import { compose, type Layer } from '../../../src/proxy/pipeline.ts';
+import { decodeSockaddr } from '../../../src/net/original-dst.ts';
+import { compose, type Layer } from '../../../src/pipeline/compose.ts';
 
 t.test('decodes sockaddr_in and sockaddr_in6 as the kernel writes them', async (t) => {
   const v4 = Buffer.alloc(28);

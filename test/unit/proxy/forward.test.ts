@@ -1,8 +1,8 @@
 import net from 'node:net';
 import { Registry } from 'prom-client';
 import t from 'tap';
-import { origDst, peerOf } from '../../../src/proxy/addresses.ts';
-import type { AcceptedConnection, ConnectionOutcome } from '../../../src/proxy/connection.ts';
+import { origDst, peerOf } from '../../../src/net/addresses.ts';
+import type { AcceptedConnection, ConnectionOutcome } from '../../../src/pipeline/connection.ts';
 import { listenRedirected } from '../../../src/proxy/listener.ts';
 import { LocalAddresses } from '../../../src/proxy/loop-guard.ts';
 import { outboundStack } from '../../../src/proxy/outbound/stack.ts';

@@ -49,7 +49,7 @@ t.test('meshlet/h2 framing: what the outbound side adds, the inbound side reads 
   t.same(arrived.headers, ['X-MiXeD', 'v', 'accept', '*/*'], 'case restored, mesh headers gone');
   t.same(arrived.peer, { name: 'cart', namespace: 'shop', app: 'cart', version: 'v1' });
 
-  const responseExtra = server.responseHeaders({ status: 200, headers: ['Set-Cookie', 'a=1'], body: undefined, trailers: () => [], flag: '-' }, req);
+  const responseExtra = server.responseHeaders({ status: 200, headers: ['Set-Cookie', 'a=1'], body: undefined, flag: '-' }, req);
   const back = client.response({ status: 200, headers: ['set-cookie', 'a=1', ...Object.entries(responseExtra).flat()] }, req);
   t.same(back.headers, ['Set-Cookie', 'a=1']);
   t.equal(back.peer?.name, 'db');

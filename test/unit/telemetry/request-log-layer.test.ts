@@ -1,6 +1,6 @@
 import t from 'tap';
-import type { AcceptedConnection } from '../../../src/proxy/connection.ts';
-import type { ProxyResponse } from '../../../src/proxy/http/exchange.ts';
+import type { AcceptedConnection } from '../../../src/pipeline/connection.ts';
+import type { ProxyResponse } from '../../../src/pipeline/exchange.ts';
 import { requestLogLayer } from '../../../src/telemetry/request-log-layer.ts';
 import { captureLog } from '../../helpers/capture-log.ts';
 import { proxyRequest } from '../../helpers/proxy-request.ts';
@@ -20,7 +20,7 @@ const conn = {
 } as unknown as AcceptedConnection;
 
 const request = () => proxyRequest({ conn, path: '/x' });
-const response: ProxyResponse = { status: 204, headers: [], body: undefined, trailers: () => [], flag: '-' };
+const response: ProxyResponse = { status: 204, headers: [], body: undefined, flag: '-' };
 const flush = () => new Promise((r) => setImmediate(r));
 
 t.test('at info, a request passes straight through and nothing is logged', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { origDst } from '../../../src/proxy/addresses.ts';
+import { origDst } from '../../../src/net/addresses.ts';
 import { authorize, type AuthorizationRule } from '../../../src/tls/authorization.ts';
 import { StaticPeers } from '../../../src/tls/mesh-peers.ts';
 

@@ -1,6 +1,6 @@
 import type net from 'node:net';
 import type { MeshPeer } from '../tls/mesh-peers.ts';
-import type { OrigDst, PeerAddr } from './addresses.ts';
+import type { OrigDst, PeerAddr } from '../net/addresses.ts';
 
 export type Direction = 'outbound' | 'inbound';
 

@@ -1,13 +1,24 @@
-import type { Readable } from 'node:stream';
-import type { AcceptedConnection, ResponseFlag } from '../connection.ts';
+import type { Body } from './body.ts';
+import type { AcceptedConnection, ResponseFlag } from './connection.ts';
 import type { RawHeaders } from './headers.ts';
-import type { WorkloadMetadata } from './peer-metadata.ts';
 
 // One HTTP request and its response as the request pipeline sees them, whichever
-// protocol they arrived in and leave in. Bodies are streams (never buffered whole);
-// trailers can be read once the body has ended.
+// protocol they arrived in and leave in, and whichever codec carried them. Layers see
+// only this shape: never a socket, a stream or a codec. Bodies are light push sources
+// (body.ts), never buffered whole; trailers arrive with a body's end.
 
 export type HttpProtocol = 'http1' | 'h2';
+
+/**
+ * Who a workload is, sent by each sidecar to its peer (the role of Istio's
+ * x-envoy-peer-metadata), so both sides can label telemetry with the other's workload.
+ */
+export interface WorkloadMetadata {
+  readonly name: string;
+  readonly namespace: string;
+  readonly app: string;
+  readonly version: string;
+}
 
 export interface ProxyRequest {
   readonly conn: AcceptedConnection;
@@ -23,9 +34,7 @@ export interface ProxyRequest {
   /** How the client wrote the Host header's name, so an HTTP/1.1 app sees it unchanged. */
   readonly hostName: string;
   /** Undefined when the request has no body. */
-  readonly body: Readable | undefined;
-  /** The request's trailers; complete once the body has ended. */
-  readonly trailers: () => RawHeaders;
+  readonly body: Body | undefined;
   /** gRPC (content-type application/grpc...): errors the proxy makes are gRPC-shaped. */
   readonly grpc: boolean;
   /** The calling workload, when a peer sidecar said who it is. */
@@ -43,8 +52,7 @@ export interface ProxyResponse {
   /** End-to-end headers in arrival order and case. */
   readonly headers: RawHeaders;
   /** Undefined when the response has no body (HEAD, 204, 304, trailers-only gRPC). */
-  readonly body: Readable | undefined;
-  readonly trailers: () => RawHeaders;
+  readonly body: Body | undefined;
   /** The destination workload, when the peer sidecar said who it is. */
   readonly peer?: WorkloadMetadata;
   /** '-' for the upstream's own responses; the cause for responses the proxy made. */

@@ -1,0 +1,65 @@
+import http2 from 'node:http2';
+import type { Readable } from 'node:stream';
+import { bodyAbort, PushBody, type Body } from '../../pipeline/body.ts';
+import type { RawHeaders } from '../../pipeline/headers.ts';
+
+const { NGHTTP2_CANCEL } = http2.constants;
+
+// Bodies between the pipeline's light Body and node:http2's streams.
+//
+// node:http2 ends the readable side of a stream reset with RST_STREAM CANCEL (and of one
+// reset from this side) as if END_STREAM had come: 'end', no 'error'. A body passed on at
+// its 'end' alone would then reach the far side as complete when it was cut short, which
+// is why every stream's end is checked against its rstCode first.
+
+/** The body of a received HTTP/2 stream (or any readable); `trailers` is read when it ends. */
+export function h2Body(stream: Readable & { rstCode?: number }, trailers: () => RawHeaders, length?: number): Body {
+  const body = new PushBody(
+    {
+      pause: () => stream.pause(),
+      resume: () => stream.resume(),
+      cancel: () => {
+        if (stream.destroyed) return;
+        const h2 = stream as Partial<http2.Http2Stream>;
+        if (typeof h2.close === 'function') h2.close(NGHTTP2_CANCEL);
+        else stream.destroy();
+      },
+    },
+    length,
+  );
+  stream.on('data', (chunk: Buffer) => body.push(chunk));
+  stream.once('end', () => {
+    const code = stream.rstCode;
+    if (code) body.fail(bodyAbort(`the stream was reset (code ${code})`, code));
+    else body.finish(trailers());
+  });
+  stream.once('close', () => body.fail(bodyAbort(`the stream closed before its end (code ${stream.rstCode ?? 0})`, stream.rstCode || NGHTTP2_CANCEL)));
+  return body;
+}
+
+/**
+ * Sends `body` on `stream` and ends it the way the body ended: END_STREAM with trailers,
+ * or RST_STREAM with the body's own code (`resetCode` when it has none). `stream` must
+ * have been opened with waitForTrailers: only then does close() send RST_STREAM alone,
+ * where node:http2 would otherwise end the stream cleanly first.
+ */
+export function pipeBodyToH2(body: Body, stream: http2.Http2Stream, sendTrailers: (trailers: RawHeaders) => void, resetCode: number): void {
+  let finished = false;
+  stream.on('drain', () => body.resume());
+  stream.once('close', () => {
+    if (!finished) body.cancel(bodyAbort(`the stream closed (code ${stream.rstCode ?? 0})`, stream.rstCode));
+  });
+  body.pipe({
+    data: (chunk) => stream.destroyed || stream.write(chunk),
+    end: (trailers) => {
+      finished = true;
+      if (stream.destroyed) return;
+      stream.once('wantTrailers', () => sendTrailers(trailers));
+      stream.end();
+    },
+    abort: (err) => {
+      finished = true;
+      if (!stream.destroyed) stream.close(err.rstCode ?? resetCode);
+    },
+  });
+}
