@@ -33,6 +33,11 @@
 // protocol between the proxies (meshlet's design), and none of meshlet's features. It
 // tells how much of meshlet's distance to nginx is the runtime's. Also one process each,
 // as UID 1337.
+//
+// The Node.js ceiling pair (bench/apps/node-raw-pair.ts) is the other end: the simplest
+// Node pair that moves HTTP/1.1 on raw sockets (heads split at CRLFCRLF, Content-Length
+// bodies, pooled upstream keep-alive sockets, plaintext on both hops, no node:http), on
+// the HTTP/1.1 ports only. It tells what the runtime can do on this path at all.
 import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,8 +58,11 @@ export const BACK_PORTS: Ports = { h1: 28080, h2: 28081, grpc: 28082 };
 
 /** Upstream keep-alive connections each nginx upstream keeps idle (per protocol): above any run's concurrency. */
 const NGINX_KEEPALIVE = 128;
+const APPS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'apps');
 /** The Node.js floor pair's one process per pod. */
-const NODE_PAIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'apps', 'node-pair.ts');
+const NODE_PAIR = path.join(APPS, 'node-pair.ts');
+/** The Node.js ceiling pair's one process per pod. */
+const NODE_RAW_PAIR = path.join(APPS, 'node-raw-pair.ts');
 /** The name in proxy b's certificate (a DNS SAN) that proxy a verifies. */
 export const BASELINE_SERVER_NAME = 'server.bench.local';
 
@@ -231,28 +239,47 @@ export async function startBaselinePair(
 const portList = (ports: Ports) => [ports.h1, ports.h2, ports.grpc].join(',');
 
 /**
- * Starts the Node.js floor pair as the proxy UID with the nginx TLS pair's certificates
- * (issueBaselineCerts hands the keys to that UID): a on a's loopback forwarding to b's
- * back ports over mTLS, b forwarding to the app. Resolves once both listen; a key the UID
- * cannot read, or a port in use, fails here with Node's own message.
+ * One Node process per pod (`script a|b` plus that role's flags) as the proxy UID;
+ * resolves once both print "ready". A key the UID cannot read, or a port in use, fails
+ * here with Node's own message.
  */
-export async function startNodePair(pods: { a: Pod; b: Pod }, at: Addresses, tls: BaselineTls): Promise<BaselineProxy[]> {
-  const flags = {
-    a: ['--listen', at.loopback, '--ports', portList(FRONT_PORTS), '--upstream', at.server, '--upstream-ports', portList(BACK_PORTS), '--cert', tls.clientCert, '--key', tls.clientKey],
-    b: ['--listen', at.server, '--ports', portList(BACK_PORTS), '--upstream', at.server, '--upstream-ports', portList(APP_PORTS), '--cert', tls.serverCert, '--key', tls.serverKey],
-  };
+async function startNodeProcesses(name: string, script: string, pods: { a: Pod; b: Pod }, flags: Record<'a' | 'b', string[]>): Promise<BaselineProxy[]> {
   const out: BaselineProxy[] = [];
   for (const role of ['a', 'b'] as const) {
-    const proc = pods[role].node([NODE_PAIR, role, ...flags[role], '--ca', tls.ca, '--server-name', BASELINE_SERVER_NAME], { uid: PROXY_UID });
+    const proc = pods[role].node([script, role, ...flags[role]], { uid: PROXY_UID });
     try {
       await proc.waitForLine(/"ready":true/, 20_000);
     } catch (err) {
-      throw new Error(`Node.js floor pair ${role}: ${(err as Error).message}`);
+      throw new Error(`${name} ${role}: ${(err as Error).message}`);
     }
     const pid = findProcess(proc.child.pid!, (a) => a[0] === process.execPath) ?? proc.child.pid!;
-    out.push({ pod: role, pid, process: proc, config: NODE_PAIR });
+    out.push({ pod: role, pid, process: proc, config: script });
   }
   return out;
+}
+
+/**
+ * Starts the Node.js floor pair as the proxy UID with the nginx TLS pair's certificates
+ * (issueBaselineCerts hands the keys to that UID): a on a's loopback forwarding to b's
+ * back ports over mTLS, b forwarding to the app.
+ */
+export function startNodePair(pods: { a: Pod; b: Pod }, at: Addresses, tls: BaselineTls): Promise<BaselineProxy[]> {
+  const common = ['--ca', tls.ca, '--server-name', BASELINE_SERVER_NAME];
+  return startNodeProcesses('Node.js floor pair', NODE_PAIR, pods, {
+    a: ['--listen', at.loopback, '--ports', portList(FRONT_PORTS), '--upstream', at.server, '--upstream-ports', portList(BACK_PORTS), '--cert', tls.clientCert, '--key', tls.clientKey, ...common],
+    b: ['--listen', at.server, '--ports', portList(BACK_PORTS), '--upstream', at.server, '--upstream-ports', portList(APP_PORTS), '--cert', tls.serverCert, '--key', tls.serverKey, ...common],
+  });
+}
+
+/**
+ * Starts the Node.js ceiling pair (raw sockets, HTTP/1.1 only, plaintext) as the proxy
+ * UID: a on a's loopback HTTP/1.1 port forwarding to b's, b forwarding to the app's.
+ */
+export function startNodeRawPair(pods: { a: Pod; b: Pod }, at: Addresses): Promise<BaselineProxy[]> {
+  return startNodeProcesses('Node.js ceiling pair', NODE_RAW_PAIR, pods, {
+    a: ['--listen', at.loopback, '--port', String(FRONT_PORTS.h1), '--upstream', at.server, '--upstream-port', String(BACK_PORTS.h1)],
+    b: ['--listen', at.server, '--port', String(BACK_PORTS.h1), '--upstream', at.server, '--upstream-port', String(APP_PORTS.h1)],
+  });
 }
 
 /**
