@@ -1,5 +1,8 @@
 // Subcommand dispatch only. Each subcommand loads its own modules, so `meshlet init`
 // in the init container does not pay for the proxy's dependencies.
+import { reportError, usage } from './args.ts';
+import { didYouMean } from './suggest.ts';
+
 const USAGE = `usage: meshlet <command> [options]
 
 commands:
@@ -18,11 +21,12 @@ const commands: Record<string, () => Promise<(argv: string[], env: NodeJS.Proces
 };
 
 const [name, ...rest] = process.argv.slice(2);
-if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+if (name === '--help' || name === '-h' || name === 'help') {
   process.stdout.write(`${USAGE}\n`);
-  process.exitCode = name === undefined ? 2 : 0;
-} else if (!Object.hasOwn(commands, name)) {
-  process.stderr.write(`meshlet: unknown command '${name}'\n${USAGE}\n`);
+} else if (name === undefined || !Object.hasOwn(commands, name)) {
+  const names = Object.keys(commands);
+  const problem = name === undefined ? `missing command: ${names.join(', ')}` : `unknown command '${name}'${didYouMean(name, names)}`;
+  reportError('', usage(problem));
   process.exitCode = 2;
 } else {
   const command = await commands[name]!();

@@ -4,23 +4,52 @@ import { parseSpiffeId, parseTrustDomain } from '../tls/spiffe.ts';
 import { parseDuration } from './duration.ts';
 
 // The proxy's configuration. Every field has a default, so no file is needed; a YAML
-// file (--config / MESHLET_CONFIG) and MESHLET_* variables override. Unknown fields are
-// errors, so a typo is reported instead of silently ignored.
+// file (--config / MESHLET_CONFIG) and MESHLET_* variables override. Unknown fields (and
+// MESHLET_* variables, see load.ts) are errors, so a typo is reported instead of silently
+// ignored. Every error message shows the bad value and what would be accepted.
 
-// 0 asks the kernel for a free port (tests bind that way).
-const port = z
-  .number({ error: (issue) => `expected a port number (0-65535), got ${JSON.stringify(issue.input)}` })
-  .int()
-  .min(0)
-  .max(65535);
+/** A value as it appears in an error message: text quoted, numbers and the rest as YAML/JSON would show them. */
+export function showValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+const PORT_RANGE = '1–65535';
+
+/** A whole number in [min, max] (or `extra`), whose every error shows the value and the range. */
+const wholeNumber = (what: string, min: number, max: number, extra?: number) => {
+  const range = `${min}–${max}`;
+  return z
+    .number({ error: (issue) => `expected ${what} (${range}), got ${showValue(issue.input)}` })
+    .int({ error: (issue) => `${showValue(issue.input)} is not ${what} (${range})` })
+    .refine((n) => n === extra || (n >= min && n <= max), { error: (issue) => `${showValue(issue.input)} is out of range ${range}` });
+};
+
+/** A port of the app or of a destination. */
+const port = wholeNumber('a port number', 1, 65535);
+
+/** A port the proxy listens on; 0 asks the kernel for a free one (tests bind that way). */
+const listenerPort = wholeNumber('a port number', 1, 65535, 0);
+
+/** A map key that must be a port number: YAML gives keys as text. */
+const portKey = z.string().superRefine((text, ctx) => {
+  if (!/^\d+$/.test(text)) ctx.addIssue({ code: 'custom', message: `the key ${showValue(text)} is not a port number (${PORT_RANGE})` });
+  else if (Number(text) < 1 || Number(text) > 65535) ctx.addIssue({ code: 'custom', message: `the key ${text} is out of range ${PORT_RANGE}` });
+});
 
 /** A Go-style duration string, parsed to milliseconds. */
 const duration = z
-  .string({ error: 'expected a duration such as "500ms", "1s" or "1h"' })
-  .transform((text, ctx) => {
-    const ms = parseDuration(text);
+  .union([z.string(), z.number()], { error: (issue) => `expected a duration such as 500ms, 1s or 1h30m, got ${showValue(issue.input)}` })
+  .transform((value, ctx) => {
+    // YAML reads `idleTimeout: 5` as a number: say which unit was forgotten, not "expected string".
+    if (typeof value === 'number') {
+      ctx.addIssue({ code: 'custom', message: `${value} needs a unit, e.g. ${value}s or ${value}ms (Go syntax: 500ms, 1s, 1m, 1h30m)` });
+      return z.NEVER;
+    }
+    const ms = parseDuration(value);
     if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration (use e.g. "500ms", "1s", "1h30m")` });
+      ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration (use e.g. "500ms", "1s", "1h30m")` });
       return z.NEVER;
     }
     return ms;
@@ -28,7 +57,7 @@ const duration = z
 
 const listener = (defaults: { port: number; connectTimeout: string }) => ({
   /** Port the listener binds (dual-stack). */
-  port: port.default(defaults.port),
+  port: listenerPort.default(defaults.port),
   /** How long to wait for the TCP connection to the original destination. */
   connectTimeout: duration.prefault(defaults.connectTimeout),
   /**
@@ -100,7 +129,7 @@ export const configSchema = z
          * Per-port overrides of `mtls`, keyed by the app's port. (Not `ports`: the
          * variable MESHLET_INBOUND_PORTS belongs to `meshlet init`.)
          */
-        perPort: z.record(z.string().regex(/^\d+$/, 'expected a port number as the key'), z.strictObject({ mtls: mtlsMode })).default({}),
+        perPort: z.record(portKey, z.strictObject({ mtls: mtlsMode })).default({}),
         /** Ordered rules; the first that matches decides. No match, or no rules: allow. */
         authorization: z.array(authorizationRule).default([]),
       })
@@ -128,13 +157,13 @@ export const configSchema = z
          * The protocol of a destination port, instead of detecting it: `tcp` (opaque),
          * `http` (HTTP/1.x), `http2` (h2c with prior knowledge) or `grpc`.
          */
-        ports: z.record(z.string().regex(/^\d+$/, 'expected a port number as the key'), appProtocol).default({}),
+        ports: z.record(portKey, appProtocol).default({}),
       })
       .prefault({}),
     http: z
       .strictObject({
         /** A request head (request line and headers) larger than this is answered 431. Envoy's default. */
-        maxRequestHeadersKb: z.number().int().min(1).max(8192).default(60),
+        maxRequestHeadersKb: wholeNumber('a size in KiB', 1, 8192).default(60),
         /** A request head that has not fully arrived this long after its first byte (or the connection) is answered 408. */
         requestHeadersTimeout: duration.prefault('10s'),
         /** Add an x-request-id header (a random UUID) to requests that arrive without one. */
@@ -161,7 +190,7 @@ export const configSchema = z
     health: z
       .strictObject({
         /** /healthz/ready, /healthz/live and /stats/prometheus. */
-        port: port.default(15020),
+        port: listenerPort.default(15020),
       })
       .prefault({}),
     log: z

@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseOptions, reportError } from '../args.ts';
 import { describeError } from '../errors.ts';
 import { run } from '../testbed/exec.ts';
 import type { SpawnedProcess, Testbed } from '../testbed/netns.ts';
@@ -33,14 +33,14 @@ async function leftoverNamespaces(id: string): Promise<string[]> {
 export async function demoCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   let verbose: boolean | undefined;
   try {
-    const { values } = parseArgs({ args: argv, options: { verbose: { type: 'boolean', short: 'v' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+    const values = parseOptions(argv, { verbose: { type: 'boolean', short: 'v' } }, { command: 'demo' });
     if (values.help) {
       process.stdout.write(`${USAGE}\n`);
       return 0;
     }
     verbose = values.verbose;
   } catch (err) {
-    process.stderr.write(`meshlet demo: ${describeError(err)}\n${USAGE}\n`);
+    reportError('demo', err);
     return 2;
   }
 

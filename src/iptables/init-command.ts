@@ -1,3 +1,4 @@
+import { errorLine } from '../args.ts';
 import { describeError, isMeshletError } from '../errors.ts';
 import { applyChanges, readState, type FamilyChange, type FamilyState } from './apply.ts';
 import { binary, detectBackend, LOCK_WAIT, type Backend, type BackendChoice } from './backend.ts';
@@ -49,7 +50,7 @@ export async function initCommand(argv: string[], env: NodeJS.ProcessEnv, deps: 
     return EXIT.OK;
   } catch (err) {
     // One line, whatever went wrong: it is what `kubectl logs` of the init container shows.
-    io.err(`meshlet init: ${describeError(err).replaceAll('\n', ' ')}`);
+    io.err(errorLine('init', err));
     return exitCodeFor(err);
   }
 }

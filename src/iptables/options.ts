@@ -1,5 +1,4 @@
-import { parseArgs } from 'node:util';
-import { MeshletError } from '../errors.ts';
+import { parseOptions, usage, type OptionSpec } from '../args.ts';
 import {
   parseCidrList,
   parseInteger,
@@ -41,11 +40,13 @@ export interface InitOptions {
 export const DEFAULT_PROXY_UID = 1337;
 export const DEFAULT_OUTBOUND_PORT = 15001;
 export const DEFAULT_INBOUND_PORT = 15006;
-/** The proxy's admin (15000, loopback only anyway) and health/metrics (15020) ports. */
-export const ALWAYS_EXCLUDED_INBOUND_PORTS: readonly PortRange[] = [
-  { from: 15020, to: 15020 },
-  { from: 15000, to: 15000 },
-];
+/** The proxy's own ports, never intercepted: health and metrics (kubelet probes, Prometheus) and admin (loopback only anyway). */
+const PROXY_OWN_PORTS: ReadonlyMap<number, string> = new Map([
+  [15020, 'health and metrics'],
+  [15000, 'admin'],
+]);
+/** The proxy's admin (15000) and health/metrics (15020) ports. */
+export const ALWAYS_EXCLUDED_INBOUND_PORTS: readonly PortRange[] = [...PROXY_OWN_PORTS.keys()].map((port) => ({ from: port, to: port }));
 
 const STRING_FLAGS = [
   'proxy-uid',
@@ -70,6 +71,9 @@ export function envName(flag: string): string {
   return `MESHLET_${flag.toUpperCase().replaceAll('-', '_')}`;
 }
 
+/** Every variable `meshlet init` reads (the proxy accepts them too, so a pod can share one set). */
+export const INIT_ENV_VARIABLES: readonly string[] = [...STRING_FLAGS, ...BOOLEAN_FLAGS].map(envName);
+
 export function parseInitOptions(argv: readonly string[], env: NodeJS.ProcessEnv): InitOptions {
   const flags = parseFlags(argv);
 
@@ -88,9 +92,14 @@ export function parseInitOptions(argv: readonly string[], env: NodeJS.ProcessEnv
     const v = raw(flag);
     return v ? parseInteger(v.text, v.source, min, max) : fallback;
   };
-  const port = (flag: StringFlag, fallback: number) => {
+  /** A port the proxy listens on: not one of its own ports that are never intercepted. */
+  const listenerPort = (flag: StringFlag, fallback: number) => {
     const v = raw(flag);
-    return v ? parsePort(v.text, v.source) : fallback;
+    if (!v) return fallback;
+    const value = parsePort(v.text, v.source);
+    const role = PROXY_OWN_PORTS.get(value);
+    if (role !== undefined) throw usage(`${v.source}: ${value} is the proxy's ${role} port, which is never intercepted; choose another port`);
+    return value;
   };
   const ports = (flag: StringFlag) => {
     const v = raw(flag);
@@ -122,8 +131,8 @@ export function parseInitOptions(argv: readonly string[], env: NodeJS.ProcessEnv
   // 2^32 - 1 is the kernel's "no id" marker, so the largest usable id is one less.
   const proxyUid = integer('proxy-uid', DEFAULT_PROXY_UID, 0, 4294967294);
   const proxyGid = integer('proxy-gid', proxyUid, 0, 4294967294);
-  const outboundPort = port('outbound-port', DEFAULT_OUTBOUND_PORT);
-  const inboundPort = port('inbound-port', DEFAULT_INBOUND_PORT);
+  const outboundPort = listenerPort('outbound-port', DEFAULT_OUTBOUND_PORT);
+  const inboundPort = listenerPort('inbound-port', DEFAULT_INBOUND_PORT);
   if (outboundPort === inboundPort) {
     throw usage(`--outbound-port and --inbound-port must differ (both are ${outboundPort})`);
   }
@@ -170,32 +179,11 @@ function wildcardOr<T>(
 type ParsedFlags = Partial<Record<StringFlag, string> & Record<BooleanFlag | 'help', boolean>>;
 
 function parseFlags(argv: readonly string[]): ParsedFlags {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+  const options: Record<string, OptionSpec> = {};
   for (const flag of STRING_FLAGS) options[flag] = { type: 'string' };
   for (const flag of BOOLEAN_FLAGS) options[flag] = { type: 'boolean' };
-  try {
-    // allowNegative: `--no-validate` beats MESHLET_VALIDATE=true, as flags beat env.
-    return parseArgs({ args: [...argv], options, strict: true, allowPositionals: false, allowNegative: true }).values as ParsedFlags;
-  } catch (err) {
-    throw usage(describeParseError(err));
-  }
-}
-
-function describeParseError(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
-  const code = (err as { code?: string }).code;
-  const unknown = /^Unknown option '([^']+)'/.exec(message);
-  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && unknown) return `unknown flag '${unknown[1]}'`;
-  const missing = /^Option '(--[\w-]+)(?: <value>)?' argument (missing|is ambiguous)/.exec(message);
-  if (missing) return `flag ${missing[1]} needs a value (write ${missing[1]}=VALUE)`;
-  const positional = /^Unexpected argument '([^']*)'/.exec(message);
-  if (positional) return `unexpected argument '${positional[1]}' (meshlet init takes only flags)`;
-  // Anything else: parseArgs' own first line is already specific.
-  return message.split('\n')[0]!;
-}
-
-function usage(message: string): MeshletError {
-  return new MeshletError('MESHLET_ERR_USAGE', message);
+  // negatable: `--no-validate` beats MESHLET_VALIDATE=true, as flags beat env.
+  return parseOptions(argv, options, { command: 'init', negatable: true }) as ParsedFlags;
 }
 
 export const INIT_USAGE = `usage: meshlet init [flags]

@@ -28,7 +28,30 @@ export function parseInteger(text: string, source: string, min: number, max: num
 }
 
 export function parsePort(text: string, source: string): number {
-  return parseInteger(text, source, 1, 65535);
+  const trimmed = text.trim();
+  const problem = portProblem(trimmed);
+  if (problem !== undefined) throw usage(`${source}: ${problem}`);
+  return Number(trimmed);
+}
+
+const PORT_RANGE = '1–65535';
+
+/** Why `text` is not a port, or undefined when it is one. */
+function portProblem(text: string): string | undefined {
+  if (!/^\d+$/.test(text)) return `'${text}' is not a port number (${PORT_RANGE})`;
+  const port = Number(text);
+  return port >= 1 && port <= 65535 ? undefined : `${port} is out of range ${PORT_RANGE}`;
+}
+
+/** Why a port list entry (`80`, `8000-8100`) is not one, or undefined when it is. */
+function portEntryProblem(entry: string): string | undefined {
+  if (entry === '') return 'an entry is empty';
+  const match = /^(\d+)-(\d+)$/.exec(entry);
+  if (!match) return /^\d+$/.test(entry) ? portProblem(entry) : `'${entry}' is not a port or a range (${PORT_RANGE})`;
+  const [, from = '', to = ''] = match;
+  const problem = portProblem(from) ?? portProblem(to);
+  if (problem !== undefined) return problem;
+  return Number(from) > Number(to) ? `'${entry}' is a range from high to low` : undefined;
 }
 
 /**
@@ -40,13 +63,12 @@ export function parsePortList(text: string, source: string): PortRange[] {
   const ranges: PortRange[] = [];
   for (const raw of text.split(',')) {
     const entry = raw.trim();
-    const match = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(entry);
-    const from = match ? Number(match[1]) : Number.NaN;
-    const to = match?.[2] !== undefined ? Number(match[2]) : from;
-    if (!match || from < 1 || to > 65535 || from > to) {
-      const what = entry === '' ? 'an empty entry' : `'${entry}'`;
-      throw usage(`${source}: '${text}' has ${what}; expected ports or ranges like 80,8000-8100 (1-65535)`);
+    const problem = portEntryProblem(entry);
+    if (problem !== undefined) {
+      const within = entry === text.trim() ? '' : `'${text}': `;
+      throw usage(`${source}: ${within}${problem}; expected ports or ranges like 80,8000-8100`);
     }
+    const [from, to = from] = entry.split('-').map(Number) as [number, number?];
     if (!ranges.some((r) => r.from === from && r.to === to)) ranges.push({ from, to });
   }
   return ranges;

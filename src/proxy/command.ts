@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseOptions, reportError } from '../args.ts';
 import { loadConfig } from '../config/load.ts';
 import { describeError, MeshletError } from '../errors.ts';
 import { createLogger } from '../log.ts';
@@ -12,22 +12,17 @@ MESHLET_CONFIG), then MESHLET_* environment variables. See docs/proxy.md.`;
 
 /** `meshlet proxy`; resolves with an exit code only when start-up fails. */
 export async function proxyCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  let values: { config?: string | undefined; help?: boolean | undefined };
-  try {
-    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
-  } catch (err) {
-    process.stderr.write(`meshlet proxy: ${describeError(err)}\n${USAGE}\n`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
   let config;
   try {
+    const values = parseOptions(argv, { config: { type: 'string' } }, { command: 'proxy' });
+    if (values.help) {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
     config = loadConfig({ file: values.config ?? env.MESHLET_CONFIG, env });
   } catch (err) {
-    process.stderr.write(`meshlet proxy: ${describeError(err)}\n`);
+    // Usage and configuration errors: exit 2, one line per problem.
+    reportError('proxy', err);
     return err instanceof MeshletError ? 2 : 1;
   }
   const log = createLogger(config.log.level);

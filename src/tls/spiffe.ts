@@ -89,6 +89,21 @@ export function namespaceOf(id: string | SpiffeId): string | undefined {
   }
 }
 
+/**
+ * A workload's SPIFFE ID: a valid ID whose path is exactly /ns/NS/sa/SA, the form
+ * authorization reads namespaces from (and Istio uses). Throws MESHLET_ERR_SPIFFE_ID
+ * for anything else, saying which form is needed.
+ */
+export function parseWorkloadId(text: string): SpiffeId & { readonly namespace: string; readonly serviceAccount: string } {
+  const id = parseSpiffeId(text);
+  if (id.namespace !== undefined && id.serviceAccount !== undefined) return { ...id, namespace: id.namespace, serviceAccount: id.serviceAccount };
+  const what = id.path === '' ? "is a trust domain's own ID, not a workload's" : `is not a workload ID (its path is ${id.path})`;
+  throw new MeshletError(
+    'MESHLET_ERR_SPIFFE_ID',
+    `${shorten(text)} ${what}: use spiffe://${id.trustDomain}/ns/NAMESPACE/sa/SERVICE_ACCOUNT, the form authorization reads the namespace from`,
+  );
+}
+
 function trustDomainProblem(td: string): string | undefined {
   if (td === '') return 'the trust domain is missing';
   if (td.includes('@')) return 'userinfo (user@) is not allowed in the trust domain';

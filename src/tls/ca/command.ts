@@ -1,5 +1,7 @@
 import path from 'node:path';
-import { describeError, isMeshletError, MeshletError } from '../../errors.ts';
+import { errorLine, usage } from '../../args.ts';
+import { isMeshletError } from '../../errors.ts';
+import { didYouMean } from '../../suggest.ts';
 import { describeKeyType } from './keys.ts';
 import { initCa, issue, type Outcome } from './operations.ts';
 import { parseInitFlags, parseIssueFlags } from './options.ts';
@@ -14,11 +16,24 @@ export const CA_USAGE = `usage: meshlet ca <init|issue> [flags]
 A small certificate authority for meshlet's mutual TLS: SPIFFE X.509 identities
 (X509-SVIDs) in the layout of Kubernetes TLS secrets. See docs/ca.md.
 
-  meshlet ca init  --out DIR [--trust-domain TD] [--ttl 8760h]   a root CA
-  meshlet ca init  --root DIR --out DIR2 [--ttl 8760h]           an intermediate CA signed by that root
-  meshlet ca issue --ca DIR --spiffe-id ID --out DIR [--ttl 24h]  a workload certificate
+  meshlet ca init  --out DIR [--trust-domain TD] [--ttl 8760h] [--key ec|rsa] [--force]
+      a root CA
+  meshlet ca init  --root ROOT_DIR --out DIR [--ttl 8760h] [--key ec|rsa] [--force]
+      an intermediate CA signed by that root
+  meshlet ca issue --ca DIR --spiffe-id spiffe://TD/ns/NS/sa/SA --out DIR [--ttl 24h] [--key ec|rsa] [--force]
+      a workload certificate
 
-Run 'meshlet ca init --help' or 'meshlet ca issue --help' for the flags.`;
+  --out DIR            where to write; created (mode 0700) if missing; must be empty
+  --root ROOT_DIR      init: sign an intermediate with the root CA in ROOT_DIR
+  --trust-domain TD    init: the SPIFFE trust domain (cluster.local)
+  --ca DIR             issue: the CA directory made by 'meshlet ca init'
+  --spiffe-id ID       issue: spiffe://TD/ns/NAMESPACE/sa/SERVICE_ACCOUNT, in the CA's trust domain
+  --ttl DURATION       lifetime, Go syntax (init 8760h, issue 24h)
+  --key ec|rsa         key type: ECDSA P-256 (ec, default) or RSA 2048
+  --force              write into a non-empty --out, replacing files of the same names
+  -h, --help           this text; 'meshlet ca init --help' and 'meshlet ca issue --help' say more
+
+Exit codes: 0 ok, 1 failure (unreadable or inconsistent CA files, expired CA, write error), 2 usage or bad input.`;
 
 export const INIT_USAGE = `usage: meshlet ca init --out DIR [--root ROOT_DIR] [flags]
 
@@ -44,7 +59,7 @@ and writes tls.crt (the certificate, then any intermediate), tls.key (PKCS#8, mo
 0600) and ca.crt (the root: the trust anchor) to --out.
 
   --ca DIR             CA directory made by 'meshlet ca init' (ca.crt, ca.key[, root.crt])
-  --spiffe-id ID       spiffe://TRUST_DOMAIN/PATH, in the CA's trust domain (e.g. spiffe://cluster.local/ns/NS/sa/SA)
+  --spiffe-id ID       spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT, in the CA's trust domain
   --out DIR            where to write; created (mode 0700) if missing; must be empty
   --ttl DURATION       lifetime, Go syntax (24h); cut to the CA's own expiry if longer
   --key ec|rsa         key type: ECDSA P-256 (ec, default) or RSA 2048
@@ -52,6 +67,8 @@ and writes tls.crt (the certificate, then any intermediate), tls.key (PKCS#8, mo
   -h, --help           this text
 
 Exit codes: 0 ok, 1 failure (unreadable or inconsistent CA files, expired CA, write error), 2 usage or bad input.`;
+
+const SUBCOMMANDS = ['init', 'issue'];
 
 export interface CaDeps {
   readonly out: (line: string) => void;
@@ -74,7 +91,8 @@ export async function caCommand(argv: string[], _env: NodeJS.ProcessEnv, deps: P
     return 0;
   }
   if (sub !== 'init' && sub !== 'issue') {
-    io.err(sub === undefined ? "meshlet ca: missing subcommand: init or issue (see 'meshlet ca --help')" : `meshlet ca: unknown subcommand '${sub}': init or issue (see 'meshlet ca --help')`);
+    const problem = sub === undefined ? 'missing subcommand: init or issue' : `unknown subcommand '${sub}': init or issue${didYouMean(sub, SUBCOMMANDS)}`;
+    io.err(errorLine('ca', usage(problem)));
     return 2;
   }
   try {
@@ -82,8 +100,7 @@ export async function caCommand(argv: string[], _env: NodeJS.ProcessEnv, deps: P
     io.out(line);
     return 0;
   } catch (err) {
-    const message = err instanceof MeshletError ? err.message : describeError(err);
-    io.err(`meshlet ca ${sub}: ${message.replaceAll('\n', ' ')}`);
+    io.err(errorLine(`ca ${sub}`, err, 'MESHLET_ERR_CA'));
     return isMeshletError(err, 'MESHLET_ERR_USAGE') || isMeshletError(err, 'MESHLET_ERR_SPIFFE_ID') ? 2 : 1;
   }
 }

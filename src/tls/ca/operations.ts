@@ -150,10 +150,8 @@ export interface IssueRequest {
 }
 
 export async function issue(request: IssueRequest, now: Date): Promise<Outcome> {
+  // The SPIFFE ID's form (spiffe://TD/ns/NS/sa/SA) was checked with the flags.
   const { spiffeId } = request;
-  if (spiffeId.path === '') {
-    throw usage(`${spiffeId.id} is a trust domain's own ID; a workload's SPIFFE ID needs a path (e.g. spiffe://${spiffeId.trustDomain}/ns/NS/sa/SA)`);
-  }
   checkOutputDir(request.out, request.force, [request.ca]);
   const ca = await loadCa(request.ca, now);
   if (spiffeId.trustDomain !== ca.trustDomain) {

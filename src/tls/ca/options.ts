@@ -1,7 +1,7 @@
-import { parseArgs } from 'node:util';
+import { parseOptions, usage, type OptionSpecs } from '../../args.ts';
 import { formatDuration, parseDuration } from '../../config/duration.ts';
 import { MeshletError } from '../../errors.ts';
-import { parseSpiffeId, parseTrustDomain } from '../spiffe.ts';
+import { parseTrustDomain, parseWorkloadId } from '../spiffe.ts';
 import { KEY_TYPES, type KeyType } from './keys.ts';
 import type { InitRequest, IssueRequest } from './operations.ts';
 
@@ -51,14 +51,14 @@ export function parseIssueFlags(argv: readonly string[]): Parsed<IssueRequest> {
   });
   if (values.help === true) return { help: true };
   const ca = required(values.ca, '--ca DIR');
-  const id = required(values['spiffe-id'], '--spiffe-id spiffe://TRUST_DOMAIN/PATH');
+  const id = required(values['spiffe-id'], '--spiffe-id spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT');
   const out = required(values.out, '--out DIR');
   const ttlText = text(values.ttl) ?? DEFAULT_LEAF_TTL;
   return {
     help: false,
     ttlText,
     ca,
-    spiffeId: naming('--spiffe-id', () => parseSpiffeId(id)),
+    spiffeId: naming('--spiffe-id', () => parseWorkloadId(id)),
     out,
     ttlMs: parseTtl(ttlText),
     keyType: parseKeyType(text(values.key)),
@@ -84,29 +84,8 @@ function parseKeyType(value: string | undefined): KeyType {
   return type as KeyType;
 }
 
-type FlagSpec = Record<string, { type: 'string' | 'boolean' }>;
-type Values = Record<string, string | boolean | undefined>;
-
-function parseFlags(argv: readonly string[], command: string, options: FlagSpec): Values {
-  try {
-    return parseArgs({ args: [...argv], options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false })
-      .values as Values;
-  } catch (err) {
-    throw usage(describeParseError(err, command));
-  }
-}
-
-function describeParseError(err: unknown, command: string): string {
-  const message = err instanceof Error ? err.message : String(err);
-  const unknown = /^Unknown option '([^']+)'/.exec(message);
-  if (unknown) return `unknown flag '${unknown[1]}'`;
-  const missing = /^Option '(--[\w-]+)(?: <value>)?' argument (missing|is ambiguous)/.exec(message);
-  if (missing) return `flag ${missing[1]} needs a value (for a value starting with '-', write ${missing[1]}=VALUE)`;
-  const positional = /^Unexpected argument '([^']*)'/.exec(message);
-  if (positional) return `unexpected argument '${positional[1]}' (meshlet ca ${command} takes only flags)`;
-  const boolWithValue = /^Option '(--[\w-]+)' does not take an argument/.exec(message);
-  if (boolWithValue) return `flag ${boolWithValue[1]} takes no value`;
-  return message.split('\n')[0]!;
+function parseFlags(argv: readonly string[], command: string, options: OptionSpecs): Record<string, string | boolean | undefined> {
+  return parseOptions(argv, options, { command: `ca ${command}` });
 }
 
 function text(value: string | boolean | undefined): string | undefined {
@@ -126,8 +105,4 @@ function naming<T>(flag: string, parse: () => T): T {
     if (err instanceof MeshletError) throw new MeshletError(err.code, `${flag}: ${err.message}`, { cause: err });
     throw err;
   }
-}
-
-function usage(message: string): MeshletError {
-  return new MeshletError('MESHLET_ERR_USAGE', message);
 }

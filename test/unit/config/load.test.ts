@@ -67,7 +67,7 @@ t.test('bad values name the field, the problem and where they came from', async 
     [{ MESHLET_OUTBOUND_CONNECT_TIMEOUT: 'soon' }, /outbound\.connectTimeout: "soon" is not a duration.*MESHLET_OUTBOUND_CONNECT_TIMEOUT/],
     [{ MESHLET_INBOUND_PORT: '70000' }, /inbound\.port: .*65535.*MESHLET_INBOUND_PORT/],
     [{ MESHLET_INBOUND_PORT: 'http' }, /inbound\.port: expected a port number/],
-    [{ MESHLET_LOG_LEVEL: 'loud' }, /log\.level: .*"info"/],
+    [{ MESHLET_LOG_LEVEL: 'loud' }, /log\.level: .*info/],
   ];
   for (const [env, pattern] of cases) t.match(errorOf(() => loadConfig({ env })).message, pattern);
 });
@@ -81,7 +81,7 @@ t.test('every bad field is reported at once', async (t) => {
 
 t.test('unreadable or malformed files are clear errors', async (t) => {
   t.match(errorOf(() => loadConfig({ file: path.join(dir, 'missing.yaml'), env: {} })).message, /cannot read config file .*missing\.yaml/);
-  t.match(errorOf(() => loadConfig({ file: file('bad.yaml', 'outbound: [1, 2\n'), env: {} })).message, /not valid YAML/);
+  t.match(errorOf(() => loadConfig({ file: file('bad.yaml', 'outbound: [1, 2\n'), env: {} })).message, /YAML syntax error/);
   t.match(errorOf(() => loadConfig({ file: file('list.yaml', '- 1\n- 2\n'), env: {} })).message, /mapping/);
 });
 
@@ -113,7 +113,7 @@ t.test('mTLS settings are validated with the field named', async (t) => {
     [{ MESHLET_MESH_PEERS: '[{cidrs: [10.0.0.0/33]}]' }, /mesh\.peers\.0\.cidrs\.0: "10\.0\.0\.0\/33" is not a CIDR/],
     [{ MESHLET_MESH_PEERS: '[{cidrs: [10.0.0.0/8], spiffeId: "spiffe://Cluster/x"}]' }, /mesh\.peers\.0\.spiffeId: invalid SPIFFE ID/],
     [{ MESHLET_MESH_PEERS: '[{cidr: 10.0.0.0/8}]' }, /mesh\.peers\.0\.cidr: unknown field/],
-    [{ MESHLET_INBOUND_MTLS: 'on' }, /inbound\.mtls: .*"strict"/],
+    [{ MESHLET_INBOUND_MTLS: 'on' }, /inbound\.mtls: .*strict/],
     [{ MESHLET_INBOUND_AUTHORIZATION: '[{action: maybe}]' }, /inbound\.authorization\.0\.action/],
   ];
   for (const [env, pattern] of bad) t.match(errorOf(() => loadConfig({ env })).message, pattern);
@@ -157,4 +157,100 @@ t.test('L7 settings: defaults, env, and errors that name the field', async (t) =
   t.match(err.message, /http\.maxRequestHeadersKb: .*\(from MESHLET_HTTP_MAX_REQUEST_HEADERS_KB\)/);
   const typo = errorOf(() => loadConfig({ file: file('typo.yaml', 'protocols:\n  opaquePort: [25]\n'), env: {} }));
   t.match(typo.message, /protocols\.opaquePort: unknown field/);
+});
+
+/** The problems of a configuration that does not load, one per line. */
+const problems = (sources: Parameters<typeof loadConfig>[0]): string[] => errorOf(() => loadConfig(sources)).message.split('\n');
+
+t.test('a MESHLET_* variable that names no field is an error naming the closest one', async (t) => {
+  t.same(problems({ env: { MESHLET_TCP_IDEL_TIMEOUT: '5s' } }), [
+    'MESHLET_TCP_IDEL_TIMEOUT: names no configuration field; did you mean MESHLET_TCP_IDLE_TIMEOUT (tcp.idleTimeout)?',
+  ]);
+  t.match(problems({ env: { MESHLET_OUTBOUND_CONECT_TIMEOUT: '1s' } })[0], /did you mean MESHLET_OUTBOUND_CONNECT_TIMEOUT \(outbound\.connectTimeout\)\?$/);
+  t.match(problems({ env: { MESHLET_PROXY_UDI: '1337' } })[0], /did you mean MESHLET_PROXY_UID\?$/, "init's variables are candidates too");
+  t.same(problems({ env: { MESHLET_FROBNICATE: 'yes' } }), ['MESHLET_FROBNICATE: names no configuration field (docs/proxy.md lists them)']);
+  t.equal(errorOf(() => loadConfig({ env: { MESHLET_TCP_IDEL_TIMEOUT: '5s' } })).code, 'MESHLET_ERR_CONFIG');
+});
+
+t.test("MESHLET_CONFIG and meshlet init's variables are not errors: a pod may share one set", async (t) => {
+  const env: NodeJS.ProcessEnv = {
+    MESHLET_CONFIG: '',
+    MESHLET_PROXY_UID: '1337',
+    MESHLET_PROXY_GID: '1337',
+    MESHLET_INBOUND_PORTS: '*',
+    MESHLET_EXCLUDE_INBOUND_PORTS: '22',
+    MESHLET_EXCLUDE_OUTBOUND_PORTS: '5432',
+    MESHLET_INCLUDE_OUTBOUND_CIDRS: '*',
+    MESHLET_EXCLUDE_OUTBOUND_CIDRS: '169.254.169.254/32',
+    MESHLET_IPV6: 'auto',
+    MESHLET_BACKEND: 'auto',
+    MESHLET_DRY_RUN: 'false',
+    MESHLET_CLEANUP: 'false',
+    MESHLET_VALIDATE: 'true',
+    OTHER_VARIABLE: 'x',
+  };
+  t.equal(loadConfig({ env }).inbound.port, 15006);
+});
+
+t.test('an unknown YAML key names the closest field', async (t) => {
+  const f = file('keys.yaml', 'outbound:\n  conectTimeout: 1s\ntcp:\n  idle_timeout: 5m\nlog:\n  formatt: json\n');
+  t.same(problems({ file: f, env: {} }), [
+    `outbound.conectTimeout: unknown field; did you mean connectTimeout? (in ${f}, line 2)`,
+    `tcp.idle_timeout: unknown field; did you mean idleTimeout? (in ${f}, line 4)`,
+    `log.formatt: unknown field (in ${f}, line 6)`,
+  ]);
+  t.match(problems({ env: { MESHLET_MESH_PEERS: '[{cidrs: [10.0.0.0/8], spifeId: "spiffe://td/ns/a/sa/b"}]' } }), [
+    /^mesh\.peers\.0\.spifeId: unknown field; did you mean spiffeId\? \(from MESHLET_MESH_PEERS\)$/,
+  ]);
+});
+
+t.test('every validation message shows the bad value and the accepted form', async (t) => {
+  const cases: Array<[NodeJS.ProcessEnv, string]> = [
+    [{ MESHLET_LOG_LEVEL: 'verbose' }, 'log.level: "verbose" is not one of trace, debug, info, warn, error, fatal (from MESHLET_LOG_LEVEL)'],
+    [{ MESHLET_INBOUND_MTLS: 'on' }, 'inbound.mtls: "on" is not one of permissive, strict, disable (from MESHLET_INBOUND_MTLS)'],
+    [{ MESHLET_TCP_IDLE_TIMEOUT: '5' }, 'tcp.idleTimeout: 5 needs a unit, e.g. 5s or 5ms (Go syntax: 500ms, 1s, 1m, 1h30m) (from MESHLET_TCP_IDLE_TIMEOUT)'],
+    [{ MESHLET_TCP_IDLE_TIMEOUT: 'true' }, 'tcp.idleTimeout: expected a duration such as 500ms, 1s or 1h30m, got true (from MESHLET_TCP_IDLE_TIMEOUT)'],
+    [{ MESHLET_INBOUND_PORT: '70000' }, 'inbound.port: 70000 is out of range 1–65535 (from MESHLET_INBOUND_PORT)'],
+    [{ MESHLET_INBOUND_PORT: '-1' }, 'inbound.port: -1 is out of range 1–65535 (from MESHLET_INBOUND_PORT)'],
+    [{ MESHLET_INBOUND_PORT: '1.5' }, 'inbound.port: 1.5 is not a port number (1–65535) (from MESHLET_INBOUND_PORT)'],
+    [{ MESHLET_INBOUND_PORT: 'http' }, 'inbound.port: expected a port number (1–65535), got "http" (from MESHLET_INBOUND_PORT)'],
+    [{ MESHLET_PROTOCOLS_OPAQUE_PORTS: '[0]' }, 'protocols.opaquePorts.0: 0 is out of range 1–65535 (from MESHLET_PROTOCOLS_OPAQUE_PORTS)'],
+    [{ MESHLET_PROTOCOLS_OPAQUE_PORTS: '3306,5432' }, 'protocols.opaquePorts: expected a list ([a, b]), got "3306,5432" (from MESHLET_PROTOCOLS_OPAQUE_PORTS)'],
+    [{ MESHLET_PROTOCOLS_PORTS: '{"0": http}' }, 'protocols.ports.0: the key 0 is out of range 1–65535 (from MESHLET_PROTOCOLS_PORTS)'],
+    [{ MESHLET_INBOUND_PER_PORT: '{web: {mtls: strict}}' }, 'inbound.perPort.web: the key "web" is not a port number (1–65535) (from MESHLET_INBOUND_PER_PORT)'],
+    [{ MESHLET_HTTP_MAX_REQUEST_HEADERS_KB: '0' }, 'http.maxRequestHeadersKb: 0 is out of range 1–8192 (from MESHLET_HTTP_MAX_REQUEST_HEADERS_KB)'],
+    [{ MESHLET_MESH_PEERS: '[{ports: [80]}]' }, 'mesh.peers.0.cidrs: missing; expected a list ([a, b]) (from MESHLET_MESH_PEERS)'],
+  ];
+  for (const [env, line] of cases) t.same(problems({ env }), [line], JSON.stringify(env));
+  const f = file('values.yaml', 'log:\n  level: verbose\ntcp:\n  idleTimeout: 5\n');
+  t.same(problems({ file: f, env: {} }), [
+    `tcp.idleTimeout: 5 needs a unit, e.g. 5s or 5ms (Go syntax: 500ms, 1s, 1m, 1h30m) (in ${f}, line 4)`,
+    `log.level: "verbose" is not one of trace, debug, info, warn, error, fatal (in ${f}, line 2)`,
+  ]);
+  t.equal(loadConfig({ env: { MESHLET_INBOUND_PORT: '0', MESHLET_OUTBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0' } }).inbound.port, 0, 'a listener on port 0 takes any free port');
+});
+
+t.test('a YAML syntax error is one line with the line and column, in the file or in a variable', async (t) => {
+  t.same(problems({ env: { MESHLET_MESH_PEERS: '[{cidrs: [10.0.0.0/8' } }), [
+    'mesh.peers: YAML syntax error at line 1, column 21 of the value: Flow sequence must end with a ] (from MESHLET_MESH_PEERS)',
+  ]);
+  t.match(problems({ env: { MESHLET_INBOUND_PER_PORT: '{"9090": {mtls: strict}' } }), [/^inbound\.perPort: YAML syntax error at line 1, column \d+ of the value: .*\(from MESHLET_INBOUND_PER_PORT\)$/]);
+  const f = file('syntax.yaml', 'outbound:\n  port: 15001\n connectTimeout: 1s\n');
+  const lines = problems({ file: f, env: {} });
+  t.equal(lines.length, 1);
+  t.match(lines[0], new RegExp(`^config file ${f}: YAML syntax error at line 3, column \\d+: \\S`));
+});
+
+t.test("the proxy's own ports: listeners on one port, or on the admin port, are config errors naming both fields", async (t) => {
+  t.same(problems({ env: { MESHLET_INBOUND_PORT: '15001' } }), [
+    "outbound.port and inbound.port are both 15001; each of the proxy's listeners needs its own port (outbound.port by default, inbound.port from MESHLET_INBOUND_PORT)",
+  ]);
+  t.match(problems({ env: { MESHLET_OUTBOUND_PORT: '15020' } }), [/^outbound\.port and health\.port are both 15020; .*\(outbound\.port from MESHLET_OUTBOUND_PORT, health\.port by default\)$/]);
+  t.match(problems({ env: { MESHLET_INBOUND_PORT: '15020' } }), [/^inbound\.port and health\.port are both 15020/]);
+  const f = file('ports.yaml', 'health:\n  port: 15006\n');
+  t.match(problems({ file: f, env: {} }), [new RegExp(`^inbound\\.port and health\\.port are both 15006; .*\\(inbound\\.port by default, health\\.port in ${f}, line 2\\)$`)]);
+  t.same(problems({ env: { MESHLET_INBOUND_PORT: '15000' } }), [
+    "inbound.port: 15000 is the admin port, reserved for the proxy's admin server; choose another port (from MESHLET_INBOUND_PORT)",
+  ]);
+  t.match(problems({ env: { MESHLET_HEALTH_PORT: '15000' } }), [/^health\.port: 15000 is the admin port/]);
 });

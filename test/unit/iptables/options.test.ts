@@ -140,17 +140,19 @@ t.test('every malformed input names the flag (or variable) and the value', async
     [['--proxy-uid', '4294967295'], {}, /--proxy-uid: '4294967295'/],
     [['--proxy-gid', '1e3'], {}, /--proxy-gid: '1e3'/],
     [['--proxy-uid='], {}, /--proxy-uid: ''/],
-    [['--outbound-port', '0'], {}, /--outbound-port: '0'/],
-    [['--inbound-port', '65536'], {}, /--inbound-port: '65536'/],
+    [['--outbound-port', '0'], {}, /^--outbound-port: 0 is out of range 1–65535$/],
+    [['--inbound-port', '65536'], {}, /^--inbound-port: 65536 is out of range 1–65535$/],
+    [['--inbound-port', 'http'], {}, /^--inbound-port: 'http' is not a port number \(1–65535\)$/],
     [['--inbound-port', '15001'], {}, /must differ/],
-    [['--inbound-ports', '80,x'], {}, /--inbound-ports: '80,x' has 'x'/],
+    [['--inbound-ports', '80,x'], {}, /^--inbound-ports: '80,x': 'x' is not a port or a range \(1–65535\); expected ports or ranges like 80,8000-8100$/],
     [['--inbound-ports', '*,80'], {}, /--inbound-ports: '\*,80' mixes '\*'/],
-    [['--exclude-inbound-ports', '80,,90'], {}, /--exclude-inbound-ports: '80,,90' has an empty entry/],
-    [['--exclude-outbound-ports', '9000-8000'], {}, /--exclude-outbound-ports: '9000-8000' has '9000-8000'/],
-    [['--exclude-outbound-ports', '0-10'], {}, /'0-10'/],
-    [['--exclude-outbound-ports', '70000'], {}, /'70000'/],
-    [['--exclude-outbound-ports', '80-'], {}, /'80-'/],
-    [['--exclude-outbound-ports', '*'], {}, /--exclude-outbound-ports: '\*' has '\*'/],
+    [['--exclude-inbound-ports', '80,,90'], {}, /--exclude-inbound-ports: '80,,90': an entry is empty/],
+    [['--exclude-outbound-ports', '9000-8000'], {}, /--exclude-outbound-ports: '9000-8000' is a range from high to low/],
+    [['--exclude-outbound-ports', '0-10'], {}, /--exclude-outbound-ports: 0 is out of range 1–65535/],
+    [['--exclude-outbound-ports', '22,0-10'], {}, /--exclude-outbound-ports: '22,0-10': 0 is out of range 1–65535/],
+    [['--exclude-outbound-ports', '70000'], {}, /^--exclude-outbound-ports: 70000 is out of range 1–65535; expected ports or ranges like 80,8000-8100$/],
+    [['--exclude-outbound-ports', '80-'], {}, /'80-' is not a port or a range/],
+    [['--exclude-outbound-ports', '*'], {}, /--exclude-outbound-ports: '\*' is not a port or a range/],
     [['--include-outbound-cidrs', '10.0.0.0/8,999.1.1.1/8'], {}, /--include-outbound-cidrs: .* has '999.1.1.1\/8', which is not a CIDR/],
     [['--exclude-outbound-cidrs', '10.1.2.3/33'], {}, /'10.1.2.3\/33', which is not a CIDR/],
     [['--exclude-outbound-cidrs', 'fd00::/129'], {}, /'fd00::\/129'/],
@@ -171,6 +173,31 @@ t.test('every malformed input names the flag (or variable) and the value', async
   for (const [argv, env, expected] of cases) {
     t.match(usageError(t, argv, env), expected, `${JSON.stringify(argv)} ${JSON.stringify(env)}`);
   }
+});
+
+t.test('flag mistakes: unknown (with the closest flag), missing value, value on a boolean, negative numbers', async (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [['--dry-rn'], /^unknown flag '--dry-rn'; did you mean --dry-run\?$/],
+    [['--no-proxy-uid'], /^unknown flag '--no-proxy-uid'/],
+    [['--proxy-uid'], /^flag --proxy-uid needs a value$/],
+    [['--proxy-uid', '--dry-run'], /^flag --proxy-uid needs a value, not the flag '--dry-run'/],
+    [['--dry-run=yes'], /^flag --dry-run takes no value \(write --dry-run or --no-dry-run\)$/],
+    [['--proxy-uid', '-1'], /^--proxy-uid: '-1' is not an integer between 0 and 4294967294$/],
+    [['--proxy-gid', '-5'], /^--proxy-gid: '-5' is not an integer between 0 and 4294967294$/],
+    [['--outbound-port', '-80'], /^--outbound-port: '-80' is not a port number/],
+    [['--', '--dry-run'], /^unexpected argument '--dry-run' after '--'/],
+  ];
+  for (const [argv, expected] of cases) t.match(usageError(t, argv), expected, JSON.stringify(argv));
+});
+
+t.test("the proxy's own ports (health 15020, admin 15000) cannot be its listeners", async (t) => {
+  const cases: Array<[string[], NodeJS.ProcessEnv, RegExp]> = [
+    [['--inbound-port', '15020'], {}, /^--inbound-port: 15020 is the proxy's health and metrics port, which is never intercepted; choose another port$/],
+    [['--outbound-port', '15020'], {}, /^--outbound-port: 15020 is the proxy's health and metrics port/],
+    [['--inbound-port', '15000'], {}, /^--inbound-port: 15000 is the proxy's admin port/],
+    [[], { MESHLET_OUTBOUND_PORT: '15000' }, /^MESHLET_OUTBOUND_PORT: 15000 is the proxy's admin port/],
+  ];
+  for (const [argv, env, expected] of cases) t.match(usageError(t, argv, env), expected, `${JSON.stringify(argv)} ${JSON.stringify(env)}`);
 });
 
 t.test('a malformed env value does not matter when a flag overrides it', async (t) => {

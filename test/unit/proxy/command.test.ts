@@ -50,7 +50,7 @@ t.test('a config file is read and a typo in it is named', async (t) => {
   writeFileSync(file, 'inbound:\n  port: 0\noutbound:\n  port: 0\nhealth:\n  port: 0\nlog:\n  level: warn\n  formatt: json\n');
   const proxy = start({}, ['--config', file]);
   t.equal(await proxy.exited, 2);
-  t.match(proxy.output().stderr, /log\.formatt: unknown field \(in .*meshlet\.yaml\)/);
+  t.match(proxy.output().stderr, /log\.formatt: unknown field \(in .*meshlet\.yaml, line 9\)/);
 });
 
 t.test('a bad environment override names the variable and the field', async (t) => {

@@ -32,19 +32,31 @@ function caDir(files: [string, string][]): string {
   return d;
 }
 
+/**
+ * Checks a refusal: the exit code, nothing on stdout, and one stderr line
+ * `meshlet ca[ init| issue]: MESHLET_ERR_<CODE>: <message>`, with ` (see ... --help)`
+ * after usage errors; `message` is matched against the text between code and hint.
+ */
 async function refused(t: Test, argv: string[], code: number, message: RegExp): Promise<void> {
   const run = await ca(argv);
   const label = argv.join(' ');
   t.equal(run.code, code, `exit ${code}: ${label}`);
   t.equal(run.err.length, 1, `one line on stderr: ${label}`);
   t.notMatch(run.err[0] ?? '', /\n/, 'a single line');
-  t.match(run.err[0] ?? '', new RegExp(`^meshlet ca( init| issue)?: ${message.source}`), label);
+  const line = /^(meshlet ca(?: init| issue)?): (MESHLET_ERR_[A-Z_]+): (.*?)( \(see meshlet ca(?: init| issue)? --help\))?$/.exec(run.err[0] ?? '');
+  t.ok(line, `meshlet ca...: MESHLET_ERR_...: ...: ${run.err[0]}`);
+  const [, command = '', errorCode = '', text = '', hint] = line ?? [];
+  t.equal(hint !== undefined, errorCode === 'MESHLET_ERR_USAGE', `a usage error, and only a usage error, points to --help: ${label}`);
+  if (hint !== undefined) t.equal(hint, ` (see ${command} --help)`);
+  t.equal(code === 2, ['MESHLET_ERR_USAGE', 'MESHLET_ERR_SPIFFE_ID'].includes(errorCode), `exit 2 for bad input, 1 otherwise: ${errorCode}`);
+  t.match(text, new RegExp(`^${message.source}`), label);
   t.same(run.out, [], `nothing on stdout: ${label}`);
 }
 
 t.test('subcommands and help', async (t) => {
   await refused(t, [], 2, /missing subcommand: init or issue/);
   await refused(t, ['sign'], 2, /unknown subcommand 'sign'/);
+  await refused(t, ['isue'], 2, /unknown subcommand 'isue': init or issue; did you mean issue\?$/);
   for (const [argv, first] of [
     [['--help'], 'usage: meshlet ca <init|issue>'],
     [['init', '--help'], 'usage: meshlet ca init'],
@@ -57,25 +69,37 @@ t.test('subcommands and help', async (t) => {
   }
 });
 
+t.test("'meshlet ca --help' lists every flag docs/ca.md documents", async (t) => {
+  const run = await ca(['--help']);
+  const docs = readFileSync(path.join(import.meta.dirname, '../../../docs/ca.md'), 'utf8');
+  // The flags on docs/ca.md's `meshlet ca ...` lines and in "Every command also takes ...".
+  const lines = docs.split('\n').filter((line) => /meshlet ca (init|issue)|Every command also takes/.test(line));
+  const documented = new Set(lines.flatMap((line) => [...line.matchAll(/(?<![\w-])--[a-z][a-z-]+/g)].map((m) => m[0])));
+  t.ok(documented.has('--key') && documented.has('--force') && documented.has('--help'), 'docs/ca.md documents --key, --force and --help');
+  for (const flag of documented) t.match(run.out.join('\n'), new RegExp(`^ +(?:-\\w, )?${flag}\\b`, 'm'), `${flag} is listed with its meaning`);
+});
+
 t.test('flags: missing, unknown, malformed', async (t) => {
   await refused(t, ['init'], 2, /missing --out DIR$/);
   await refused(t, ['init', '--out', ''], 2, /missing --out DIR$/);
-  await refused(t, ['init', '--outt', 'x'], 2, /unknown flag '--outt'$/);
-  await refused(t, ['init', '--out'], 2, /flag --out needs a value/);
+  await refused(t, ['init', '--outt', 'x'], 2, /unknown flag '--outt'; did you mean --out\?$/);
+  await refused(t, ['init', '--out'], 2, /flag --out needs a value$/);
+  await refused(t, ['init', '--out', '--force'], 2, /flag --out needs a value, not the flag '--force'/);
+  await refused(t, ['issue', '--ca', inter, '--spiffe-id', ID, '--out', out(), '--ttl'], 2, /flag --ttl needs a value$/);
   await refused(t, ['init', '--out', out(), 'extra'], 2, /unexpected argument 'extra'/);
   await refused(t, ['init', '--out', out(), '--force=yes'], 2, /flag --force takes no value/);
   await refused(t, ['init', '--out', out(), '--key', 'dsa'], 2, /--key dsa is not one of ec, rsa$/);
   await refused(t, ['init', '--out', out(), '--trust-domain', 'Cluster.Local'], 2, /--trust-domain: invalid trust domain 'Cluster\.Local': .*must be lowercase$/);
   await refused(t, ['init', '--out', out(), '--trust-domain', 'spiffe://cluster.local'], 2, /--trust-domain: .*without a scheme/);
   await refused(t, ['issue', '--spiffe-id', ID, '--out', out()], 2, /missing --ca DIR$/);
-  await refused(t, ['issue', '--ca', inter, '--out', out()], 2, /missing --spiffe-id spiffe:\/\/TRUST_DOMAIN\/PATH$/);
+  await refused(t, ['issue', '--ca', inter, '--out', out()], 2, /missing --spiffe-id spiffe:\/\/TRUST_DOMAIN\/ns\/NAMESPACE\/sa\/SERVICE_ACCOUNT$/);
   await refused(t, ['issue', '--ca', inter, '--spiffe-id', ID], 2, /missing --out DIR$/);
 });
 
 t.test('--ttl: Go durations, positive, at least 1s, at most 100 years', async (t) => {
   await refused(t, ['init', '--out', out(), '--ttl', '0s'], 2, /--ttl 0s: a lifetime must be positive$/);
   await refused(t, ['init', '--out', out(), '--ttl=-1h'], 2, /--ttl -1h: a lifetime must be positive$/);
-  await refused(t, ['init', '--out', out(), '--ttl', '-1h'], 2, /flag --ttl needs a value \(for a value starting with '-', write --ttl=VALUE\)$/);
+  await refused(t, ['init', '--out', out(), '--ttl', '-1h'], 2, /--ttl -1h: a lifetime must be positive$/);
   await refused(t, ['issue', '--ca', inter, '--spiffe-id', ID, '--out', out(), '--ttl', '500ms'], 2, /--ttl 500ms: a lifetime must be at least 1s$/);
   await refused(t, ['issue', '--ca', inter, '--spiffe-id', ID, '--out', out(), '--ttl', 'forever'], 2, /--ttl forever is not a duration \(Go syntax: 24h, 90m, 1h30m\)$/);
   await refused(t, ['issue', '--ca', inter, '--spiffe-id', ID, '--out', out(), '--ttl', '7d'], 2, /--ttl 7d is not a duration/);
@@ -85,7 +109,15 @@ t.test('--ttl: Go durations, positive, at least 1s, at most 100 years', async (t
 t.test('SPIFFE IDs are checked before any file is read', async (t) => {
   await refused(t, ['issue', '--ca', '/nonexistent', '--spiffe-id', 'spiffe://cluster.local/ns/a/', '--out', out()], 2, /--spiffe-id: invalid SPIFFE ID 'spiffe:\/\/cluster\.local\/ns\/a\/': the path must not end with '\/'$/);
   await refused(t, ['issue', '--ca', inter, '--spiffe-id', 'http://cluster.local/x', '--out', out()], 2, /--spiffe-id: invalid SPIFFE ID .*scheme must be 'spiffe', not 'http'$/);
-  await refused(t, ['issue', '--ca', inter, '--spiffe-id', 'spiffe://cluster.local', '--out', out()], 2, /spiffe:\/\/cluster\.local is a trust domain's own ID; a workload's SPIFFE ID needs a path/);
+  await refused(t, ['issue', '--ca', inter, '--spiffe-id', 'spiffe://cluster.local', '--out', out()], 2, /--spiffe-id: spiffe:\/\/cluster\.local is a trust domain's own ID, not a workload's: use spiffe:\/\/cluster\.local\/ns\/NAMESPACE\/sa\/SERVICE_ACCOUNT/);
+});
+
+t.test('a workload ID must be spiffe://TD/ns/NS/sa/SA, the form authorization reads the namespace from', async (t) => {
+  for (const id of ['spiffe://cluster.local/ns/shop', 'spiffe://cluster.local/ns/shop/sa', 'spiffe://cluster.local/payments/api', 'spiffe://cluster.local/ns/shop/sa/cart/extra', 'spiffe://cluster.local/sa/cart/ns/shop']) {
+    const target = out();
+    await refused(t, ['issue', '--ca', '/nonexistent', '--spiffe-id', id, '--out', target], 2, new RegExp(`--spiffe-id: ${id.replaceAll('.', '\\.')} is not a workload ID \\(its path is /\\S+\\): use spiffe://cluster\\.local/ns/NAMESPACE/sa/SERVICE_ACCOUNT, the form authorization reads the namespace from$`));
+    t.notOk(existsSync(target), 'nothing written');
+  }
 });
 
 t.test('CA directories that cannot be used are refused with the file named (exit 1), and nothing is written', async (t) => {
@@ -169,11 +201,11 @@ t.test('through the meshlet binary: exit codes and one line on stderr', async (t
   t.match(caHelp.stdout, /^usage: meshlet ca <init\|issue>/);
   const bad = run(['ca', 'issue', '--ca', path.join(dir, 'nowhere'), '--spiffe-id', ID, '--out', out()]);
   t.equal(bad.status, 1);
-  t.match(bad.stderr, /^meshlet ca issue: cannot read .*nowhere\/ca\.crt: it does not exist\n$/);
+  t.match(bad.stderr, /^meshlet ca issue: MESHLET_ERR_CA: cannot read .*nowhere\/ca\.crt: it does not exist\n$/);
   t.equal(bad.stdout, '');
   const usage = run(['ca', 'init']);
   t.equal(usage.status, 2);
-  t.equal(usage.stderr, 'meshlet ca init: missing --out DIR\n');
+  t.equal(usage.stderr, 'meshlet ca init: MESHLET_ERR_USAGE: missing --out DIR (see meshlet ca init --help)\n');
   const target = out();
   const ok = run(['ca', 'issue', '--ca', inter, '--spiffe-id', ID, '--out', target]);
   t.equal(ok.status, 0, ok.stderr);

@@ -88,14 +88,14 @@ t.test('issue refuses a SPIFFE ID of another trust domain, naming both', async (
   const out = path.join(dir, 'refused');
   const run = await ca(['issue', '--ca', inter, '--spiffe-id', 'spiffe://evil.example/ns/a/sa/b', '--out', out], now);
   t.equal(run.code, 2);
-  t.same(run.err, [`meshlet ca issue: spiffe://evil.example/ns/a/sa/b is in trust domain evil.example but the CA in ${inter} signs only for trust domain cluster.local`]);
+  t.same(run.err, [`meshlet ca issue: MESHLET_ERR_USAGE: spiffe://evil.example/ns/a/sa/b is in trust domain evil.example but the CA in ${inter} signs only for trust domain cluster.local (see meshlet ca issue --help)`]);
   t.same(run.out, []);
 });
 
 t.test('an intermediate takes its root trust domain; another one is refused, naming both', async (t) => {
   const run = await ca(['init', '--root', root, '--out', path.join(dir, 'inter-other'), '--trust-domain', 'other.example'], now);
   t.equal(run.code, 2);
-  t.match(run.err.join('\n'), /^meshlet ca init: --trust-domain other\.example differs from the root's trust domain cluster\.local \(.*root\/ca\.crt\)$/);
+  t.match(run.err.join('\n'), /^meshlet ca init: MESHLET_ERR_USAGE: --trust-domain other\.example differs from the root's trust domain cluster\.local \(.*root\/ca\.crt\) \(see meshlet ca init --help\)$/);
   const same = await ca(['init', '--root', root, '--out', path.join(dir, 'inter-same'), '--trust-domain', 'cluster.local'], now);
   t.equal(same.code, 0, 'naming the same trust domain is fine');
 });
@@ -126,12 +126,12 @@ t.test('lifetimes are clamped to the issuing CA: a certificate never outlives it
 t.test('an expired or not-yet-valid CA is refused (exit 1), naming the file and the date', async (t) => {
   const caFile = path.join(root, 'ca.crt');
   const end = x509Date(caFile, 'enddate');
-  const expired = await ca(['issue', '--ca', root, '--spiffe-id', 'spiffe://cluster.local/a', '--out', path.join(dir, 'x1')], new Date(end.getTime() + 1000));
+  const expired = await ca(['issue', '--ca', root, '--spiffe-id', 'spiffe://cluster.local/ns/a/sa/b', '--out', path.join(dir, 'x1')], new Date(end.getTime() + 1000));
   t.equal(expired.code, 1);
-  t.same(expired.err, [`meshlet ca issue: ${caFile} expired at ${end.toISOString()}`]);
-  const early = await ca(['issue', '--ca', root, '--spiffe-id', 'spiffe://cluster.local/a', '--out', path.join(dir, 'x2')], new Date(now.getTime() - HOUR));
+  t.same(expired.err, [`meshlet ca issue: MESHLET_ERR_CA: ${caFile} expired at ${end.toISOString()}`]);
+  const early = await ca(['issue', '--ca', root, '--spiffe-id', 'spiffe://cluster.local/ns/a/sa/b', '--out', path.join(dir, 'x2')], new Date(now.getTime() - HOUR));
   t.equal(early.code, 1);
-  t.match(early.err.join('\n'), /^meshlet ca issue: .*root\/ca\.crt is not valid before \d{4}-\d\d-\d\dT/);
+  t.match(early.err.join('\n'), /^meshlet ca issue: MESHLET_ERR_CA: .*root\/ca\.crt is not valid before \d{4}-\d\d-\d\dT/);
 });
 
 t.test('name constraints DER: round trip, and malformed input refused', async (t) => {

@@ -220,7 +220,7 @@ t.test('a root written with --force over an intermediate directory drops the sta
   await caOk(['init', '--out', reused, '--force', '--trust-domain', 'other.example']);
   t.same(readdirSync(reused).sort(), ['ca.crt', 'ca.key'], 'a root directory again');
   const leaf = path.join(dir, 'reused-leaf');
-  await caOk(['issue', '--ca', reused, '--spiffe-id', 'spiffe://other.example/x', '--out', leaf]);
+  await caOk(['issue', '--ca', reused, '--spiffe-id', 'spiffe://other.example/ns/x/sa/y', '--out', leaf]);
   t.equal(verify(file(leaf, 'ca.crt'), file(leaf, 'tls.crt')).status, 0, 'and it works as one');
 });
 

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { isMeshletError } from '../../../src/errors.ts';
-import { namespaceOf, parseSpiffeId, parseTrustDomain } from '../../../src/tls/spiffe.ts';
+import { namespaceOf, parseSpiffeId, parseTrustDomain, parseWorkloadId } from '../../../src/tls/spiffe.ts';
 
 // SPIFFE IDs per the SPIFFE-ID standard, section 2: each invalid ID is refused with
 // the rule it breaks, each valid one parses into its parts.
@@ -89,4 +89,15 @@ t.test('namespaceOf reads /ns/NS/sa/SA and nothing else', async (t) => {
   t.equal(namespaceOf('spiffe://cluster.local'), undefined, 'trust domain ID');
   t.equal(namespaceOf('spiffe://cluster.local/ns/../sa/api'), undefined, 'not a valid SPIFFE ID');
   t.equal(namespaceOf('https://cluster.local/ns/a/sa/b'), undefined, 'not a SPIFFE ID at all');
+});
+
+t.test('parseWorkloadId takes only spiffe://TD/ns/NS/sa/SA, saying which form is needed', async (t) => {
+  const id = parseWorkloadId('spiffe://cluster.local/ns/shop/sa/cart');
+  t.equal(id.namespace, 'shop');
+  t.equal(id.serviceAccount, 'cart');
+  for (const text of ['spiffe://cluster.local/ns/shop', 'spiffe://cluster.local/payments/api', 'spiffe://cluster.local/ns/a/sa/b/c']) {
+    t.throws(() => parseWorkloadId(text), { code: 'MESHLET_ERR_SPIFFE_ID', message: /is not a workload ID \(its path is \/.*\): use spiffe:\/\/cluster\.local\/ns\/NAMESPACE\/sa\/SERVICE_ACCOUNT/ }, text);
+  }
+  t.throws(() => parseWorkloadId('spiffe://cluster.local'), { code: 'MESHLET_ERR_SPIFFE_ID', message: /trust domain's own ID, not a workload's/ });
+  t.throws(() => parseWorkloadId('spiffe://cluster.local/ns/../sa/x'), { code: 'MESHLET_ERR_SPIFFE_ID', message: /segment '\.\.' is not allowed/ }, 'an invalid ID says why first');
 });
