@@ -1,0 +1,963 @@
+// meshlet's own HTTP/1.1 parser (RFC 9112): bytes in, events out, no sockets. Strict on
+// everything that decides where a message ends, so that nothing meshlet forwards can be
+// framed differently by the next hop (request smuggling, response splitting).
+//
+// The common case is a whole small head in one read: it is found with one indexOf, decoded
+// once as latin1, and checked with charCode loops. A head split over reads is kept as
+// pieces of its last incomplete line, so a head that trickles in byte by byte costs linear
+// time. Bodies are handed on as subarrays of the input, never copied.
+//
+// Errors are positional and do not depend on how the bytes were split: lines are checked
+// in order, each only once complete; a line is refused for size before its content is
+// looked at, so the failure reported for an input is the same however it arrives.
+import { MeshletError } from '../../../errors.ts';
+
+/** Why a message was refused; stable strings (listed in docs/http.md by the socket-side engineer). */
+export type ParseFailure =
+  | 'invalid_method' | 'invalid_target' | 'invalid_version' | 'invalid_status'
+  | 'invalid_header_name' | 'invalid_header_value' | 'obs_fold' | 'bare_cr' | 'bare_lf'
+  | 'head_too_large' | 'too_many_headers'
+  | 'duplicate_content_length' | 'invalid_content_length' | 'content_length_and_transfer_encoding'
+  | 'transfer_encoding_not_chunked' | 'invalid_transfer_encoding'
+  | 'invalid_chunk_size' | 'chunk_size_too_large' | 'invalid_chunk_extension' | 'invalid_chunk_end' | 'trailers_too_large'
+  | 'missing_host' /* never raised: meshlet accepts HTTP/1.1 without Host (docs/http.md) */
+  | 'incomplete_message';
+
+const FAILURE_TEXT: Record<ParseFailure, string> = {
+  invalid_method: 'invalid method',
+  invalid_target: 'invalid request-target',
+  invalid_version: 'invalid HTTP version',
+  invalid_status: 'invalid status line',
+  invalid_header_name: 'invalid header field name',
+  invalid_header_value: 'invalid character in a header field value',
+  obs_fold: 'obsolete line folding',
+  bare_cr: 'CR not followed by LF',
+  bare_lf: 'LF not preceded by CR',
+  head_too_large: 'head too large',
+  too_many_headers: 'too many header fields',
+  duplicate_content_length: 'more than one Content-Length',
+  invalid_content_length: 'invalid Content-Length',
+  content_length_and_transfer_encoding: 'both Content-Length and Transfer-Encoding',
+  transfer_encoding_not_chunked: 'Transfer-Encoding does not end in chunked',
+  invalid_transfer_encoding: 'invalid Transfer-Encoding',
+  invalid_chunk_size: 'invalid chunk size',
+  chunk_size_too_large: 'chunk size too large',
+  invalid_chunk_extension: 'invalid chunk extension',
+  invalid_chunk_end: 'chunk data not followed by CRLF',
+  trailers_too_large: 'trailer section too large',
+  missing_host: 'no Host header',
+  incomplete_message: 'connection closed before the end of the message',
+};
+
+export class Http1ParseError extends MeshletError {
+  readonly failure: ParseFailure;
+  /** Which parser refused the input. */
+  readonly kind: 'request' | 'response';
+
+  constructor(failure: ParseFailure, kind: 'request' | 'response') {
+    const code =
+      kind === 'response'
+        ? 'MESHLET_ERR_UPSTREAM_PROTOCOL'
+        : failure === 'head_too_large' || failure === 'too_many_headers'
+          ? 'MESHLET_ERR_REQUEST_HEADERS_TOO_LARGE'
+          : 'MESHLET_ERR_BAD_REQUEST';
+    super(code, `HTTP/1.1 ${kind} refused: ${FAILURE_TEXT[failure]} (${failure})`);
+    this.name = 'Http1ParseError';
+    this.failure = failure;
+    this.kind = kind;
+  }
+}
+
+export interface Head {
+  /** Request only ('' on responses). As received; a token. */
+  method: string;
+  /** Request only: the request-target as received (origin-form, absolute-form, authority-form for CONNECT, '*' for OPTIONS). */
+  target: string;
+  /** Response only (0 on requests). */
+  status: number;
+  /** Response only: reason phrase as received, may be ''. */
+  reason: string;
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1. Anything else is invalid_version (HTTP/2.0 preface etc. included). */
+  versionMinor: 0 | 1;
+  /** Flat [name, value, name, value, ...] as received: names keep case and order, duplicates kept, values without leading/trailing OWS. */
+  headers: string[];
+  /** How the body is delimited, after RFC 9112 section 6 rules. 'eof' only for responses (no CL, no chunked, not bodiless). */
+  framing: 'none' | 'length' | 'chunked' | 'eof';
+  /** Body length when framing === 'length' (>0); 0 otherwise. */
+  contentLength: number;
+  /**
+   * Whether the connection may carry another message after this one (HTTP/1.1 without
+   * `Connection: close`; HTTP/1.0 with `Connection: keep-alive`). Always false with 'eof'
+   * framing. After a message without it, the parser ignores whatever follows (RFC 9112
+   * 9.6: no further request is processed).
+   */
+  keepAlive: boolean;
+  /**
+   * Request: an `Upgrade` header together with a Connection header listing `upgrade`, or
+   * method CONNECT. Response: status 101, or a 2xx to a CONNECT. After such a head the
+   * parser stops (no onBody, no onMessageEnd): the rest of the bytes belong to the tunnel
+   * (takeBuffered()).
+   */
+  upgrade: boolean;
+  /** Request only: `Expect: 100-continue` (case-insensitive). */
+  expectContinue: boolean;
+}
+
+export interface ParserEvents {
+  /**
+   * A complete head. Return false to pause the parser right after it (it buffers whatever
+   * follows until resume()). A 1xx interim response (not 101) has no onBody and no
+   * onMessageEnd: the next onHead is the final response.
+   */
+  onHead(head: Head): boolean | void;
+  /** Body bytes (chunked framing already decoded): zero-copy subarrays of the input where possible. Never called with an empty buffer. */
+  onBody(chunk: Buffer): void;
+  /** The message is complete; trailers (flat raw list, [] when none). Return false to pause before parsing the next message (pipelining). */
+  onMessageEnd(trailers: string[]): boolean | void;
+  /** The input is not valid; the parser accepts nothing more afterwards. */
+  onError(err: Http1ParseError): void;
+}
+
+export interface ParserLimits {
+  /** Request line / status line + header fields, including CRLFs (e.g. 60 KiB). Exceeding it: head_too_large. Counted as bytes arrive, so a never-ending head is refused once it passes the limit, not buffered without bound. */
+  maxHeadBytes: number;
+  /** Number of header fields (e.g. 100, Envoy's default). */
+  maxHeaders: number;
+}
+
+/** Bytes of chunk extensions allowed on one chunk-size line. */
+export const MAX_CHUNK_EXTENSION_BYTES = 4096;
+/** Empty lines (CRLF) accepted before a request line or status line (RFC 9112 2.2). */
+export const MAX_LEADING_EMPTY_LINES = 2;
+
+// ---- character classes (latin1: every char code is a byte) ----
+
+/** tchar (RFC 9110 5.6.2). */
+const TCHAR = new Uint8Array(256);
+/** field-vchar / SP / HTAB: HTAB, 0x20-0x7e, obs-text 0x80-0xff (no other CTL, no DEL). */
+const FIELD = new Uint8Array(256);
+/** qdtext (RFC 9110 5.6.4). */
+const QDTEXT = new Uint8Array(256);
+/** Characters of an authority (llhttp's set: unreserved, sub-delims, '%', ':', '[', ']'). */
+const AUTHORITY = new Uint8Array(256);
+/** Hex digit values, -1 elsewhere. */
+const HEX = new Int8Array(256).fill(-1);
+{
+  const alnum = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+  for (const c of alnum + "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+  for (const c of alnum + "-_.!~*'()%;:&=+$,[]") AUTHORITY[c.charCodeAt(0)] = 1;
+  FIELD[9] = 1;
+  for (let c = 0x20; c <= 0x7e; c++) FIELD[c] = 1;
+  for (let c = 0x80; c <= 0xff; c++) FIELD[c] = 1;
+  QDTEXT.set(FIELD);
+  QDTEXT[0x22] = 0;
+  QDTEXT[0x5c] = 0;
+  for (let i = 0; i < 16; i++) {
+    HEX['0123456789abcdef'.charCodeAt(i)] = i;
+    HEX['0123456789ABCDEF'.charCodeAt(i)] = i;
+  }
+}
+
+const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+const EMPTY = Buffer.alloc(0);
+
+/** Case-insensitive comparison of s[a, a + lit.length) with a lower-case literal of letters and '-' (s holds a token, so `| 0x20` is exact). */
+function eqLower(s: string, a: number, lit: string): boolean {
+  for (let i = 0; i < lit.length; i++) if ((s.charCodeAt(a + i) | 0x20) !== lit.charCodeAt(i)) return false;
+  return true;
+}
+
+function isOws(c: number): boolean {
+  return c === 32 || c === 9;
+}
+
+// ---- parser states ----
+const S_HEAD = 0; // reading a head (request line / status line and fields)
+const S_LENGTH = 1; // Content-Length body
+const S_CHUNK_LINE = 2; // chunk-size line (byte by byte; `cs` says where)
+const S_CHUNK_DATA = 3;
+const S_CHUNK_END = 4; // the CRLF after chunk data (`cs`: 0 before CR, 1 before LF)
+const S_TRAILERS = 5; // trailer section (line based, like a head)
+const S_EOF = 6; // body until the connection closes
+const S_END = 7; // a message whose onMessageEnd is due (no body, or paused before it)
+const S_UPGRADED = 8; // after an upgrade head: bytes are only buffered
+const S_CLOSED = 9; // after a message without keep-alive, or after finish(): input ignored
+const S_DEAD = 10; // after an error
+
+// chunk-size line sub-states
+const CS_SIZE = 0;
+const CS_EXT_NAME_START = 1;
+const CS_EXT_NAME = 2;
+const CS_EXT_VALUE_START = 3;
+const CS_EXT_VALUE = 4;
+const CS_EXT_QUOTED = 5;
+const CS_EXT_QUOTED_PAIR = 6;
+const CS_EXT_QUOTED_DONE = 7;
+const CS_LF = 8;
+
+export class Http1Parser {
+  private readonly isRequest: boolean;
+  private readonly kind: 'request' | 'response';
+  private readonly events: ParserEvents;
+  private readonly maxHeadBytes: number;
+  private readonly maxHeaders: number;
+
+  private state = S_HEAD;
+  private paused = false;
+  private running = false;
+  private ended = false;
+  /** Bytes received and not yet consumed (while paused, upgraded, or fed during a callback). */
+  private pending: Buffer[] = [];
+  private pendingLen = 0;
+  /** Response parser: methods of the requests the next responses answer. */
+  private readonly expected: string[] = [];
+
+  // Line-based sections (head, trailers): the pieces of the incomplete last line, bytes so far.
+  private frag: Buffer[] = [];
+  private fragLen = 0;
+  private sectionBytes = 0;
+  private sectionDone = false;
+  private leadingEmpty = 0;
+  /** A response parser got a 1xx interim head and waits for the final one. */
+  private awaitingFinal = false;
+
+  // The message being read.
+  private startSeen = false;
+  private method = '';
+  private target = '';
+  private status = 0;
+  private reason = '';
+  private minor: 0 | 1 = 1;
+  private fields: string[] = [];
+  private clCount = 0;
+  private clValue = '';
+  private contentLength = 0;
+  /** Transfer-Encoding values in order (checked with Content-Length at the end of the head, after every line's syntax). */
+  private teValues: string[] | undefined;
+  private te = false;
+  private teTrailingTab = false;
+  private teChunked = false;
+  private teChunkedLast = false;
+  private connClose = false;
+  private connKeepAlive = false;
+  private connUpgrade = false;
+  private hasUpgrade = false;
+  private expectContinue = false;
+  private keepAlive = true;
+
+  // Bodies.
+  private remaining = 0;
+  private cs = CS_SIZE;
+  private chunkDigits = 0;
+  private chunkSize = 0;
+  private chunkExtBytes = 0;
+
+  constructor(kind: 'request' | 'response', events: ParserEvents, limits: ParserLimits) {
+    this.kind = kind;
+    this.isRequest = kind === 'request';
+    this.events = events;
+    this.maxHeadBytes = limits.maxHeadBytes;
+    this.maxHeaders = limits.maxHeaders;
+  }
+
+  /** True between messages with nothing buffered. */
+  get idle(): boolean {
+    return this.state === S_HEAD && !this.inHead() && this.pendingLen === 0;
+  }
+
+  /** True while a message (head or body) is partly received. */
+  get inMessage(): boolean {
+    const s = this.state;
+    if (s === S_HEAD) return this.inHead();
+    return s === S_LENGTH || s === S_CHUNK_LINE || s === S_CHUNK_DATA || s === S_CHUNK_END || s === S_TRAILERS || s === S_EOF || s === S_END;
+  }
+
+  /** True once the parser takes no more messages: after an error, after finish(), or after a message without keep-alive. Not after an upgrade (see `upgraded`). */
+  get closed(): boolean {
+    return this.state === S_CLOSED || this.state === S_DEAD;
+  }
+
+  /** True after an upgrade head: whatever follows belongs to the tunnel (takeBuffered()). */
+  get upgraded(): boolean {
+    return this.state === S_UPGRADED;
+  }
+
+  /**
+   * Feeds bytes. Incremental: a head split over many calls, many pipelined messages in one
+   * call, bodies as their bytes arrive. While paused, bytes are only buffered. The parser
+   * keeps no reference to `data` once execute() returns (what it must keep, it copies), so
+   * the caller may reuse its read buffer; onBody's chunks are views valid during the call.
+   */
+  execute(data: Buffer): void {
+    const s = this.state;
+    if (s === S_DEAD || s === S_CLOSED || data.length === 0) return;
+    if (this.paused || this.running || s === S_UPGRADED) {
+      this.pending.push(Buffer.from(data));
+      this.pendingLen += data.length;
+      return;
+    }
+    this.drive(data);
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Continues with buffered bytes (synchronously, may fire events). */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    if (this.running) return; // the loop that is running goes on by itself
+    this.drive(this.state === S_UPGRADED ? EMPTY : this.takePending());
+  }
+
+  /** Response parser only: the method of the request the next response answers (HEAD: no body; CONNECT + 2xx: upgrade). Call before feeding that response. 1xx interim responses (100, 103) are delivered through onHead with framing 'none' and do NOT consume the expectation: the final response follows. 101 is final (upgrade). Several calls queue up, in order, for pipelined requests. */
+  expect(method: string): void {
+    this.expected.push(method);
+  }
+
+  /** The peer closed its side. 'eof' framing ends the message (onMessageEnd); a message cut short raises incomplete_message; between messages it is a no-op. While paused, this happens once the buffered bytes are parsed (on resume()). */
+  finish(): void {
+    const s = this.state;
+    if (s === S_DEAD || s === S_CLOSED || s === S_UPGRADED) return;
+    this.ended = true;
+    if (!this.paused && !this.running) this.applyFinish();
+  }
+
+  /** Bytes received but not consumed (after an upgrade head, or while paused); the parser forgets them. */
+  takeBuffered(): Buffer {
+    return this.takePending();
+  }
+
+  // ---- driving ----
+
+  private takePending(): Buffer {
+    const p = this.pending;
+    if (p.length === 0) return EMPTY;
+    const out = p.length === 1 ? p[0]! : Buffer.concat(p, this.pendingLen);
+    this.pending = [];
+    this.pendingLen = 0;
+    return out;
+  }
+
+  private drive(first: Buffer): void {
+    this.running = true;
+    try {
+      let buf = first;
+      for (;;) {
+        this.run(buf);
+        const s = this.state;
+        if (this.paused || s === S_DEAD || s === S_CLOSED || s === S_UPGRADED || this.pendingLen === 0) break;
+        buf = this.takePending(); // fed during a callback
+      }
+    } finally {
+      this.running = false;
+    }
+    if (this.ended && !this.paused) this.applyFinish();
+  }
+
+  private applyFinish(): void {
+    const s = this.state;
+    if (s === S_DEAD || s === S_CLOSED || s === S_UPGRADED) return;
+    if (s === S_EOF) {
+      this.state = S_CLOSED;
+      this.events.onMessageEnd([]);
+    } else if (this.inMessage) {
+      this.fail('incomplete_message');
+    } else {
+      this.state = S_CLOSED;
+    }
+  }
+
+  /** Parses buf; whatever is left when the parser pauses, upgrades or closes goes to `pending` (ahead of bytes fed meanwhile). */
+  private run(buf: Buffer): void {
+    const len = buf.length;
+    let off = 0;
+    for (;;) {
+      if (this.paused) break;
+      const s = this.state;
+      if (s === S_END) {
+        this.endMessage([]);
+        continue;
+      }
+      if (off >= len || s === S_UPGRADED || s === S_CLOSED || s === S_DEAD) break;
+      switch (s) {
+        case S_HEAD:
+        case S_TRAILERS:
+          off = this.section(buf, off);
+          if (off < 0) return; // error
+          if (this.sectionDone) {
+            if (s === S_HEAD) this.headDone();
+            else this.endMessage(this.fields);
+          }
+          break;
+        case S_LENGTH: {
+          const n = Math.min(this.remaining, len - off);
+          const chunk = n === len ? buf : buf.subarray(off, off + n);
+          off += n;
+          this.remaining -= n;
+          if (this.remaining === 0) this.state = S_END;
+          this.events.onBody(chunk);
+          break;
+        }
+        case S_CHUNK_DATA: {
+          const n = Math.min(this.remaining, len - off);
+          const chunk = buf.subarray(off, off + n);
+          off += n;
+          this.remaining -= n;
+          if (this.remaining === 0) {
+            this.state = S_CHUNK_END;
+            this.cs = 0;
+          }
+          this.events.onBody(chunk);
+          break;
+        }
+        case S_CHUNK_END:
+          if (this.cs === 0) {
+            if (buf[off] !== 13) return this.fail('invalid_chunk_end');
+            this.cs = 1;
+            off++;
+          } else {
+            if (buf[off] !== 10) return this.fail('invalid_chunk_end');
+            off++;
+            this.startChunkLine();
+          }
+          break;
+        case S_CHUNK_LINE:
+          off = this.chunkLine(buf, off);
+          if (off < 0) return;
+          break;
+        case S_EOF: {
+          const chunk = off === 0 ? buf : buf.subarray(off);
+          off = len;
+          this.events.onBody(chunk);
+          break;
+        }
+      }
+    }
+    // The loop stops short of the end only when paused, upgraded, closed or refused.
+    if (off < len && this.state !== S_DEAD && this.state !== S_CLOSED) {
+      this.pending.unshift(Buffer.from(buf.subarray(off)));
+      this.pendingLen += len - off;
+    }
+  }
+
+  private fail(failure: ParseFailure): void {
+    this.state = S_DEAD;
+    this.pending = [];
+    this.pendingLen = 0;
+    this.frag = [];
+    this.fragLen = 0;
+    this.fields = [];
+    this.events.onError(new Http1ParseError(failure, this.kind));
+  }
+
+  private inHead(): boolean {
+    return this.startSeen || this.fragLen > 0 || this.awaitingFinal;
+  }
+
+  // ---- heads and trailer sections (line based) ----
+
+  private resetMessage(): void {
+    this.startSeen = false;
+    this.sectionBytes = 0;
+    this.sectionDone = false;
+    this.leadingEmpty = 0;
+    this.method = '';
+    this.target = '';
+    this.status = 0;
+    this.reason = '';
+    this.minor = 1;
+    this.clCount = 0;
+    this.clValue = '';
+    this.contentLength = 0;
+    this.teValues = undefined;
+    this.te = false;
+    this.teTrailingTab = false;
+    this.teChunked = false;
+    this.teChunkedLast = false;
+    this.connClose = false;
+    this.connKeepAlive = false;
+    this.connUpgrade = false;
+    this.hasUpgrade = false;
+    this.expectContinue = false;
+  }
+
+  /**
+   * Reads complete lines of the current section from buf at off. Returns the offset after
+   * the last line consumed (all of buf when its end is an incomplete line, kept in `frag`),
+   * or -1 after an error. Sets sectionDone at the section's empty line.
+   */
+  private section(buf: Buffer, off: number): number {
+    const len = buf.length;
+    if (this.fragLen > 0) {
+      const lf = buf.indexOf(10, off);
+      if (lf === -1) return this.addFrag(buf, off);
+      this.frag.push(buf.subarray(off, lf + 1));
+      const line = Buffer.concat(this.frag, this.fragLen + lf + 1 - off).toString('latin1');
+      this.frag = [];
+      this.fragLen = 0;
+      this.line(line, 0, line.length - 1);
+      if (this.state === S_DEAD) return -1;
+      off = lf + 1;
+      if (this.sectionDone) return off;
+    }
+    while (off < len) {
+      let end: number; // the region [off, end) holds complete lines only
+      if (buf[off] === 13 && off + 1 < len && buf[off + 1] === 10) {
+        end = off + 2; // an empty line at once: the end of a section (most trailer sections)
+      } else {
+        const limitEnd = off + this.maxHeadBytes - this.sectionBytes;
+        const e = buf.indexOf(CRLFCRLF, off);
+        if (e !== -1 && e + 4 <= limitEnd) {
+          end = e + 4;
+        } else {
+          const stop = Math.min(len, limitEnd);
+          end = stop > off ? buf.lastIndexOf(10, stop - 1) + 1 : 0;
+          if (end <= off) return this.addFrag(buf, off);
+        }
+      }
+      const s = buf.toString('latin1', off, end);
+      let p = 0;
+      while (p < s.length) {
+        const lf = s.indexOf('\n', p);
+        this.line(s, p, lf);
+        if (this.state === S_DEAD) return -1;
+        p = lf + 1;
+        if (this.sectionDone) return off + p;
+      }
+      off = end;
+    }
+    return off;
+  }
+
+  private addFrag(buf: Buffer, off: number): number {
+    const piece = Buffer.from(buf.subarray(off));
+    this.frag.push(piece);
+    this.fragLen += piece.length;
+    if (this.sectionBytes + this.fragLen >= this.maxHeadBytes) {
+      this.fail(this.state === S_TRAILERS ? 'trailers_too_large' : 'head_too_large');
+      return -1;
+    }
+    return buf.length;
+  }
+
+  /** One line of a head or trailer section: s[a, lf] where s[lf] is its LF. */
+  private line(s: string, a: number, lf: number): void {
+    const trailers = this.state === S_TRAILERS;
+    this.sectionBytes += lf + 1 - a;
+    const empty = lf === a || (lf === a + 1 && s.charCodeAt(a) === 13);
+    if (empty ? this.sectionBytes > this.maxHeadBytes : this.sectionBytes >= this.maxHeadBytes) {
+      return this.fail(trailers ? 'trailers_too_large' : 'head_too_large');
+    }
+    if (lf === a || s.charCodeAt(lf - 1) !== 13) return this.fail('bare_lf');
+    const end = lf - 1;
+    if (end === a) {
+      if (!trailers && !this.startSeen) {
+        if (++this.leadingEmpty > MAX_LEADING_EMPTY_LINES) this.fail(this.isRequest ? 'invalid_method' : 'invalid_version');
+        return;
+      }
+      this.sectionDone = true;
+      return;
+    }
+    if (trailers || this.startSeen) this.field(s, a, end, trailers);
+    else if (this.isRequest) this.requestLine(s, a, end);
+    else this.statusLine(s, a, end);
+  }
+
+  /** Refuses a line; a CR inside it makes the failure bare_cr, whatever else is wrong. */
+  private failLine(s: string, a: number, end: number, failure: ParseFailure): void {
+    const cr = s.indexOf('\r', a);
+    this.fail(cr !== -1 && cr < end ? 'bare_cr' : failure);
+  }
+
+  private requestLine(s: string, a: number, end: number): void {
+    let i = a;
+    while (i < end && TCHAR[s.charCodeAt(i)] === 1) i++;
+    if (i === a || i === end || s.charCodeAt(i) !== 32) return this.failLine(s, a, end, 'invalid_method');
+    const ts = i + 1;
+    let j = ts;
+    let c = 0;
+    while (j < end && (c = s.charCodeAt(j)) > 32 && c < 127) j++;
+    if (j === end) return this.failLine(s, a, end, j === ts ? 'invalid_target' : 'invalid_version'); // no version (HTTP/0.9)
+    if (j === ts || c !== 32) return this.failLine(s, a, end, 'invalid_target');
+    const v = j + 1;
+    const minor = s.charCodeAt(v + 7) - 48;
+    if (end - v !== 8 || !s.startsWith('HTTP/1.', v) || (minor !== 0 && minor !== 1)) return this.failLine(s, a, end, 'invalid_version');
+    const method = s.slice(a, i);
+    if (!validTarget(s, ts, j, method)) return this.fail('invalid_target');
+    this.method = method;
+    this.target = s.slice(ts, j);
+    this.minor = minor;
+    this.fields = [];
+    this.startSeen = true;
+  }
+
+  private statusLine(s: string, a: number, end: number): void {
+    const minor = s.charCodeAt(a + 7) - 48;
+    if (end - a < 9 || !s.startsWith('HTTP/1.', a) || (minor !== 0 && minor !== 1) || s.charCodeAt(a + 8) !== 32) {
+      return this.failLine(s, a, end, 'invalid_version');
+    }
+    const d0 = s.charCodeAt(a + 9) - 48;
+    const d1 = s.charCodeAt(a + 10) - 48;
+    const d2 = s.charCodeAt(a + 11) - 48;
+    if (end - a < 12 || !(d0 >= 1 && d0 <= 5) || !(d1 >= 0 && d1 <= 9) || !(d2 >= 0 && d2 <= 9)) {
+      return this.failLine(s, a, end, 'invalid_status');
+    }
+    let reason = '';
+    if (end > a + 12) {
+      if (s.charCodeAt(a + 12) !== 32) return this.failLine(s, a, end, 'invalid_status');
+      for (let i = a + 13; i < end; i++) if (FIELD[s.charCodeAt(i)] !== 1) return this.failLine(s, a, end, 'invalid_status');
+      reason = s.slice(a + 13, end);
+    }
+    this.status = d0 * 100 + d1 * 10 + d2;
+    this.reason = reason;
+    this.minor = minor;
+    this.fields = [];
+    this.startSeen = true;
+  }
+
+  private field(s: string, a: number, end: number, trailers: boolean): void {
+    const c0 = s.charCodeAt(a);
+    if (c0 === 32 || c0 === 9) return this.failLine(s, a, end, 'obs_fold');
+    let i = a;
+    while (i < end && TCHAR[s.charCodeAt(i)] === 1) i++;
+    if (i === a || i === end || s.charCodeAt(i) !== 58) return this.failLine(s, a, end, 'invalid_header_name');
+    let vs = i + 1;
+    while (vs < end && isOws(s.charCodeAt(vs))) vs++;
+    let ve = vs;
+    for (let j = vs; j < end; j++) {
+      const c = s.charCodeAt(j);
+      if (FIELD[c] !== 1) return this.fail(c === 13 ? 'bare_cr' : 'invalid_header_value');
+      if (c !== 32 && c !== 9) ve = j + 1;
+    }
+    if (this.fields.length >= this.maxHeaders * 2) return this.fail(trailers ? 'trailers_too_large' : 'too_many_headers');
+    const value = s.slice(vs, ve);
+    this.fields.push(s.slice(a, i), value);
+    switch (i - a) {
+      case 6:
+        if (!trailers && eqLower(s, a, 'expect') && value.length === 12 && eqLower(value, 0, '100-continue')) this.expectContinue = true;
+        break;
+      case 7:
+        if (!trailers && eqLower(s, a, 'upgrade')) this.hasUpgrade = true;
+        break;
+      case 10:
+        if (!trailers && eqLower(s, a, 'connection')) this.connection(value);
+        break;
+      case 14:
+        if (eqLower(s, a, 'content-length')) {
+          // In a trailer section a framing field is refused: the body is already delimited.
+          if (trailers) return this.fail('content_length_and_transfer_encoding');
+          if (++this.clCount === 1) this.clValue = value;
+        }
+        break;
+      case 17:
+        if (eqLower(s, a, 'transfer-encoding')) {
+          if (trailers) return this.fail('invalid_transfer_encoding');
+          (this.teValues ??= []).push(value);
+          // A tab after the last coding: llhttp then reads `chunked\t` as another coding
+          // than chunked, so no reading of it is safe.
+          for (let j = ve; j < end; j++) if (s.charCodeAt(j) === 9) this.teTrailingTab = true;
+        }
+        break;
+    }
+  }
+
+  /** 1*DIGIT, at most Number.MAX_SAFE_INTEGER; false after an error. */
+  private contentLengthValue(v: string): boolean {
+    const n = v.length;
+    let x = 0;
+    if (n === 0 || n > 16) x = -1;
+    for (let i = 0; i < n && x >= 0; i++) {
+      const d = v.charCodeAt(i) - 48;
+      x = d < 0 || d > 9 ? -1 : x * 10 + d;
+    }
+    if (x < 0 || x > Number.MAX_SAFE_INTEGER) {
+      this.fail('invalid_content_length');
+      return false;
+    }
+    this.contentLength = x;
+    return true;
+  }
+
+  /** transfer-coding list, combined over fields in order: each element a token with optional parameters; chunked at most once, without parameters. False after an error. */
+  private transferEncoding(v: string): boolean {
+    this.te = true;
+    let p = 0;
+    const n = v.length;
+    if (n === 0) return this.teFail();
+    for (;;) {
+      while (p < n && isOws(v.charCodeAt(p))) p++;
+      const ts = p;
+      while (p < n && TCHAR[v.charCodeAt(p)] === 1) p++;
+      if (p === ts) return this.teFail(); // empty element or not a token
+      const chunked = p - ts === 7 && eqLower(v, ts, 'chunked');
+      let q = p;
+      while (q < n && isOws(v.charCodeAt(q))) q++;
+      if (q < n && v.charCodeAt(q) === 59) {
+        // ;parameters: not on chunked; otherwise token, '=', ';', OWS and quoted strings, no comma
+        if (chunked) return this.teFail();
+        while (q < n && v.charCodeAt(q) !== 44) {
+          const c = v.charCodeAt(q);
+          if (TCHAR[c] !== 1 && c !== 59 && c !== 61 && c !== 34 && !isOws(c)) return this.teFail();
+          q++;
+        }
+      }
+      if (chunked) {
+        if (this.teChunked) return this.teFail();
+        this.teChunked = true;
+      }
+      this.teChunkedLast = chunked;
+      if (q >= n) return true;
+      if (v.charCodeAt(q) !== 44) return this.teFail();
+      p = q + 1;
+    }
+  }
+
+  private teFail(): false {
+    this.fail('invalid_transfer_encoding');
+    return false;
+  }
+
+  private connection(v: string): void {
+    const n = v.length;
+    if (n === 5 && eqLower(v, 0, 'close')) this.connClose = true;
+    else if (n === 10 && eqLower(v, 0, 'keep-alive')) this.connKeepAlive = true;
+    else if (n === 7 && eqLower(v, 0, 'upgrade')) this.connUpgrade = true;
+    else if (n > 5) {
+      for (const raw of v.split(',')) {
+        const t = raw.trim().toLowerCase();
+        if (t === 'close') this.connClose = true;
+        else if (t === 'keep-alive') this.connKeepAlive = true;
+        else if (t === 'upgrade') this.connUpgrade = true;
+      }
+    }
+  }
+
+  /** The head's empty line: framing (RFC 9112 6.3), then onHead. */
+  private headDone(): void {
+    const minor = this.minor;
+    if (this.clCount > 1) return this.fail('duplicate_content_length');
+    if (this.clCount === 1 && !this.contentLengthValue(this.clValue)) return;
+    if (this.teValues !== undefined) {
+      if (this.teTrailingTab) return this.fail('invalid_transfer_encoding');
+      for (const v of this.teValues) if (!this.transferEncoding(v)) return;
+    }
+    if (this.te) {
+      // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing.
+      if (minor === 0) return this.fail('invalid_transfer_encoding');
+      if (this.clCount > 0) return this.fail('content_length_and_transfer_encoding');
+    }
+    let framing: Head['framing'];
+    let upgrade = false;
+    let interim = false;
+    if (this.isRequest) {
+      if (this.te) {
+        if (!this.teChunkedLast) return this.fail('transfer_encoding_not_chunked');
+        framing = 'chunked';
+      } else framing = this.contentLength > 0 ? 'length' : 'none';
+      upgrade = this.method === 'CONNECT' || (this.hasUpgrade && this.connUpgrade);
+    } else {
+      const status = this.status;
+      const method = this.expected[0];
+      if (status < 200) {
+        framing = 'none';
+        upgrade = status === 101;
+        interim = !upgrade;
+      } else if (status === 204 || status === 304 || method === 'HEAD') {
+        framing = 'none';
+      } else if (method === 'CONNECT' && status < 300) {
+        framing = 'none';
+        upgrade = true;
+      } else if (this.te) {
+        framing = this.teChunkedLast ? 'chunked' : 'eof';
+      } else if (this.clCount > 0) {
+        framing = this.contentLength > 0 ? 'length' : 'none';
+      } else framing = 'eof';
+      if (!interim) this.expected.shift();
+    }
+    const keepAlive = framing !== 'eof' && !this.connClose && (minor === 1 || this.connKeepAlive);
+    const head: Head = {
+      method: this.method,
+      target: this.target,
+      status: this.status,
+      reason: this.reason,
+      versionMinor: minor,
+      headers: this.fields,
+      framing,
+      contentLength: framing === 'length' ? this.contentLength : 0,
+      keepAlive,
+      upgrade,
+      expectContinue: this.expectContinue,
+    };
+    this.keepAlive = keepAlive;
+    this.resetMessage();
+    if (upgrade) this.state = S_UPGRADED;
+    else if (interim) {
+      this.state = S_HEAD;
+      this.awaitingFinal = true;
+    } else {
+      this.awaitingFinal = false;
+      switch (framing) {
+        case 'none':
+          this.state = S_END;
+          break;
+        case 'length':
+          this.state = S_LENGTH;
+          this.remaining = head.contentLength;
+          break;
+        case 'chunked':
+          this.startChunkLine();
+          break;
+        case 'eof':
+          this.state = S_EOF;
+          break;
+      }
+    }
+    if (this.events.onHead(head) === false) this.paused = true;
+  }
+
+  private endMessage(trailers: string[]): void {
+    this.resetMessage();
+    this.state = this.keepAlive ? S_HEAD : S_CLOSED;
+    if (!this.keepAlive) {
+      this.pending = [];
+      this.pendingLen = 0;
+    }
+    if (this.events.onMessageEnd(trailers) === false) this.paused = true;
+  }
+
+  // ---- chunked bodies ----
+
+  private startChunkLine(): void {
+    this.state = S_CHUNK_LINE;
+    this.cs = CS_SIZE;
+    this.chunkDigits = 0;
+    this.chunkSize = 0;
+    this.chunkExtBytes = 0;
+  }
+
+  /** chunk-size [ chunk-ext ] CRLF, byte by byte (a few bytes per chunk). Returns the offset after what was consumed, -1 after an error. */
+  private chunkLine(buf: Buffer, off: number): number {
+    const len = buf.length;
+    let cs = this.cs;
+    while (off < len) {
+      const c = buf[off]!;
+      if (cs === CS_SIZE) {
+        const h = HEX[c]!;
+        if (h >= 0) {
+          this.chunkSize = this.chunkSize * 16 + h;
+          if (++this.chunkDigits > 15 || this.chunkSize > Number.MAX_SAFE_INTEGER) return this.chunkFail('chunk_size_too_large');
+          off++;
+          continue;
+        }
+        if (this.chunkDigits === 0) return this.chunkFail(c === 10 ? 'bare_lf' : 'invalid_chunk_size');
+        if (c === 13) cs = CS_LF;
+        else if (c === 59) cs = CS_EXT_NAME_START;
+        else return this.chunkFail(c === 10 ? 'bare_lf' : 'invalid_chunk_size');
+        off++;
+        continue;
+      }
+      if (cs === CS_LF) {
+        if (c !== 10) return this.chunkFail('bare_cr');
+        off++;
+        if (this.chunkSize === 0) {
+          this.state = S_TRAILERS;
+          this.resetMessage();
+          this.fields = [];
+          this.startSeen = true;
+        } else {
+          this.state = S_CHUNK_DATA;
+          this.remaining = this.chunkSize;
+        }
+        return off;
+      }
+      // chunk-ext = *( ";" token [ "=" ( token / quoted-string ) ] ), no whitespace (as llhttp)
+      if (++this.chunkExtBytes > MAX_CHUNK_EXTENSION_BYTES) return this.chunkFail('invalid_chunk_extension');
+      switch (cs) {
+        case CS_EXT_NAME_START:
+          if (TCHAR[c] !== 1) return this.chunkFail('invalid_chunk_extension');
+          cs = CS_EXT_NAME;
+          break;
+        case CS_EXT_NAME:
+        case CS_EXT_VALUE:
+          if (TCHAR[c] === 1) break;
+          if (c === 61 && cs === CS_EXT_NAME) cs = CS_EXT_VALUE_START;
+          else if (c === 59) cs = CS_EXT_NAME_START;
+          else if (c === 13) cs = CS_LF;
+          else return this.chunkFail(c === 10 ? 'bare_lf' : 'invalid_chunk_extension');
+          break;
+        case CS_EXT_VALUE_START:
+          if (c === 34) cs = CS_EXT_QUOTED;
+          else if (TCHAR[c] === 1) cs = CS_EXT_VALUE;
+          else return this.chunkFail('invalid_chunk_extension');
+          break;
+        case CS_EXT_QUOTED:
+          if (c === 34) cs = CS_EXT_QUOTED_DONE;
+          else if (c === 92) cs = CS_EXT_QUOTED_PAIR;
+          else if (QDTEXT[c] !== 1) return this.chunkFail('invalid_chunk_extension');
+          break;
+        case CS_EXT_QUOTED_PAIR:
+          if (FIELD[c] !== 1) return this.chunkFail('invalid_chunk_extension');
+          cs = CS_EXT_QUOTED;
+          break;
+        case CS_EXT_QUOTED_DONE:
+          if (c === 59) cs = CS_EXT_NAME_START;
+          else if (c === 13) cs = CS_LF;
+          else return this.chunkFail(c === 10 ? 'bare_lf' : 'invalid_chunk_extension');
+          break;
+      }
+      off++;
+    }
+    this.cs = cs;
+    return off;
+  }
+
+  private chunkFail(failure: ParseFailure): number {
+    this.fail(failure);
+    return -1;
+  }
+}
+
+/**
+ * The request-target's form (RFC 9112 3.2), no looser than llhttp: origin-form starts
+ * with '/'; '*' alone, for OPTIONS; absolute-form is letters "://" authority [ '/' or '?'
+ * then anything visible ]; CONNECT takes authority-form, host ":" port. Characters were
+ * already checked to be visible ASCII.
+ */
+function validTarget(s: string, a: number, end: number, method: string): boolean {
+  const c0 = s.charCodeAt(a);
+  if (method === 'CONNECT') {
+    // host ":" port; host may be an IP literal in brackets; no userinfo
+    let colon = -1;
+    for (let i = a; i < end; i++) {
+      const c = s.charCodeAt(i);
+      if (AUTHORITY[c] !== 1) return false;
+      if (c === 58) colon = i;
+    }
+    if (colon <= a || colon === end - 1) return false;
+    for (let i = colon + 1; i < end; i++) {
+      const c = s.charCodeAt(i);
+      if (c < 48 || c > 57) return false;
+    }
+    return true;
+  }
+  if (c0 === 47) return true;
+  if (c0 === 42) return end - a === 1 && method === 'OPTIONS';
+  // absolute-form
+  let i = a;
+  while (i < end && ((s.charCodeAt(i) | 0x20) >= 97 && (s.charCodeAt(i) | 0x20) <= 122)) i++;
+  if (i === a || !s.startsWith('://', i)) return false;
+  i += 3;
+  const hs = i;
+  let at = false;
+  for (; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 47 || c === 63) break;
+    if (c === 64) {
+      if (at) return false;
+      at = true;
+    } else if (AUTHORITY[c] !== 1) return false;
+  }
+  return i > hs;
+}

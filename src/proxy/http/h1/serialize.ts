@@ -1,0 +1,85 @@
+// meshlet's HTTP/1.1 serializer: heads, chunk headers and trailer sections as latin1
+// strings for the socket side to write. Nothing that could change where a message ends is
+// ever written: a name that is not a token, or a value with CR, LF or NUL, throws instead
+// (so does a character above 0xff, which a latin1 write would cut down to its low byte,
+// U+010A to LF).
+import { MeshletError } from '../../../errors.ts';
+
+export const CRLF = '\r\n';
+
+/** A head or trailer section meshlet refuses to write; `field` names the offending part (a header name, or 'method', 'target', 'reason', 'status', 'chunk size'). */
+export class Http1SerializeError extends MeshletError {
+  readonly field: string;
+
+  constructor(field: string, problem: string) {
+    super('MESHLET_ERR_UPSTREAM_PROTOCOL', `HTTP/1.1: refusing to write ${JSON.stringify(field)}: ${problem}`);
+    this.name = 'Http1SerializeError';
+    this.field = field;
+  }
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** What may never appear in a field value or reason phrase: CR, LF, NUL, and anything a latin1 write would mangle. */
+const UNSAFE_VALUE = /[\0\r\n\u0100-\uffff]/;
+const TARGET = /^[\x21-\x7e]+$/;
+
+const REASONS: Record<number, string> = {
+  100: 'Continue', 101: 'Switching Protocols', 102: 'Processing', 103: 'Early Hints',
+  200: 'OK', 201: 'Created', 202: 'Accepted', 203: 'Non-Authoritative Information', 204: 'No Content',
+  205: 'Reset Content', 206: 'Partial Content', 207: 'Multi-Status',
+  300: 'Multiple Choices', 301: 'Moved Permanently', 302: 'Found', 303: 'See Other', 304: 'Not Modified',
+  307: 'Temporary Redirect', 308: 'Permanent Redirect',
+  400: 'Bad Request', 401: 'Unauthorized', 402: 'Payment Required', 403: 'Forbidden', 404: 'Not Found',
+  405: 'Method Not Allowed', 406: 'Not Acceptable', 407: 'Proxy Authentication Required', 408: 'Request Timeout',
+  409: 'Conflict', 410: 'Gone', 411: 'Length Required', 412: 'Precondition Failed', 413: 'Content Too Large',
+  414: 'URI Too Long', 415: 'Unsupported Media Type', 416: 'Range Not Satisfiable', 417: 'Expectation Failed',
+  421: 'Misdirected Request', 422: 'Unprocessable Content', 425: 'Too Early', 426: 'Upgrade Required',
+  428: 'Precondition Required', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable',
+  504: 'Gateway Timeout', 505: 'HTTP Version Not Supported', 508: 'Loop Detected',
+};
+
+/** The standard reason phrase of a status ('Unknown' for one the table lacks). */
+export function reasonPhrase(status: number): string {
+  return REASONS[status] ?? 'Unknown';
+}
+
+/** `name: value CRLF` for each pair of a flat list. */
+function fields(headers: string[]): string {
+  let out = '';
+  const n = headers.length;
+  if (n % 2 !== 0) throw new Http1SerializeError(String(headers[n - 1]), 'header list has a name without a value');
+  for (let i = 0; i < n; i += 2) {
+    const name = headers[i]!;
+    const value = headers[i + 1]!;
+    if (!TOKEN.test(name)) throw new Http1SerializeError(name, 'header name is not a token');
+    if (UNSAFE_VALUE.test(value)) throw new Http1SerializeError(name, 'header value contains CR, LF, NUL or a character above 0xff');
+    out += name + ': ' + value + CRLF;
+  }
+  return out;
+}
+
+/** `METHOD SP target SP HTTP/1.1 CRLF` + fields + CRLF. */
+export function requestHead(method: string, target: string, headers: string[]): string {
+  if (!TOKEN.test(method)) throw new Http1SerializeError('method', 'not a token');
+  if (!TARGET.test(target)) throw new Http1SerializeError('target', 'empty, or not visible ASCII');
+  return method + ' ' + target + ' HTTP/1.1\r\n' + fields(headers) + CRLF;
+}
+
+/** `HTTP/1.1 status reason CRLF` + fields + CRLF; an empty reason becomes the standard phrase. */
+export function responseHead(status: number, reason: string, headers: string[]): string {
+  if (!Number.isInteger(status) || status < 100 || status > 999) throw new Http1SerializeError('status', `${status} is not a 3-digit status code`);
+  if (UNSAFE_VALUE.test(reason)) throw new Http1SerializeError('reason', 'contains CR, LF, NUL or a character above 0xff');
+  return 'HTTP/1.1 ' + status + ' ' + (reason === '' ? reasonPhrase(status) : reason) + CRLF + fields(headers) + CRLF;
+}
+
+/** The last-chunk and trailer section that end a chunked body: `0 CRLF` + fields + CRLF. */
+export function trailerBlock(trailers: string[]): string {
+  return trailers.length === 0 ? '0\r\n\r\n' : '0\r\n' + fields(trailers) + CRLF;
+}
+
+/** The chunk-size line ahead of `length` bytes of chunk data (which CRLF follows). Never 0: that is the last-chunk, written by trailerBlock(). */
+export function chunkHeader(length: number): string {
+  if (!Number.isSafeInteger(length) || length <= 0) throw new Http1SerializeError('chunk size', `${length} is not a positive integer`);
+  return length.toString(16) + CRLF;
+}
