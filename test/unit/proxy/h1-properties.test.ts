@@ -1,0 +1,215 @@
+import fc from 'fast-check';
+import t from 'tap';
+import { Http1Parser } from '../../../src/proxy/http/h1/parser.ts';
+import { chunkHeader, CRLF, requestHead, responseHead, trailerBlock } from '../../../src/proxy/http/h1/serialize.ts';
+import { LIMITS, record, type Event } from '../../fixtures/h1-corpus/record.ts';
+
+// Generated inputs for the HTTP/1.1 codec: valid requests and responses survive
+// serialize -> parse, whole, split anywhere and pipelined; arbitrary bytes never throw,
+// never yield more body than was fed, and give the same events however they are split.
+
+const RUNS = { numRuns: 300 };
+const latin1 = (s: string) => Buffer.from(s, 'latin1');
+const chars = (codes: number[]) => fc.constantFrom(...codes.map((c) => String.fromCharCode(c)));
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+const TCHARS = [..."!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"].map((c) => c.charCodeAt(0));
+const token = fc.string({ unit: chars(TCHARS), minLength: 1, maxLength: 12 });
+/** Field value characters: HTAB, SP, VCHAR, obs-text; no OWS at either end (the parser trims it). */
+const fieldValue = fc
+  .string({ unit: chars([9, ...range(0x20, 0x7e), ...range(0x80, 0xff)]), maxLength: 40 })
+  .map((v) => v.replace(/^[ \t]+|[ \t]+$/g, ''));
+/** Names that change framing or the head's flags are left to the generator of bodies. */
+const SPECIAL = new Set(['content-length', 'transfer-encoding', 'connection', 'upgrade', 'expect', 'trailer']);
+const fields = fc
+  .array(fc.tuple(token.filter((n) => !SPECIAL.has(n.toLowerCase())), fieldValue), { maxLength: 8 })
+  .map((pairs) => pairs.flat());
+const target = fc.string({ unit: chars(range(0x21, 0x7e)), maxLength: 30 }).map((s) => '/' + s);
+const bytes = (max: number) => fc.uint8Array({ minLength: 1, maxLength: max }).map((a) => Buffer.from(a).toString('latin1'));
+
+/** chunk-ext: ;name[=token|quoted-string], quoted strings with escapes. */
+const quoted = fc
+  .array(fc.oneof(chars([9, 0x20, 0x21, ...range(0x23, 0x5b), ...range(0x5d, 0x7e), ...range(0x80, 0xff)]), chars([0x22, 0x5c, 0x41]).map((c) => '\\' + c)), { maxLength: 8 })
+  .map((parts) => `"${parts.join('')}"`);
+const extension = fc
+  .array(fc.tuple(token, fc.option(fc.oneof(token, quoted), { nil: undefined })), { maxLength: 3 })
+  .map((list) => list.map(([n, v]) => `;${n}${v === undefined ? '' : '=' + v}`).join(''));
+
+type Body = { kind: 'none' } | { kind: 'length'; data: string } | { kind: 'chunked'; chunks: Array<{ data: string; ext: string }>; trailers: string[] };
+const body: fc.Arbitrary<Body> = fc.oneof(
+  fc.constant({ kind: 'none' as const }),
+  fc.oneof(fc.constant(''), bytes(200)).map((data) => ({ kind: 'length' as const, data })),
+  fc.record({
+    kind: fc.constant('chunked' as const),
+    chunks: fc.array(fc.record({ data: bytes(60), ext: extension }), { maxLength: 5 }),
+    trailers: fields.map((f) => f.slice(0, 6)),
+  }),
+);
+
+function framed(headers: string[], b: Body): { headers: string[]; bytes: string; data: string; trailers: string[] } {
+  switch (b.kind) {
+    case 'none':
+      return { headers, bytes: '', data: '', trailers: [] };
+    case 'length':
+      return { headers: [...headers, 'Content-Length', String(b.data.length)], bytes: b.data, data: b.data, trailers: [] };
+    case 'chunked': {
+      let out = '';
+      for (const c of b.chunks) out += chunkHeader(c.data.length).slice(0, -2) + c.ext + CRLF + c.data + CRLF;
+      return { headers: [...headers, 'Transfer-Encoding', 'chunked'], bytes: out + trailerBlock(b.trailers), data: b.chunks.map((c) => c.data).join(''), trailers: b.trailers };
+    }
+  }
+}
+
+interface Message {
+  bytes: string;
+  expected: { method: string; target: string; status: number; reason: string; headers: string[]; data: string; trailers: string[] };
+}
+
+const request: fc.Arbitrary<Message> = fc.record({ method: token, target, headers: fields, body }).map(({ method, target, headers, body }) => {
+  const f = framed(headers, body);
+  return { bytes: requestHead(method, target, f.headers) + f.bytes, expected: { method, target, status: 0, reason: '', headers: f.headers, data: f.data, trailers: f.trailers } };
+});
+
+const reason = fc.string({ unit: chars([9, ...range(0x20, 0x7e), ...range(0x80, 0xff)]), minLength: 1, maxLength: 20 });
+const response: fc.Arbitrary<Message> = fc
+  .record({ status: fc.integer({ min: 200, max: 599 }).filter((s) => s !== 204 && s !== 304), reason, headers: fields, body: body.filter((b) => b.kind !== 'none') })
+  .map(({ status, reason, headers, body }) => {
+    const f = framed(headers, body);
+    return { bytes: responseHead(status, reason, f.headers) + f.bytes, expected: { method: '', target: '', status, reason, headers: f.headers, data: f.data, trailers: f.trailers } };
+  });
+
+/** The messages the events describe, in the shape of Message['expected']. */
+function messages(events: Event[]) {
+  const out: Message['expected'][] = [];
+  for (const e of events) {
+    if (e.type === 'head') out.push({ method: e.head.method, target: e.head.target, status: e.head.status, reason: e.head.reason, headers: e.head.headers, data: '', trailers: [] });
+    else if (e.type === 'body') out.at(-1)!.data += e.data;
+    else if (e.type === 'end') out.at(-1)!.trailers = e.trailers;
+  }
+  return out;
+}
+
+const ends = (events: Event[]) => events.filter((e) => e.type === 'end').length;
+
+/** Cuts a string at the given positions (taken modulo its length). */
+function cut(s: string, positions: number[]): Buffer[] {
+  const at = [...new Set(positions.map((p) => p % (s.length + 1)))].sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let prev = 0;
+  for (const p of at) {
+    if (p > prev) out.push(latin1(s.slice(prev, p)));
+    prev = Math.max(prev, p);
+  }
+  if (prev < s.length) out.push(latin1(s.slice(prev)));
+  return out;
+}
+
+for (const [kind, arb] of [['request', request], ['response', response]] as const) {
+  t.test(`valid ${kind}s survive serialize -> parse, whole and split anywhere`, async (t) => {
+    fc.assert(
+      fc.property(arb, fc.array(fc.nat(), { maxLength: 6 }), (m, positions) => {
+        const expect = kind === 'response' ? ['GET'] : [];
+        const whole = record(kind, m.bytes, { expect });
+        t.same(messages(whole), [m.expected], 'whole');
+        if (ends(whole) !== 1) return false;
+        const split = record(kind, cut(m.bytes, positions), { expect });
+        t.same(messages(split), [m.expected], 'split');
+        return ends(split) === 1;
+      }),
+      RUNS,
+    );
+  });
+
+  t.test(`pipelined ${kind}s in one buffer, and split anywhere`, async (t) => {
+    fc.assert(
+      fc.property(fc.array(arb, { minLength: 2, maxLength: 5 }), fc.array(fc.nat(), { maxLength: 8 }), (list, positions) => {
+        const all = list.map((m) => m.bytes).join('');
+        const expect = kind === 'response' ? list.map(() => 'GET') : [];
+        const want = list.map((m) => m.expected);
+        const whole = record(kind, all, { expect });
+        t.same(messages(whole), want, 'one buffer');
+        const split = record(kind, cut(all, positions), { expect });
+        t.same(messages(split), want, 'split');
+        return ends(whole) === list.length && ends(split) === list.length;
+      }),
+      { numRuns: 150 },
+    );
+  });
+}
+
+/** Feeds chunks to a fresh parser; throws if execute() or finish() does, or if an invariant breaks. */
+function feed(kind: 'request' | 'response', chunks: Buffer[], limits = LIMITS): { bodyBytes: number; events: string[] } {
+  let bodyBytes = 0;
+  const events: string[] = [];
+  let errored = false;
+  const parser = new Http1Parser(
+    kind,
+    {
+      onHead: () => void events.push('head'),
+      onBody: (c) => {
+        if (c.length === 0) throw new Error('empty body chunk');
+        bodyBytes += c.length;
+        events.push('body');
+      },
+      onMessageEnd: () => void events.push('end'),
+      onError: () => {
+        if (errored) throw new Error('a second onError');
+        errored = true;
+        events.push('error');
+      },
+    },
+    limits,
+  );
+  parser.expect('GET');
+  for (const c of chunks) parser.execute(c);
+  parser.finish();
+  if (errored && events.at(-1) !== 'error') throw new Error('events after onError');
+  return { bodyBytes, events };
+}
+
+const interesting = chars([0x0d, 0x0a, 0x20, 0x09, 0x3a, 0x3b, 0x3d, 0x22, 0x2c, 0x30, 0x35, 0x61, 0x46, 0x00, 0x7f, 0xff]);
+/** A valid message with a few bytes replaced, inserted or removed. */
+const mutated = (arb: fc.Arbitrary<Message>) =>
+  fc
+    .tuple(arb, fc.array(fc.tuple(fc.nat(), fc.constantFrom('insert', 'replace', 'delete'), fc.oneof(interesting, fc.constantFrom('\r\n', 'Content-Length: 3\r\n', 'Transfer-Encoding: chunked\r\n', '\r\n\r\n'))), { minLength: 1, maxLength: 4 }))
+    .map(([m, edits]) => {
+      let s = m.bytes;
+      for (const [pos, op, text] of edits) {
+        const p = pos % (s.length + 1);
+        s = op === 'insert' ? s.slice(0, p) + text + s.slice(p) : op === 'replace' ? s.slice(0, p) + text + s.slice(p + 1) : s.slice(0, p) + s.slice(p + 1);
+      }
+      return s;
+    });
+
+for (const kind of ['request', 'response'] as const) {
+  const arbitrary = fc.oneof(bytes(300), mutated(kind === 'request' ? request : response));
+  t.test(`${kind}: arbitrary bytes never throw, never give more body than input`, async (t) => {
+    fc.assert(
+      fc.property(arbitrary, fc.array(fc.nat(), { maxLength: 6 }), (s, positions) => {
+        const input = latin1(s);
+        const tight = { maxHeadBytes: 64, maxHeaders: 3 };
+        for (const limits of [LIMITS, tight]) {
+          const whole = feed(kind, [input], limits);
+          if (whole.bodyBytes > input.length) return false;
+          const split = feed(kind, cut(s, positions), limits);
+          if (split.bodyBytes !== whole.bodyBytes) return false;
+        }
+        return true;
+      }),
+      { numRuns: 1000 },
+    );
+    t.pass('no exception, body within the input');
+  });
+
+  t.test(`${kind}: arbitrary bytes give the same events however they are split`, async (t) => {
+    fc.assert(
+      fc.property(arbitrary, fc.array(fc.nat(), { maxLength: 6 }), (s, positions) => {
+        const whole = record(kind, s, { expect: ['GET'], finish: true });
+        const split = record(kind, cut(s, positions), { expect: ['GET'], finish: true });
+        t.same(split, whole);
+        return JSON.stringify(split) === JSON.stringify(whole);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+}
