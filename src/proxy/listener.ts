@@ -3,11 +3,13 @@ import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { TcpMetrics } from '../telemetry/tcp-metrics.ts';
 import { reporterOf } from '../telemetry/tcp-metrics.ts';
-import { peerOf } from '../net/addresses.ts';
+import { formatHostPort, peerOf } from '../net/addresses.ts';
+import { isOwnConnection } from '../net/own-connections.ts';
 import type { AcceptedConnection, ConnectionOutcome, Direction } from '../pipeline/connection.ts';
 import { readOriginalDst } from '../net/original-dst.ts';
 import type { Handler } from '../pipeline/compose.ts';
 import { bindDualStack } from '../net/bind.ts';
+import { LoopRefusalLog } from './loop-guard.ts';
 
 let nextConnectionId = 1;
 
@@ -21,7 +23,8 @@ export interface RedirectListener {
 /**
  * Listens where netfilter redirects to, recovers each connection's original destination,
  * and hands it to the stack. A connection whose destination can't be recovered is reset,
- * counted and logged; it never takes the listener down.
+ * counted and logged; it never takes the listener down. So is one that this proxy opened
+ * itself, redirected back to it (a loop): it is reset before anything else is done.
  */
 export async function listenRedirected(
   direction: Direction,
@@ -30,7 +33,15 @@ export async function listenRedirected(
   deps: { log: Logger; metrics: TcpMetrics },
 ): Promise<RedirectListener> {
   const active = new Set<net.Socket>();
+  const loops = new LoopRefusalLog(deps.log);
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    const peer = peerOf(socket);
+    if (isOwnConnection(peer.address, peer.port)) {
+      deps.metrics.refused.inc({ reporter: reporterOf(direction), reason: 'loop' });
+      loops.refused({ direction, peer: formatHostPort(peer.address, peer.port) });
+      socket.resetAndDestroy();
+      return;
+    }
     active.add(socket);
     // Sockets handed to the HTTP servers by 'connection' never get the servers' own
     // noDelay (applied only at their accept); without it small responses wait for ACKs.
@@ -38,7 +49,7 @@ export async function listenRedirected(
     socket.once('close', () => active.delete(socket));
     let conn: AcceptedConnection;
     try {
-      conn = { id: nextConnectionId++, direction, socket, peer: peerOf(socket), origDst: readOriginalDst(socket), security: 'none' };
+      conn = { id: nextConnectionId++, direction, socket, peer, origDst: readOriginalDst(socket), security: 'none' };
     } catch (err) {
       deps.metrics.refused.inc({ reporter: reporterOf(direction), reason: 'no_original_dst' });
       deps.log.warn({ direction, err: describeError(err) }, 'cannot recover the original destination; connection reset');

@@ -1,5 +1,6 @@
 import type net from 'node:net';
 import os from 'node:os';
+import type { Logger } from '../log.ts';
 import { unmapIPv4, type OrigDst } from '../net/addresses.ts';
 
 /**
@@ -31,5 +32,45 @@ export class LocalAddresses {
       this.#readAt = now;
     }
     return this.#addresses.has(address);
+  }
+}
+
+/**
+ * Says that connections were refused as loops at most once per `intervalMs`: a proxy whose
+ * own traffic is redirected back to it would otherwise write a line per connection, as
+ * fast as it can open them. The first refusal is logged at once; later ones in the same
+ * interval are counted and reported in one line when the interval ends.
+ */
+export class LoopRefusalLog {
+  readonly #log: Logger;
+  readonly #intervalMs: number;
+  #lastAt = -Infinity;
+  #unreported = 0;
+  #last: Record<string, unknown> = {};
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(log: Logger, intervalMs = 10_000) {
+    this.#log = log;
+    this.#intervalMs = intervalMs;
+  }
+
+  /** One more refusal; `fields` describe it (the latest are logged with the count). */
+  refused(fields: Record<string, unknown>): void {
+    this.#unreported++;
+    this.#last = fields;
+    const wait = this.#lastAt + this.#intervalMs - Date.now();
+    if (wait <= 0) this.#flush();
+    else this.#timer ??= setTimeout(() => this.#flush(), wait).unref();
+  }
+
+  #flush(): void {
+    this.#timer = undefined;
+    if (this.#unreported === 0) return;
+    this.#log.warn(
+      { ...this.#last, refused: this.#unreported, intervalMs: this.#intervalMs },
+      "refused the proxy's own connection, redirected back to it (a loop): its traffic is not exempt from interception; does it run under the UID/GID that meshlet init exempted?",
+    );
+    this.#unreported = 0;
+    this.#lastAt = Date.now();
   }
 }

@@ -6,6 +6,7 @@ import type { Identity } from '../../tls/identity.ts';
 import type { PeerLookup } from '../../tls/mesh-peers.ts';
 import { MESH_ALPN_H2 } from '../../tls/peer-identity.ts';
 import { formatHostPort, type OrigDst } from '../../net/addresses.ts';
+import { trackOwnConnection } from '../../net/own-connections.ts';
 import { connectMeshTls } from '../tcp/connectors.ts';
 import type { SessionFactory } from './session-pool.ts';
 
@@ -19,7 +20,7 @@ const authority = (dst: OrigDst) => `http://${formatHostPort(dst.address, dst.po
 export const h2cSessions: SessionFactory = (dst) =>
   http2.connect(authority(dst), {
     settings: SESSION_SETTINGS,
-    createConnection: () => net.connect({ host: dst.address, port: dst.port, noDelay: true }),
+    createConnection: () => trackOwnConnection(net.connect({ host: dst.address, port: dst.port, noDelay: true })),
   });
 
 /** meshlet/h2 over mTLS to the peer sidecar in front of `dst`, verified as `peers` says it must be. */

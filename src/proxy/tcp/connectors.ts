@@ -7,6 +7,7 @@ import type { Identity } from '../../tls/identity.ts';
 import type { MeshPeer } from '../../tls/mesh-peers.ts';
 import { checkPeerIdentity, MESH_ALPN_TCP } from '../../tls/peer-identity.ts';
 import { formatHostPort, type OrigDst } from '../../net/addresses.ts';
+import { trackOwnConnection } from '../../net/own-connections.ts';
 
 /** An upstream connection being made, and the event that says it is ready for bytes. */
 export interface Upstream {
@@ -17,7 +18,7 @@ export interface Upstream {
 export type Connector = (dst: OrigDst) => Upstream;
 
 export const plainConnector: Connector = (dst) => ({
-  socket: net.connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true }),
+  socket: trackOwnConnection(net.connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true })),
   readyEvent: 'connect',
 });
 
@@ -46,7 +47,7 @@ export function connectMeshTls(identity: Identity, peer: MeshPeer, dst: OrigDst,
       }
     },
   };
-  const socket = tls.connect(options);
+  const socket = trackOwnConnection(tls.connect(options));
   socket.setNoDelay(true);
   let stage: 'tcp' | 'handshake' | 'secure' = 'tcp';
   socket.once('connect', () => (stage = 'handshake'));
