@@ -33,7 +33,11 @@ export async function proxyCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     // Both the log (what collectors see) and one line on stderr (what `kubectl logs -p` shows first).
     log.fatal({ err: describeError(err) }, 'cannot start');
     process.stderr.write(`meshlet proxy: cannot start: ${describeError(err)}\n`);
-    return err instanceof MeshletError && err.code === 'MESHLET_ERR_CONFIG' ? 2 : 1;
+    const code = err instanceof MeshletError && err.code === 'MESHLET_ERR_CONFIG' ? 2 : 1;
+    // startProxy closed what it had opened, so the process ends now; should anything
+    // still hold the event loop, it ends anyway rather than linger not ready.
+    setTimeout(() => process.exit(code), 1000).unref();
+    return code;
   }
   log.info(
     { outbound: proxy.outbound.port, inbound: proxy.inbound.port, health: proxy.health.port, uid: process.getuid?.() },

@@ -61,7 +61,7 @@ export async function listenRedirected(
       socket.destroy();
     });
   });
+  const bound = await bindDualStack(server, port); // a failure here is the caller's to report
   server.on('error', (err) => deps.log.error({ direction, err: describeError(err) }, 'listener error'));
-  const bound = await bindDualStack(server, port);
   return { server, port: bound, active };
 }

@@ -1,3 +1,5 @@
+import type http from 'node:http';
+import type net from 'node:net';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { startHealthServer, type HealthServer } from '../admin/health.ts';
 import type { Config } from '../config/schema.ts';
@@ -5,7 +7,9 @@ import type { Logger } from '../log.ts';
 import { createTcpMetrics } from '../telemetry/tcp-metrics.ts';
 import { IdentityWatcher } from '../tls/identity-watcher.ts';
 import { StaticPeers } from '../tls/mesh-peers.ts';
-import { MeshletError } from '../errors.ts';
+import { describeError, MeshletError } from '../errors.ts';
+import type { Handler } from '../pipeline/compose.ts';
+import type { AcceptedConnection, ConnectionOutcome, Direction } from '../pipeline/connection.ts';
 import { inboundStack } from './inbound/stack.ts';
 import { listenRedirected, type RedirectListener } from './listener.ts';
 import { LocalAddresses } from './loop-guard.ts';
@@ -23,42 +27,87 @@ export interface RunningProxy {
 
 const METRIC_PREFIX = 'meshlet';
 
-export async function startProxy(config: Config, log: Logger): Promise<RunningProxy> {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  const tcpMetrics = createTcpMetrics(registry, METRIC_PREFIX);
-  const watcher = startIdentity(config, log, registry);
-  const health = await startHealthServer(config.health.port, registry);
-  const deps: StackDeps = {
-    config,
-    log,
-    tcpMetrics,
-    localAddresses: new LocalAddresses(),
-    proxyPorts: new Set([config.outbound.port, config.inbound.port, config.health.port, 15000]),
-    identity: () => watcher?.current,
-    peers: new StaticPeers(config.mesh.peers, watcher?.current.trustDomain ?? 'cluster.local'),
-  };
-  const outbound = await listenRedirected('outbound', config.outbound.port, outboundStack(deps), { log, metrics: tcpMetrics });
-  const inbound = await listenRedirected('inbound', config.inbound.port, inboundStack(deps), { log, metrics: tcpMetrics });
-  health.setReady(true);
+/** Reserved for the admin server (127.0.0.1 only; not served yet): never forwarded to. */
+const ADMIN_PORT = 15000;
 
-  return {
-    outbound,
-    inbound,
-    health,
-    registry,
-    async shutdown(graceMs) {
-      health.setReady(false);
-      const listeners = [outbound, inbound];
-      for (const l of listeners) l.server.close();
-      const open = () => listeners.reduce((n, l) => n + l.active.size, 0);
-      const deadline = Date.now() + graceMs;
-      while (open() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      for (const l of listeners) for (const s of l.active) s.destroy();
-      watcher?.close();
-      await new Promise((r) => health.server.close(r));
-    },
-  };
+/**
+ * Starts everything or nothing: when a step fails (a port taken, an identity that does
+ * not load), what the earlier steps opened is closed again before the error is thrown,
+ * so the process can exit at once with the reason instead of lingering half-started.
+ */
+export async function startProxy(config: Config, log: Logger): Promise<RunningProxy> {
+  const opened: Array<() => Promise<void> | void> = [];
+  try {
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
+    const tcpMetrics = createTcpMetrics(registry, METRIC_PREFIX);
+    const watcher = startIdentity(config, log, registry);
+    if (watcher) opened.push(() => watcher.close());
+    const health = await bound('health server', config.health.port, () => startHealthServer(config.health.port, registry));
+    opened.push(() => closeServer(health.server));
+    const deps: StackDeps = {
+      config,
+      log,
+      tcpMetrics,
+      localAddresses: new LocalAddresses(),
+      proxyPorts: new Set([config.outbound.port, config.inbound.port, config.health.port, ADMIN_PORT]),
+      identity: () => watcher?.current,
+      peers: new StaticPeers(config.mesh.peers, watcher?.current.trustDomain ?? 'cluster.local'),
+    };
+    const listen = async (direction: Direction, port: number, stack: Handler<AcceptedConnection, ConnectionOutcome>) => {
+      const listener = await bound(`${direction} listener`, port, () => listenRedirected(direction, port, stack, { log, metrics: tcpMetrics }));
+      opened.push(() => closeListener(listener));
+      return listener;
+    };
+    const outbound = await listen('outbound', config.outbound.port, outboundStack(deps));
+    const inbound = await listen('inbound', config.inbound.port, inboundStack(deps));
+    health.setReady(true);
+
+    return {
+      outbound,
+      inbound,
+      health,
+      registry,
+      async shutdown(graceMs) {
+        health.setReady(false);
+        const listeners = [outbound, inbound];
+        for (const l of listeners) l.server.close();
+        const open = () => listeners.reduce((n, l) => n + l.active.size, 0);
+        const deadline = Date.now() + graceMs;
+        while (open() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        for (const l of listeners) for (const s of l.active) s.destroy();
+        watcher?.close();
+        await new Promise((r) => health.server.close(r));
+      },
+    };
+  } catch (err) {
+    for (const close of opened.reverse()) await close();
+    throw err;
+  }
+}
+
+/** Binds with `listen`; a port that cannot be had is a MeshletError naming what wanted it. */
+async function bound<T>(what: string, port: number, listen: () => Promise<T>): Promise<T> {
+  try {
+    return await listen();
+  } catch (err) {
+    const errno = (err as NodeJS.ErrnoException).code;
+    const why = errno === 'EADDRINUSE' ? 'is in use by another process' : errno === 'EACCES' ? 'is not allowed to this user' : `cannot be bound: ${describeError(err)}`;
+    throw new MeshletError('MESHLET_ERR_LISTEN', `${what}: port ${port} ${why}${errno ? ` (${errno})` : ''}`, { cause: err });
+  }
+}
+
+/** Stops listening (the port is free at once) and drops connections accepted meanwhile. */
+function closeListener(listener: RedirectListener): Promise<void> {
+  for (const socket of listener.active) socket.destroy();
+  return closeServer(listener.server);
+}
+
+function closeServer(server: net.Server | http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    if ('closeAllConnections' in server) server.closeAllConnections();
+  });
 }
 
 /** Loads and watches the identity when one is configured; refuses configurations that need one. */
