@@ -24,9 +24,10 @@ export interface AcceptedConnection {
 /**
  * `tcp`: opaque bytes (also TLS that is not meshlet's); `http1` and `h2` (h2c with prior
  * knowledge): the app's HTTP; `mesh-h2`: meshlet's HTTP/2 between sidecars, carrying
- * requests of either protocol.
+ * requests of either protocol; `mesh-http1`: meshlet's HTTP/1.1 between sidecars,
+ * carrying an app's HTTP/1.1 requests.
  */
-export type ConnectionProtocol = 'tcp' | 'http1' | 'h2' | 'mesh-h2';
+export type ConnectionProtocol = 'tcp' | 'http1' | 'h2' | 'mesh-h2' | 'mesh-http1';
 
 /**
  * Envoy-style response flags (design.md): UF upstream connect failure (including a

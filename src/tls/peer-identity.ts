@@ -8,6 +8,8 @@ import { parseSpiffeId } from './spiffe.ts';
 export const MESH_ALPN_TCP = 'meshlet/tcp';
 /** ALPN protocol of meshlet's pooled HTTP/2 between sidecars: many apps' requests, one stream each. */
 export const MESH_ALPN_H2 = 'meshlet/h2';
+/** ALPN protocol of meshlet's pooled HTTP/1.1 between sidecars: an app's HTTP/1.1 requests, one at a time per connection. */
+export const MESH_ALPN_HTTP1 = 'meshlet/http1';
 
 /**
  * The peer's SPIFFE ID, once it is known to match what we expect of it. The chain was

@@ -1,15 +1,16 @@
-import http from 'node:http';
 import type net from 'node:net';
 import { MeshletError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { formatHostPort } from '../../net/addresses.ts';
-import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
+import { bodyAbort, PushBody, type BodyAbort } from '../../pipeline/body.ts';
 import type { Handler } from '../../pipeline/compose.ts';
-import { bodyAbort } from '../../pipeline/body.ts';
-import { h2Body } from './h2-body.ts';
+import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
+import { hasNoBody, isGrpc, type ProxyRequest, type ProxyResponse, type WorkloadMetadata } from '../../pipeline/exchange.ts';
 import { errorResponse, rawErrorResponse } from './error-response.ts';
-import { isGrpc, type ProxyRequest, type ProxyResponse } from '../../pipeline/exchange.ts';
-import { endToEnd, get, isMeshHop, pairs, without } from './headers.ts';
+import { BodyWriter, type OutgoingFraming } from './h1/body-writer.ts';
+import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
+import { responseHead } from './h1/serialize.ts';
+import { endToEnd, get, isMeshHop, without, type RawHeaders } from './headers.ts';
 
 export interface Http1DownstreamOptions {
   maxHeaderBytes: number;
@@ -18,193 +19,361 @@ export interface Http1DownstreamOptions {
   idleTimeoutMs: number;
 }
 
-/** A raw bidirectional stream after `Upgrade` (WebSocket) or CONNECT: handed the client socket and what was read past the head. */
-export type TunnelHandler = (conn: AcceptedConnection, req: http.IncomingMessage, socket: net.Socket, head: Buffer) => void;
-
-interface Served {
-  conn: AcceptedConnection;
-  flag: ResponseFlag;
-  /** Request bodies still arriving. */
-  bodies: Set<http.IncomingMessage>;
+/** What the hop between sidecars adds to an HTTP/1.1 exchange, on the receiving side. */
+export interface Http1ServerFraming {
+  /** The calling workload, from the request's raw headers (mesh headers are removed after this). */
+  peer(headers: RawHeaders): WorkloadMetadata | undefined;
+  /** Fields added to every response head. */
+  responseHeaders(): RawHeaders;
 }
 
+/** An app's own HTTP/1.1: nothing added, nothing taken. */
+export const appHttp1: Http1ServerFraming = { peer: () => undefined, responseHeaders: () => [] };
+
+/** What a tunnel (`Upgrade`, CONNECT) is handed: the request head as received, and the bytes read past it. */
+export interface TunnelRequest {
+  readonly method: string;
+  readonly target: string;
+  readonly versionMinor: 0 | 1;
+  /** As received, every header (hop-by-hop ones too: the upgrade needs them). */
+  readonly headers: string[];
+}
+
+/** A raw bidirectional stream after `Upgrade` (WebSocket) or CONNECT: handed the client socket and what was read past the head. */
+export type TunnelHandler = (conn: AcceptedConnection, req: TunnelRequest, socket: net.Socket, head: Buffer) => void;
+
+const MAX_HEADERS = 200;
+const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+
 /**
- * The HTTP/1.1 server side of both listeners. node:http parses (llhttp in strict mode:
- * conflicting Content-Length/Transfer-Encoding, duplicate Content-Length and malformed
- * chunking are refused, which is what keeps requests from being smuggled past the proxy),
- * keeps connections alive and answers pipelined requests in order. Each request goes
- * through the request pipeline; its response is written back with the upstream's header
- * case and framing.
+ * The HTTP/1.1 server side of both listeners, on meshlet's own codec (h1/parser.ts).
+ * Each request goes through the request pipeline; its response is written back with the
+ * upstream's header case. Pipelined requests are taken one at a time, so responses leave
+ * in order; the parser waits at the end of a request until its response is written.
  */
 export class Http1Downstream {
-  readonly #server: http.Server;
-  readonly #served = new WeakMap<net.Socket, Served>();
   readonly #handler: Handler<ProxyRequest, ProxyResponse>;
+  readonly #tunnel: TunnelHandler;
+  readonly #options: Http1DownstreamOptions;
   readonly #log: Logger;
 
   constructor(handler: Handler<ProxyRequest, ProxyResponse>, tunnel: TunnelHandler, options: Http1DownstreamOptions, log: Logger) {
     this.#handler = handler;
+    this.#tunnel = tunnel;
+    this.#options = options;
     this.#log = log;
-    this.#server = http.createServer({
-      maxHeaderSize: options.maxHeaderBytes,
-      headersTimeout: options.headersTimeoutMs,
-      requestTimeout: 0, // a long upload or a slow body is not an error; the head timeout is
-      keepAliveTimeout: options.idleTimeoutMs,
-      connectionsCheckingInterval: Math.min(1000, options.headersTimeoutMs),
-      requireHostHeader: false, // a Host-less HTTP/1.0 request reaches the original destination anyway
-      joinDuplicateHeaders: false,
-    });
-    // node:http enforces headersTimeout from its connection tracking, which it starts on
-    // 'listening'. This server never listens (connections are handed to it), so without
-    // this no slow head would ever be answered 408.
-    this.#server.emit('listening');
-    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => void this.#onRequest(req, res);
-    this.#server.on('request', onRequest);
-    // Don't answer 100 Continue ourselves: the upstream decides whether it wants the body.
-    this.#server.on('checkContinue', onRequest);
-    this.#server.on('checkExpectation', onRequest);
-    const onTunnel = (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-      const served = this.#served.get(req.socket);
-      if (served) tunnel(served.conn, req, socket, head);
-      else socket.destroy();
-    };
-    this.#server.on('upgrade', onTunnel);
-    this.#server.on('connect', onTunnel);
-    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => this.#onClientError(err, socket));
   }
 
   /** Serves one connection; resolves when it is closed. */
-  serve(conn: AcceptedConnection): Promise<ConnectionOutcome> {
-    const served: Served = { conn, flag: '-', bodies: new Set() };
-    this.#served.set(conn.socket, served);
-    return new Promise((resolve) => {
-      conn.socket.once('close', () => {
-        // node:http forgets a request once its response is finished: a body still arriving
-        // then would neither end nor fail when the client goes, and its upstream would wait forever.
-        for (const body of served.bodies) body.destroy(new Error('the client closed the connection before the request body was complete'));
-        resolve({ receivedBytes: conn.socket.bytesRead, sentBytes: conn.socket.bytesWritten, flag: served.flag });
-      });
-      conn.socket.setNoDelay(true); // a handed-over socket never got the server's noDelay
-      this.#server.emit('connection', conn.socket);
+  serve(conn: AcceptedConnection, framing: Http1ServerFraming = appHttp1): Promise<ConnectionOutcome> {
+    return new Promise((resolve) => new ClientConnection(conn, framing, this.#handler, this.#tunnel, this.#options, this.#log, resolve));
+  }
+}
+
+/** One request in progress on a client connection. */
+interface Exchange {
+  readonly head: Head;
+  readonly request: ProxyRequest;
+  readonly body: PushBody | undefined;
+  readonly aborted: AbortController;
+  /** The whole request message was read. */
+  requestDone: boolean;
+  /** The response head went out. */
+  responding: boolean;
+  responseDone: boolean;
+  writer: BodyWriter | undefined;
+}
+
+class ClientConnection {
+  readonly #conn: AcceptedConnection;
+  readonly #framing: Http1ServerFraming;
+  readonly #socket: net.Socket;
+  readonly #parser: Http1Parser;
+  readonly #handler: Handler<ProxyRequest, ProxyResponse>;
+  readonly #tunnel: TunnelHandler;
+  readonly #options: Http1DownstreamOptions;
+  readonly #log: Logger;
+  readonly #resolve: (outcome: ConnectionOutcome) => void;
+  #flag: ResponseFlag = '-';
+  #exchange: Exchange | undefined;
+  /** A request whose head was just parsed, sent on once the bytes in hand are parsed: an error in them refuses it before anything leaves. */
+  #undispatched: Exchange | undefined;
+  #upgrade: Head | undefined;
+  #headTimer: NodeJS.Timeout | undefined;
+  /** No further request is taken: the client or a response asked to close, or the input is broken. */
+  #closing = false;
+  #ended = false;
+
+  constructor(
+    conn: AcceptedConnection,
+    framing: Http1ServerFraming,
+    handler: Handler<ProxyRequest, ProxyResponse>,
+    tunnel: TunnelHandler,
+    options: Http1DownstreamOptions,
+    log: Logger,
+    resolve: (outcome: ConnectionOutcome) => void,
+  ) {
+    this.#conn = conn;
+    this.#framing = framing;
+    this.#socket = conn.socket;
+    this.#handler = handler;
+    this.#tunnel = tunnel;
+    this.#options = options;
+    this.#log = log;
+    this.#resolve = resolve;
+    this.#parser = new Http1Parser(
+      'request',
+      {
+        onHead: (head) => this.#onHead(head),
+        onBody: (chunk) => this.#exchange?.body?.push(chunk),
+        onMessageEnd: (trailers) => this.#onRequestEnd(trailers),
+        onError: (err) => this.#onParseError(err),
+      },
+      { maxHeadBytes: options.maxHeaderBytes, maxHeaders: MAX_HEADERS },
+    );
+    const socket = this.#socket;
+    socket.setNoDelay(true);
+    socket.setTimeout(options.idleTimeoutMs, () => {
+      if (!this.#exchange) socket.destroy();
     });
+    socket.on('data', this.#onData);
+    socket.on('end', () => this.#onEnd());
+    socket.on('drain', () => this.#exchange?.writer?.drained());
+    socket.on('error', () => {}); // 'close' follows; a reset client is not the proxy's error
+    socket.once('close', () => this.#onClose());
   }
 
-  async #onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const served = this.#served.get(req.socket);
-    if (!served) {
-      res.destroy();
+  readonly #onData = (data: Buffer): void => {
+    this.#parser.execute(data);
+    this.#afterParse();
+  };
+
+  /** After the parser has gone through the bytes in hand. */
+  #afterParse(): void {
+    const ready = this.#undispatched;
+    if (ready) {
+      this.#undispatched = undefined;
+      if (!ready.aborted.signal.aborted) void this.#handle(ready);
+    }
+    if (this.#upgrade) {
+      this.#handOver(this.#upgrade);
       return;
     }
-    const aborted = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) aborted.abort();
-    });
-    const raw = req.rawHeaders;
+    // A head that spans reads has a deadline (slow-loris); a whole head in one read costs no timer.
+    if (this.#parser.inMessage && !this.#exchange && !this.#headTimer && !this.#socket.destroyed) {
+      this.#headTimer = setTimeout(() => this.#onHeadTimeout(), this.#options.headersTimeoutMs);
+    }
+  }
+
+  #onHead(head: Head): boolean {
+    if (this.#headTimer) {
+      clearTimeout(this.#headTimer);
+      this.#headTimer = undefined;
+    }
+    if (head.upgrade) {
+      this.#upgrade = head;
+      return false;
+    }
+    const raw = head.headers;
     let hostName = 'Host';
+    let host: string | undefined;
     let hosts = 0;
     for (let i = 0; i < raw.length; i += 2) {
-      if (raw[i]!.toLowerCase() !== 'host') continue;
-      hostName = raw[i]!;
+      const name = raw[i]!;
+      if (name.length !== 4 || name.toLowerCase() !== 'host') continue;
+      hostName = name;
+      host = raw[i + 1];
       hosts++;
     }
     if (hosts > 1) {
       // RFC 9112 3.2: the proxy and the app (or a proxy before us) could each believe a different one.
-      served.flag = 'DPE';
-      res.shouldKeepAlive = false;
-      writeResponse(res, errorResponse(new MeshletError('MESHLET_ERR_BAD_REQUEST', 'more than one Host header'), false), aborted.signal);
-      return;
+      this.#refuse(new MeshletError('MESHLET_ERR_BAD_REQUEST', 'more than one Host header'));
+      return false;
     }
-    const hasBody = get(raw, 'transfer-encoding') !== undefined || Number(get(raw, 'content-length') ?? 0) > 0;
-    const { conn } = served;
-    const request: ProxyRequest = {
-      conn,
-      protocol: 'http1',
-      method: req.method ?? 'GET',
-      authority: req.headers.host ?? formatHostPort(conn.origDst.address, conn.origDst.port),
-      path: req.url ?? '/',
-      scheme: 'http',
-      headers: endToEnd(raw, dropFromRequest),
-      hostName,
-      body: hasBody ? h2Body(req, () => without(req.rawTrailers, isMeshHop)) : undefined,
-      grpc: isGrpc(req.headers['content-type']),
-      signal: aborted.signal,
-      onContinue: () => res.writeContinue(),
+    if (!head.keepAlive) this.#closing = true;
+    const conn = this.#conn;
+    const aborted = new AbortController();
+    const body =
+      head.framing === 'none'
+        ? undefined
+        : new PushBody(
+            {
+              pause: () => this.#socket.pause(),
+              resume: () => this.#socket.resume(),
+              // Nobody will read the rest of this request: the connection cannot carry another one.
+              cancel: () => this.#socket.destroy(),
+            },
+            head.framing === 'length' ? head.contentLength : undefined,
+          );
+    const peer = this.#framing.peer(raw);
+    const exchange: Exchange = {
+      head,
+      body,
+      aborted,
+      requestDone: false,
+      responding: false,
+      responseDone: false,
+      writer: undefined,
+      request: {
+        conn,
+        protocol: 'http1',
+        method: head.method,
+        authority: host ?? formatHostPort(conn.origDst.address, conn.origDst.port),
+        path: head.target,
+        scheme: 'http',
+        headers: endToEnd(raw, dropFromRequest),
+        hostName,
+        body,
+        grpc: isGrpc(get(raw, 'content-type')),
+        ...(peer ? { peer } : {}),
+        signal: aborted.signal,
+        onContinue: () => {
+          if (head.expectContinue && !exchange.responding && !this.#socket.destroyed) this.#socket.write(CONTINUE);
+        },
+      },
     };
-    if (!hasBody) req.resume();
-    else {
-      served.bodies.add(req);
-      req.once('end', () => served.bodies.delete(req));
-      req.once('close', () => served.bodies.delete(req));
-    }
-    let response: ProxyResponse;
-    try {
-      response = await this.#handler(request);
-    } catch (err) {
-      if (aborted.signal.aborted) return;
-      this.#log.debug({ conn: conn.id, err: (err as Error).message }, 'request failed');
-      response = errorResponse(err, request.grpc);
-    }
-    if (response.flag !== '-') served.flag = response.flag;
-    writeResponse(res, response, aborted.signal);
+    this.#exchange = exchange;
+    this.#undispatched = exchange;
+    return true;
   }
 
-  #onClientError(err: NodeJS.ErrnoException, socket: net.Socket): void {
-    const served = this.#served.get(socket);
-    if (served) served.flag = 'DPE';
-    if (err.code === 'ECONNRESET' || !socket.writable) {
+  #onRequestEnd(trailers: string[]): boolean {
+    const exchange = this.#exchange;
+    if (!exchange) return true;
+    exchange.requestDone = true;
+    exchange.body?.finish(trailers.length > 0 ? without(trailers, isMeshHop) : trailers);
+    if (!exchange.responseDone) return false; // the next request waits for this response
+    this.#exchange = undefined;
+    return !this.#closing;
+  }
+
+  async #handle(exchange: Exchange): Promise<void> {
+    let response: ProxyResponse;
+    try {
+      response = await this.#handler(exchange.request);
+    } catch (err) {
+      if (exchange.aborted.signal.aborted) return;
+      this.#log.debug({ conn: this.#conn.id, err: (err as Error).message }, 'request failed');
+      response = errorResponse(err, exchange.request.grpc);
+    }
+    this.#respond(exchange, response);
+  }
+
+  #respond(exchange: Exchange, response: ProxyResponse): void {
+    const body = response.body;
+    const socket = this.#socket;
+    if (exchange.aborted.signal.aborted || socket.destroyed) {
+      body?.cancel(bodyAbort('the client went away'));
+      return;
+    }
+    if (response.flag !== '-') this.#flag = response.flag;
+    exchange.responding = true;
+    const head = exchange.head;
+    const headers = response.headers.concat(this.#framing.responseHeaders());
+    const bodiless = hasNoBody(head.method, response.status);
+    let framing: OutgoingFraming | undefined;
+    if (bodiless) {
+      body?.cancel(bodyAbort('a response to HEAD, or a 1xx, 204 or 304, has no body'));
+    } else if (!body) {
+      if (get(headers, 'content-length') === undefined) headers.push('Content-Length', '0');
+    } else if (get(headers, 'content-length') !== undefined) {
+      framing = 'length';
+    } else if (head.versionMinor === 1) {
+      framing = 'chunked';
+      headers.push('Transfer-Encoding', 'chunked');
+    } else {
+      framing = 'close'; // an HTTP/1.0 client reads to the end of the connection
+      this.#closing = true;
+    }
+    if (this.#closing) headers.push('Connection', 'close');
+    else if (head.versionMinor === 0) headers.push('Connection', 'keep-alive');
+    socket.cork();
+    socket.write(responseHead(response.status, response.reason ?? '', headers));
+    if (framing && body) {
+      exchange.writer = new BodyWriter(socket, body, framing, (err) => this.#responseWritten(exchange, err));
+      exchange.writer.start();
+    } else {
+      this.#responseWritten(exchange, undefined);
+    }
+    socket.uncork();
+  }
+
+  #responseWritten(exchange: Exchange, err: BodyAbort | undefined): void {
+    exchange.responseDone = true;
+    if (err) {
+      // Cut short upstream: the client must not take it for whole.
+      this.#socket.destroy();
+      return;
+    }
+    if (this.#closing) {
+      this.#socket.end();
+      return;
+    }
+    if (!exchange.requestDone) return; // the rest of the request body still goes upstream; then the next request
+    this.#exchange = undefined;
+    this.#parser.resume();
+    this.#afterParse();
+  }
+
+  #onParseError(err: Http1ParseError): void {
+    const exchange = this.#exchange;
+    if (exchange?.body && !exchange.requestDone) {
+      // Broken framing inside a body: the upstream must not take what came for the whole body.
+      exchange.body.fail(bodyAbort(`the request body is malformed: ${err.message}`));
+    }
+    this.#refuse(err);
+  }
+
+  #onHeadTimeout(): void {
+    this.#headTimer = undefined;
+    if (this.#exchange || this.#socket.destroyed) return;
+    this.#refuse(new MeshletError('MESHLET_ERR_REQUEST_HEADERS_TIMEOUT', 'the request head did not arrive within http.requestHeadersTimeout'));
+  }
+
+  /** A request the proxy will not forward: an error response when none is under way, then the connection closes. */
+  #refuse(err: MeshletError): void {
+    this.#flag = 'DPE';
+    this.#closing = true;
+    this.#log.info({ conn: this.#conn.id, code: err.code, reason: err.message }, 'refused a malformed or slow HTTP/1.1 request');
+    const socket = this.#socket;
+    if (this.#exchange?.responding || !socket.writable) {
       socket.destroy();
       return;
     }
-    const error =
-      err.code === 'HPE_HEADER_OVERFLOW'
-        ? new MeshletError('MESHLET_ERR_REQUEST_HEADERS_TOO_LARGE', 'the request head is larger than http.maxRequestHeadersKb')
-        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? new MeshletError('MESHLET_ERR_REQUEST_HEADERS_TIMEOUT', 'the request head did not arrive within http.requestHeadersTimeout')
-          : new MeshletError('MESHLET_ERR_BAD_REQUEST', `malformed request: ${err.message}`);
-    this.#log.info({ conn: served?.conn.id, code: err.code, reason: err.message }, 'refused a malformed or slow HTTP/1.1 request');
-    socket.end(rawErrorResponse(error));
+    this.#exchange?.aborted.abort();
+    socket.end(rawErrorResponse(err));
     socket.destroySoon();
   }
 
-  close(): void {
-    this.#server.close();
+  /** `Upgrade` or CONNECT: the tunnel gets the socket and everything read past the head. */
+  #handOver(head: Head): void {
+    if (this.#exchange) return; // after the response in progress
+    this.#upgrade = undefined;
+    const socket = this.#socket;
+    socket.off('data', this.#onData);
+    socket.pause();
+    this.#tunnel(this.#conn, { method: head.method, target: head.target, versionMinor: head.versionMinor, headers: head.headers }, socket, this.#parser.takeBuffered());
+  }
+
+  #onEnd(): void {
+    this.#ended = true;
+    this.#parser.finish();
+    if (!this.#exchange) this.#socket.end();
+    else this.#closing = true;
+  }
+
+  #onClose(): void {
+    if (this.#headTimer) clearTimeout(this.#headTimer);
+    const exchange = this.#exchange;
+    if (exchange) {
+      const reason = bodyAbort('the client closed the connection');
+      if (!exchange.responseDone) exchange.aborted.abort();
+      if (!exchange.requestDone) exchange.body?.fail(reason);
+      exchange.writer?.cancel(reason);
+    }
+    this.#resolve({ receivedBytes: this.#socket.bytesRead, sentBytes: this.#socket.bytesWritten, flag: this.#flag });
   }
 }
 
 /** Host travels as the request's authority; mesh headers are never taken from an app. */
 const dropFromRequest = (name: string) => name === 'host' || isMeshHop(name);
-
-/** Writes a response through node:http, which frames it (Content-Length or chunked) for this client. */
-export function writeResponse(res: http.ServerResponse, response: ProxyResponse, aborted: AbortSignal): void {
-  if (aborted.aborted || res.destroyed) {
-    response.body?.cancel(bodyAbort('the client went away'));
-    return;
-  }
-  res.sendDate = false; // the upstream's Date (or none), not ours
-  const headers = response.headers;
-  if (response.reason) res.writeHead(response.status, response.reason, headers);
-  else res.writeHead(response.status, headers);
-  const body = response.body;
-  if (!body) {
-    res.end();
-    return;
-  }
-  res.on('drain', () => body.resume());
-  let done = false;
-  body.pipe({
-    data: (chunk) => res.destroyed || res.write(chunk),
-    end: (trailers) => {
-      done = true;
-      if (trailers.length > 0 && res.chunkedEncoding) res.addTrailers(pairs(trailers));
-      res.end();
-    },
-    // A response cut short upstream is cut short here too: the client must not take it for whole.
-    abort: () => {
-      done = true;
-      res.destroy();
-    },
-  });
-  res.once('close', () => {
-    if (!done) body.cancel(bodyAbort('the client went away'));
-  });
-}

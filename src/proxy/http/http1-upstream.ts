@@ -1,122 +1,315 @@
-import http from 'node:http';
+import type net from 'node:net';
 import { MeshletError } from '../../errors.ts';
 import type { OrigDst } from '../../net/addresses.ts';
-import { h2Body } from './h2-body.ts';
-import { bodyAbort } from '../../pipeline/body.ts';
+import { bodyAbort, PushBody, type BodyAbort } from '../../pipeline/body.ts';
 import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
-import { hasNoBody } from '../../pipeline/exchange.ts';
-import { endToEnd, get, pairs, type RawHeaders } from './headers.ts';
+import type { RawHeaders } from '../../pipeline/headers.ts';
+import { plainConnector, type Connector } from '../tcp/connectors.ts';
+import { BodyWriter } from './h1/body-writer.ts';
+import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
+import { requestHead } from './h1/serialize.ts';
+import { endToEnd, get } from './headers.ts';
 import { beforeResponse, connectFailure } from './upstream-errors.ts';
 
 export interface Http1UpstreamOptions {
   connectTimeoutMs: number;
   /** Idle keep-alive connections are closed after this (before the server's own timeout, ideally). */
   idleTimeoutMs: number;
+  /** How connections are made: plain TCP to an app, or mTLS to a peer sidecar. */
+  connector?: Connector;
+  /** The request head's extra fields and the response's reading, for the hop between sidecars. */
+  framing?: Http1Framing;
+}
+
+/** What a sender adds to and takes from an HTTP/1.1 exchange (the mesh hop's own headers). */
+export interface Http1Framing {
+  /** The header fields to write for `req` after Host (end-to-end ones and any of the hop's own). */
+  requestHeaders(req: ProxyRequest): RawHeaders;
+  /** Turns the received response head into the response handed back. */
+  response(headers: RawHeaders): Pick<ProxyResponse, 'headers' | 'peer'>;
+  /** The same for received trailers. */
+  responseTrailers(trailers: RawHeaders): RawHeaders;
+}
+
+const plainFraming: Http1Framing = {
+  requestHeaders: (req) => req.headers,
+  response: (headers) => ({ headers }),
+  responseTrailers: (trailers) => trailers,
+};
+
+const MAX_IDLE_PER_DESTINATION = 256;
+const RESPONSE_LIMITS = { maxHeadBytes: 256 * 1024, maxHeaders: 500 };
+
+/**
+ * HTTP/1.1 to an upstream on meshlet's own codec, over a keep-alive pool per destination.
+ * The most recently used idle connection is reused first (the least likely to have been
+ * closed by the server); idle ones are closed after idleTimeoutMs. Header names keep
+ * their case: requests are written from raw header lists.
+ */
+export class Http1Upstream {
+  readonly #options: Required<Http1UpstreamOptions>;
+  readonly #idle = new Map<string, UpstreamConnection[]>();
+  #sweeper: NodeJS.Timeout | undefined;
+
+  constructor(options: Http1UpstreamOptions) {
+    this.#options = { connector: plainConnector, framing: plainFraming, ...options };
+  }
+
+  async send(req: ProxyRequest, dst: OrigDst): Promise<ProxyResponse> {
+    const key = `${dst.address}|${dst.port}`;
+    const reused = this.#takeIdle(key);
+    if (!reused) return this.#connect(key, dst).exchange(req);
+    try {
+      return await reused.exchange(req);
+    } catch (err) {
+      // A reused connection the server had closed, before any byte of the response: the
+      // keep-alive race. A request without a body (or whose body never started) never
+      // reached the app: send it again on a fresh connection.
+      if (!(err instanceof StaleConnection)) throw err;
+      return this.#connect(key, dst).exchange(req);
+    }
+  }
+
+  /** Closes every idle connection. */
+  close(): void {
+    for (const list of this.#idle.values()) for (const c of list) c.socket.destroy();
+    this.#idle.clear();
+    clearInterval(this.#sweeper);
+  }
+
+  #takeIdle(key: string): UpstreamConnection | undefined {
+    const list = this.#idle.get(key);
+    if (!list) return undefined;
+    let c: UpstreamConnection | undefined;
+    while ((c = list.pop())) if (c.usable) return c;
+    return undefined;
+  }
+
+  #connect(key: string, dst: OrigDst): UpstreamConnection {
+    return new UpstreamConnection(this.#options.connector(dst), this.#options, (c) => this.#release(key, c));
+  }
+
+  #release(key: string, c: UpstreamConnection): void {
+    let list = this.#idle.get(key);
+    if (!list) this.#idle.set(key, (list = []));
+    if (list.length >= MAX_IDLE_PER_DESTINATION) {
+      c.socket.destroy();
+      return;
+    }
+    list.push(c);
+    this.#sweeper ??= setInterval(() => this.#sweep(), Math.max(250, Math.min(5000, this.#options.idleTimeoutMs / 4))).unref();
+  }
+
+  /** Closes connections idle longer than idleTimeoutMs: one timer for the whole pool, none per request. */
+  #sweep(): void {
+    const oldest = performance.now() - this.#options.idleTimeoutMs;
+    for (const [key, list] of this.#idle) {
+      const keep = list.filter((c) => c.usable && (c.idleSince > oldest || (c.socket.destroy(), false)));
+      if (keep.length > 0) this.#idle.set(key, keep);
+      else this.#idle.delete(key);
+    }
+    if (this.#idle.size === 0) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+    }
+  }
+}
+
+/** The exchange under way on a connection. */
+interface Pending {
+  readonly req: ProxyRequest;
+  readonly resolve: (res: ProxyResponse) => void;
+  readonly reject: (err: unknown) => void;
+  responseBody: PushBody | undefined;
+  writer: BodyWriter | undefined;
+  requestDone: boolean;
+  responseDone: boolean;
+  /** Any byte of the response arrived. */
+  answered: boolean;
+  keepAlive: boolean;
+  onAbort: (() => void) | undefined;
+}
+
+class UpstreamConnection {
+  readonly socket: net.Socket;
+  readonly #parser: Http1Parser;
+  readonly #options: Required<Http1UpstreamOptions>;
+  readonly #release: (c: UpstreamConnection) => void;
+  #connected = false;
+  #connectTimer: NodeJS.Timeout | undefined;
+  #pending: Pending | undefined;
+  #uses = 0;
+  #closed = false;
+  idleSince = 0;
+
+  constructor(upstream: ReturnType<Connector>, options: Required<Http1UpstreamOptions>, release: (c: UpstreamConnection) => void) {
+    this.#options = options;
+    this.#release = release;
+    const socket = (this.socket = upstream.socket);
+    this.#parser = new Http1Parser(
+      'response',
+      {
+        onHead: (head) => this.#onHead(head),
+        onBody: (chunk) => this.#pending?.responseBody?.push(chunk),
+        onMessageEnd: (trailers) => this.#onResponseEnd(trailers),
+        onError: (err) => this.#onParseError(err),
+      },
+      RESPONSE_LIMITS,
+    );
+    this.#connectTimer = setTimeout(
+      () => socket.destroy(connectFailure(new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no connection within ${options.connectTimeoutMs} ms`))),
+      options.connectTimeoutMs,
+    );
+    socket.once(upstream.readyEvent, () => {
+      this.#connected = true;
+      clearTimeout(this.#connectTimer);
+    });
+    socket.on('data', (data: Buffer) => {
+      if (this.#pending) this.#pending.answered = true;
+      this.#parser.execute(data);
+    });
+    socket.on('drain', () => this.#pending?.writer?.drained());
+    socket.on('end', () => {
+      this.#parser.finish();
+      this.#fail(Object.assign(new Error('the upstream closed the connection'), { code: 'ECONNRESET' }));
+    });
+    socket.on('error', (err) => this.#fail(err));
+    socket.once('close', () => this.#fail(Object.assign(new Error('the upstream connection closed'), { code: 'ECONNRESET' })));
+  }
+
+  /** Idle, open, and not half-closed by the server. */
+  get usable(): boolean {
+    return !this.#closed && !this.#pending && this.socket.writable && this.socket.readable;
+  }
+
+  exchange(req: ProxyRequest): Promise<ProxyResponse> {
+    return new Promise((resolve, reject) => {
+      const socket = this.socket;
+      const pending: Pending = {
+        req,
+        resolve,
+        reject,
+        responseBody: undefined,
+        writer: undefined,
+        requestDone: !req.body,
+        responseDone: false,
+        answered: false,
+        keepAlive: true,
+        onAbort: undefined,
+      };
+      this.#pending = pending;
+      this.#uses++;
+      if (req.signal.aborted) {
+        this.#fail(bodyAbort('the client went away'));
+        return;
+      }
+      pending.onAbort = () => socket.destroy();
+      req.signal.addEventListener('abort', pending.onAbort, { once: true });
+      this.#parser.expect(req.method);
+      const headers = [req.hostName, req.authority, ...this.#options.framing.requestHeaders(req)];
+      const body = req.body;
+      const chunked = body !== undefined && get(req.headers, 'content-length') === undefined;
+      if (chunked) headers.push('Transfer-Encoding', 'chunked');
+      socket.cork();
+      try {
+        socket.write(requestHead(req.method, req.path, headers));
+      } catch (err) {
+        socket.uncork();
+        this.#fail(err);
+        return;
+      }
+      if (body) {
+        pending.writer = new BodyWriter(socket, body, chunked ? 'chunked' : 'length', (err) => this.#requestWritten(pending, err));
+        pending.writer.start();
+      }
+      socket.uncork();
+    });
+  }
+
+  #requestWritten(pending: Pending, err: BodyAbort | undefined): void {
+    if (err) {
+      this.socket.destroy(new Error(`the client's request body was cut short: ${err.message}`));
+      return;
+    }
+    pending.requestDone = true;
+    if (pending.responseDone) this.#done(pending);
+  }
+
+  #onHead(head: Head): boolean | void {
+    const pending = this.#pending;
+    if (!pending) {
+      this.socket.destroy(); // a response nobody asked for
+      return false;
+    }
+    if (head.status < 200 && head.status !== 101) {
+      if (head.status === 100) pending.req.onContinue();
+      return;
+    }
+    clearTimeout(this.#connectTimer);
+    pending.keepAlive = head.keepAlive && !head.upgrade && head.framing !== 'eof';
+    const framed = this.#options.framing.response(endToEnd(head.headers));
+    const body =
+      head.framing === 'none'
+        ? undefined
+        : (pending.responseBody = new PushBody(
+            {
+              pause: () => this.socket.pause(),
+              resume: () => this.socket.resume(),
+              cancel: () => this.socket.destroy(),
+            },
+            head.framing === 'length' ? head.contentLength : undefined,
+          ));
+    pending.resolve({ status: head.status, ...(head.reason ? { reason: head.reason } : {}), ...framed, body, flag: '-' });
+  }
+
+  #onResponseEnd(trailers: string[]): boolean {
+    const pending = this.#pending;
+    if (!pending) return false;
+    pending.responseDone = true;
+    pending.responseBody?.finish(trailers.length > 0 ? this.#options.framing.responseTrailers(trailers) : trailers);
+    if (pending.requestDone) this.#done(pending);
+    return true; // anything more before the next request is refused by the parser: no response was expected
+  }
+
+  #onParseError(err: Http1ParseError): void {
+    this.socket.destroy(err);
+  }
+
+  /** Both directions of the exchange are complete: back to the pool, or closed. */
+  #done(pending: Pending): void {
+    if (pending.onAbort) pending.req.signal.removeEventListener('abort', pending.onAbort);
+    this.#pending = undefined;
+    if (!pending.keepAlive || this.#closed || !this.socket.writable) {
+      this.#closed = true;
+      this.socket.destroy();
+      return;
+    }
+    this.idleSince = performance.now();
+    this.#release(this);
+  }
+
+  #fail(err: unknown): void {
+    const pending = this.#pending;
+    this.#closed = true;
+    clearTimeout(this.#connectTimer);
+    if (!this.socket.destroyed) this.socket.destroy();
+    if (!pending) return;
+    this.#pending = undefined;
+    if (pending.onAbort) pending.req.signal.removeEventListener('abort', pending.onAbort);
+    const reason = bodyAbort(`the upstream connection closed: ${(err as Error).message}`);
+    pending.writer?.cancel(reason);
+    if (pending.responseBody) {
+      if (!pending.responseDone) pending.responseBody.fail(reason);
+      return;
+    }
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    const stale = this.#uses > 1 && !pending.answered && (!pending.req.body || !pending.writer) && STALE_CONNECTION.has(code);
+    pending.reject(stale ? new StaleConnection() : beforeResponse(err, this.#connected));
+  }
 }
 
 // Errors that mean a kept-alive connection was closed by the server just as we reused it
 // (the "keep-alive race" behind many 503s users report of both anchors).
 const STALE_CONNECTION = new Set(['ECONNRESET', 'EPIPE']);
-
-/**
- * HTTP/1.1 to an upstream, over a keep-alive pool per destination (node:http's Agent
- * pools per host:port). Header names keep their case: requests are written from raw
- * header lists.
- */
-export class Http1Upstream {
-  readonly #agent: http.Agent;
-  readonly #options: Http1UpstreamOptions;
-
-  constructor(options: Http1UpstreamOptions) {
-    this.#options = options;
-    // LIFO: the most recently used connection is the least likely to have been closed by the server.
-    this.#agent = new http.Agent({ keepAlive: true, scheduling: 'lifo', timeout: options.idleTimeoutMs, maxFreeSockets: 256 });
-  }
-
-  async send(req: ProxyRequest, dst: OrigDst): Promise<ProxyResponse> {
-    try {
-      return await this.#attempt(req, dst);
-    } catch (err) {
-      // A request without a body that failed on a reused connection before any response
-      // byte never reached the app: send it again on a fresh connection.
-      if (!(err instanceof StaleConnection)) throw err;
-      return this.#attempt(req, dst, true);
-    }
-  }
-
-  #attempt(req: ProxyRequest, dst: OrigDst, fresh = false): Promise<ProxyResponse> {
-    return new Promise<ProxyResponse>((resolve, reject) => {
-      const headers: RawHeaders = [req.hostName, req.authority, ...req.headers];
-      if (req.body && get(req.headers, 'content-length') === undefined) headers.push('Transfer-Encoding', 'chunked');
-      const upstream = http.request({
-        agent: fresh ? false : this.#agent, // false: a connection of its own, not pooled
-        host: dst.address,
-        port: dst.port,
-        method: req.method,
-        path: req.path,
-        headers,
-        setHost: false,
-        signal: req.signal,
-      });
-      let connected = false;
-      let timer: NodeJS.Timeout | undefined;
-      upstream.on('socket', (socket) => {
-        socket.setNoDelay(true);
-        if (!socket.connecting) {
-          connected = true;
-          return;
-        }
-        timer = setTimeout(() => upstream.destroy(connectFailure(new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no connection within ${this.#options.connectTimeoutMs} ms`))), this.#options.connectTimeoutMs);
-        socket.once('connect', () => {
-          connected = true;
-          clearTimeout(timer);
-        });
-      });
-      upstream.on('continue', () => req.onContinue());
-      upstream.once('response', (res) => {
-        clearTimeout(timer);
-        const status = res.statusCode ?? 502;
-        resolve({
-          status,
-          ...(res.statusMessage ? { reason: res.statusMessage } : {}),
-          headers: endToEnd(res.rawHeaders),
-          body: hasNoBody(req.method, status) ? (res.resume(), undefined) : h2Body(res, () => res.rawTrailers),
-          flag: '-',
-        });
-      });
-      upstream.on('error', (err: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        if (!req.body && upstream.reusedSocket && !fresh && STALE_CONNECTION.has(err.code ?? '')) reject(new StaleConnection());
-        else reject(beforeResponse(err, connected));
-      });
-      if (!req.body) {
-        upstream.end();
-        return;
-      }
-      const body = req.body;
-      let done = false;
-      upstream.on('drain', () => body.resume());
-      upstream.once('close', () => {
-        if (!done) body.cancel(bodyAbort('the upstream closed'));
-      });
-      body.pipe({
-        data: (chunk) => upstream.destroyed || upstream.write(chunk),
-        end: (trailers) => {
-          done = true;
-          if (trailers.length > 0) upstream.addTrailers(pairs(trailers));
-          upstream.end();
-        },
-        abort: (err) => {
-          done = true;
-          upstream.destroy(new Error(`the client's request body was cut short: ${err.message}`));
-        },
-      });
-    });
-  }
-
-  close(): void {
-    this.#agent.destroy();
-  }
-}
 
 class StaleConnection extends Error {}

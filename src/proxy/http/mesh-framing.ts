@@ -1,11 +1,14 @@
 import type { H2ServerFraming } from './h2-downstream.ts';
 import type { H2Framing } from './h2-upstream.ts';
-import { caseOf, get, isMeshHop, MESH_CASE_HEADER, MESH_METADATA_HEADER, MESH_PROTOCOL_HEADER, restoreCase, type RawHeaders } from './headers.ts';
+import type { Http1ServerFraming } from './http1-downstream.ts';
+import type { Http1Framing } from './http1-upstream.ts';
+import { caseOf, get, isMeshHop, MESH_CASE_HEADER, MESH_METADATA_HEADER, MESH_PROTOCOL_HEADER, restoreCase, without, type RawHeaders } from './headers.ts';
 import type { WorkloadMetadata } from '../../pipeline/exchange.ts';
 import { decodeMetadata, encodeMetadata } from './peer-metadata.ts';
 
-// meshlet/h2 between sidecars carries each app request as one HTTP/2 stream, whatever
-// the app spoke. Three headers travel with it and are removed on arrival:
+// meshlet/http1 between sidecars carries an app's HTTP/1.1 requests as they are, with the
+// sending workload in meshlet-peer-metadata. meshlet/h2 carries each app request as one
+// HTTP/2 stream, whatever the app spoke. Three headers travel with it and are removed on arrival:
 //   meshlet-protocol       the app's protocol (http1 or h2), so the far side speaks it to its app;
 //   meshlet-header-case    the HTTP/1.1 names whose case HTTP/2 would lose (both directions);
 //   meshlet-peer-metadata  the sending workload (both directions), for telemetry labels.
@@ -57,5 +60,27 @@ export function meshServerFraming(local: WorkloadMetadata): H2ServerFraming {
     requestTrailers: restored,
     responseHeaders: (response) => ({ [MESH_METADATA_HEADER]: metadata, ...caseHeader(response.headers) }),
     responseTrailers: caseHeader,
+  };
+}
+
+/** The outbound sidecar's side of a meshlet/http1 exchange: HTTP/1.1 keeps the names' case, so only the metadata travels. */
+export function meshHttp1ClientFraming(local: WorkloadMetadata): Http1Framing {
+  const metadata = encodeMetadata(local);
+  return {
+    requestHeaders: (req) => [...req.headers, MESH_METADATA_HEADER, metadata],
+    response(headers) {
+      const peer = decodeMetadata(get(headers, MESH_METADATA_HEADER));
+      return { headers: without(headers, isMeshHop), ...(peer ? { peer } : {}) };
+    },
+    responseTrailers: (trailers) => without(trailers, isMeshHop),
+  };
+}
+
+/** The inbound sidecar's side of a meshlet/http1 exchange. */
+export function meshHttp1ServerFraming(local: WorkloadMetadata): Http1ServerFraming {
+  const metadata = [MESH_METADATA_HEADER, encodeMetadata(local)];
+  return {
+    peer: (headers) => decodeMetadata(get(headers, MESH_METADATA_HEADER)),
+    responseHeaders: () => metadata,
   };
 }

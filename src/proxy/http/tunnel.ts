@@ -1,11 +1,10 @@
-import type http from 'node:http';
 import { MeshletError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { AcceptedConnection } from '../../pipeline/connection.ts';
 import type { Connector } from '../tcp/connectors.ts';
 import { rawErrorResponse } from './error-response.ts';
 import { isMeshHop, without } from './headers.ts';
-import type { TunnelHandler } from './http1-downstream.ts';
+import type { TunnelHandler, TunnelRequest } from './http1-downstream.ts';
 
 /**
  * `Upgrade` (WebSocket) and CONNECT: the request head is written to a connection of its
@@ -42,9 +41,9 @@ export function tunnelHandler(connectorFor: (conn: AcceptedConnection) => Connec
   };
 }
 
-function requestHead(req: http.IncomingMessage): string {
-  const headers = without(req.rawHeaders, isMeshHop);
-  let head = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
+function requestHead(req: TunnelRequest): string {
+  const headers = without(req.headers, isMeshHop);
+  let head = `${req.method} ${req.target} HTTP/1.${req.versionMinor}\r\n`;
   for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
   return `${head}\r\n`;
 }

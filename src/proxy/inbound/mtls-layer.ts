@@ -5,7 +5,7 @@ import type { Config } from '../../config/schema.ts';
 import { describeError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Identity } from '../../tls/identity.ts';
-import { checkPeerIdentity, MESH_ALPN_H2, MESH_ALPN_TCP } from '../../tls/peer-identity.ts';
+import { checkPeerIdentity, MESH_ALPN_H2, MESH_ALPN_HTTP1, MESH_ALPN_TCP } from '../../tls/peer-identity.ts';
 import type { TcpMetrics } from '../../telemetry/tcp-metrics.ts';
 import { formatHostPort } from '../../net/addresses.ts';
 import type { AcceptedConnection, ConnectionOutcome } from '../../pipeline/connection.ts';
@@ -26,7 +26,7 @@ export interface InboundMtlsDeps {
 /** What arrived, decided from the first bytes without consuming them. `silent`: nothing yet (plaintext, server-first). */
 type Arrival = 'mesh-mtls' | 'other-tls' | 'plaintext' | 'silent';
 
-const MESH_ALPNS = [MESH_ALPN_H2, MESH_ALPN_TCP];
+const MESH_ALPNS = [MESH_ALPN_HTTP1, MESH_ALPN_H2, MESH_ALPN_TCP];
 
 async function classify(conn: AcceptedConnection, timeoutMs: number): Promise<Arrival> {
   const first = await peekFirstBytes(conn.socket, timeoutMs);
@@ -158,7 +158,8 @@ export function inboundMtlsLayer(deps: InboundMtlsDeps): Layer<AcceptedConnectio
       log.warn({ peer: formatHostPort(conn.peer.address, conn.peer.port), port: conn.origDst.port, err: describeError(err) }, 'inbound mTLS handshake failed');
       return { receivedBytes: 0, sentBytes: 0, flag: 'UF', reason: 'mtls_handshake' };
     }
-    const protocol = terminated.socket.alpnProtocol === MESH_ALPN_H2 ? 'mesh-h2' : undefined;
+    const alpn = terminated.socket.alpnProtocol;
+    const protocol = alpn === MESH_ALPN_H2 ? 'mesh-h2' : alpn === MESH_ALPN_HTTP1 ? 'mesh-http1' : undefined;
     return next({ ...conn, socket: terminated.socket, security: 'mutual_tls', peerPrincipal: terminated.principal, ...(protocol ? { protocol } : {}) });
   };
 }

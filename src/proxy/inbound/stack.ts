@@ -8,7 +8,7 @@ import { appH2, H2Downstream } from '../http/h2-downstream.ts';
 import { H2Upstream } from '../http/h2-upstream.ts';
 import { Http1Downstream } from '../http/http1-downstream.ts';
 import { Http1Upstream } from '../http/http1-upstream.ts';
-import { meshServerFraming } from '../http/mesh-framing.ts';
+import { meshHttp1ServerFraming, meshServerFraming } from '../http/mesh-framing.ts';
 import { downstreamOptions } from '../http/options.ts';
 import { workloadOf } from '../http/peer-metadata.ts';
 import { requestIdLayer } from '../http/request-id-layer.ts';
@@ -33,6 +33,7 @@ export function inboundStack(deps: StackDeps): Handler<AcceptedConnection, Conne
   const http1 = new Http1Downstream(requests, tunnelHandler(() => plainConnector, config.inbound.connectTimeout, log), downstreamOptions(config), log);
   const h2 = new H2Downstream(requests, downstreamOptions(config), log);
   const fromPeerSidecar = meshServerFraming(workloadOf(config.workload));
+  const http1FromPeerSidecar = meshHttp1ServerFraming(workloadOf(config.workload));
 
   return compose(
     [
@@ -48,6 +49,7 @@ export function inboundStack(deps: StackDeps): Handler<AcceptedConnection, Conne
     ],
     (conn) => {
       if (conn.protocol === 'mesh-h2') return h2.serve(conn, fromPeerSidecar);
+      if (conn.protocol === 'mesh-http1') return http1.serve(conn, http1FromPeerSidecar);
       if (conn.protocol === 'http1') return http1.serve(conn);
       if (conn.protocol === 'h2') return h2.serve(conn, appH2);
       return forwardTcp(conn, { connectTimeoutMs: config.inbound.connectTimeout, idleTimeoutMs: config.tcp.idleTimeout });

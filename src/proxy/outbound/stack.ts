@@ -8,7 +8,7 @@ import { appH2, H2Downstream } from '../http/h2-downstream.ts';
 import { H2Upstream } from '../http/h2-upstream.ts';
 import { Http1Downstream } from '../http/http1-downstream.ts';
 import { Http1Upstream } from '../http/http1-upstream.ts';
-import { meshClientFraming } from '../http/mesh-framing.ts';
+import { meshClientFraming, meshHttp1ClientFraming } from '../http/mesh-framing.ts';
 import { downstreamOptions } from '../http/options.ts';
 import { workloadOf } from '../http/peer-metadata.ts';
 import { requestIdLayer } from '../http/request-id-layer.ts';
@@ -18,7 +18,7 @@ import { tunnelHandler } from '../http/tunnel.ts';
 import { loopGuardLayer } from '../loop-guard-layer.ts';
 import { compose, type Handler } from '../../pipeline/compose.ts';
 import type { StackDeps } from '../stack-deps.ts';
-import { mtlsConnector, plainConnector, type Connector } from '../tcp/connectors.ts';
+import { meshHttp1Connector, mtlsConnector, plainConnector, type Connector } from '../tcp/connectors.ts';
 import { forwardTcp } from '../tcp/forward.ts';
 import { meshRouteLayer } from './mesh-route-layer.ts';
 
@@ -54,16 +54,19 @@ export function outboundStack(deps: StackDeps): Handler<AcceptedConnection, Conn
 }
 
 // The outbound request recipe: one run per HTTP request of the app. Requests to meshed
-// destinations share one pooled mTLS HTTP/2 connection (meshlet/h2) per destination;
-// others go as the app sent them, over pooled connections.
+// destinations go over pooled mTLS to the peer sidecar: HTTP/1.1 ones as HTTP/1.1
+// (meshlet/http1, one request at a time per connection, sessions resumed), HTTP/2 and
+// gRPC ones as streams of one HTTP/2 connection per destination (meshlet/h2). Others go
+// as the app sent them, over pooled connections.
 function outboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse> {
   const { config, log } = deps;
   const pool = { connectTimeoutMs: config.outbound.connectTimeout, idleTimeoutMs: config.http.upstreamIdleTimeout };
   const http1 = new Http1Upstream(pool);
   const h2c = new H2Upstream(new SessionPool(h2cSessions, pool));
   const mesh = new H2Upstream(new SessionPool(meshSessions(deps.identity, deps.peers, log), pool), meshClientFraming(workloadOf(config.workload)));
+  const meshHttp1 = new Http1Upstream({ ...pool, connector: meshHttp1Connector(deps.identity, deps.peers, log), framing: meshHttp1ClientFraming(workloadOf(config.workload)) });
   return compose([requestIdLayer(config.http.requestId), requestLogLayer(deps.log)], (req) => {
-    if (req.conn.upstreamPeer) return mesh.send(req, req.conn.origDst);
+    if (req.conn.upstreamPeer) return req.protocol === 'http1' ? meshHttp1.send(req, req.conn.origDst) : mesh.send(req, req.conn.origDst);
     return req.protocol === 'h2' ? h2c.send(req, req.conn.origDst) : http1.send(req, req.conn.origDst);
   });
 }

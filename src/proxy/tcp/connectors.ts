@@ -4,8 +4,8 @@ import tls from 'node:tls';
 import { MeshletError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Identity } from '../../tls/identity.ts';
-import type { MeshPeer } from '../../tls/mesh-peers.ts';
-import { checkPeerIdentity, MESH_ALPN_TCP } from '../../tls/peer-identity.ts';
+import type { MeshPeer, PeerLookup } from '../../tls/mesh-peers.ts';
+import { checkPeerIdentity, MESH_ALPN_HTTP1, MESH_ALPN_TCP } from '../../tls/peer-identity.ts';
 import { formatHostPort, type OrigDst } from '../../net/addresses.ts';
 import { trackOwnConnection } from '../../net/own-connections.ts';
 
@@ -28,7 +28,9 @@ export const plainConnector: Connector = (dst) => ({
  * what `peer` expects, never by hostname. A server that does not agree to the ALPN is
  * not a sidecar, and the socket is destroyed with an error before it is ready.
  */
-export function connectMeshTls(identity: Identity, peer: MeshPeer, dst: OrigDst, alpn: string, log: Logger): tls.TLSSocket {
+export function connectMeshTls(identity: Identity, peer: MeshPeer, dst: OrigDst, alpn: string, log: Logger, sessions?: TlsSessions): tls.TLSSocket {
+  const sessionKey = sessions ? `${alpn}|${dst.address}|${dst.port}|${peer.spiffeId ?? peer.trustDomain}` : '';
+  const session = sessions?.get(identity, sessionKey);
   // allowHalfOpen is honoured by tls.connect (it is handed to the TLSSocket) but missing from its types.
   const options: tls.ConnectionOptions & { allowHalfOpen: boolean } = {
     host: dst.address,
@@ -38,6 +40,7 @@ export function connectMeshTls(identity: Identity, peer: MeshPeer, dst: OrigDst,
     minVersion: 'TLSv1.3',
     rejectUnauthorized: true,
     allowHalfOpen: true,
+    ...(session ? { session } : {}),
     checkServerIdentity: (_host, cert) => {
       try {
         checkPeerIdentity(new X509Certificate(cert.raw), peer);
@@ -49,6 +52,7 @@ export function connectMeshTls(identity: Identity, peer: MeshPeer, dst: OrigDst,
   };
   const socket = trackOwnConnection(tls.connect(options));
   socket.setNoDelay(true);
+  if (sessions) socket.on('session', (ticket: Buffer) => sessions.set(identity, sessionKey, ticket));
   let stage: 'tcp' | 'handshake' | 'secure' = 'tcp';
   socket.once('connect', () => (stage = 'handshake'));
   socket.prependOnceListener('secureConnect', () => {
@@ -60,6 +64,35 @@ export function connectMeshTls(identity: Identity, peer: MeshPeer, dst: OrigDst,
     log.warn({ dst: formatHostPort(dst.address, dst.port), expected: peer.spiffeId ?? `trust domain ${peer.trustDomain}`, err: err.message }, 'outbound mTLS handshake failed');
   });
   return socket;
+}
+
+/**
+ * TLS sessions to resume, per identity and destination: a new pooled connection to a peer
+ * sidecar then skips the certificate exchange and signatures of a full handshake (about
+ * 8 ms of proxy CPU here). A rotated identity starts afresh, so the peer sees the new
+ * certificate on the next connection.
+ */
+export class TlsSessions {
+  #identity: Identity | undefined;
+  #sessions = new Map<string, Buffer>();
+  readonly #max: number;
+
+  constructor(max = 1024) {
+    this.#max = max;
+  }
+
+  get(identity: Identity, key: string): Buffer | undefined {
+    return identity === this.#identity ? this.#sessions.get(key) : undefined;
+  }
+
+  set(identity: Identity, key: string, session: Buffer): void {
+    if (identity !== this.#identity) {
+      this.#identity = identity;
+      this.#sessions = new Map();
+    }
+    if (this.#sessions.size >= this.#max && !this.#sessions.has(key)) this.#sessions.clear();
+    this.#sessions.set(key, session);
+  }
 }
 
 /**
@@ -78,4 +111,15 @@ export function isMtlsHandshakeFailure(code: string): boolean {
  */
 export function mtlsConnector(identity: () => Identity, peer: MeshPeer, log: Logger): Connector {
   return (dst) => ({ socket: connectMeshTls(identity(), peer, dst, MESH_ALPN_TCP, log), readyEvent: 'secureConnect' });
+}
+
+/** Pooled HTTP/1.1 to the peer sidecar in front of a meshed destination (ALPN meshlet/http1), resuming TLS sessions. */
+export function meshHttp1Connector(identity: () => Identity | undefined, peers: PeerLookup, log: Logger): Connector {
+  const sessions = new TlsSessions();
+  return (dst) => {
+    const id = identity();
+    const peer = peers.lookup(dst);
+    if (!id || !peer) throw new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no mesh identity or peer for ${formatHostPort(dst.address, dst.port)}`);
+    return { socket: connectMeshTls(id, peer, dst, MESH_ALPN_HTTP1, log, sessions), readyEvent: 'secureConnect' };
+  };
 }
