@@ -193,6 +193,18 @@ export const configSchema = z
         port: listenerPort.default(15020),
       })
       .prefault({}),
+    proxy: z
+      .strictObject({
+        /**
+         * The UID whose traffic the interception rules exempt (meshlet init --proxy-uid,
+         * MESHLET_PROXY_UID for both). The proxy refuses to start under another UID and
+         * GID, whose connections the rules would send back to it.
+         */
+        uid: wholeNumber('a user id', 0, 4294967294).default(1337),
+        /** The GID they exempt (meshlet init --proxy-gid); the UID when unset, as for init. */
+        gid: wholeNumber('a group id', 0, 4294967294).optional(),
+      })
+      .prefault({}),
     log: z
       .strictObject({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),

@@ -15,6 +15,7 @@ import { listenRedirected, type RedirectListener } from './listener.ts';
 import { LocalAddresses } from './loop-guard.ts';
 import { outboundStack } from './outbound/stack.ts';
 import type { StackDeps } from './stack-deps.ts';
+import { checkProxyIdentity } from './uid-check.ts';
 
 export interface RunningProxy {
   outbound: RedirectListener;
@@ -31,11 +32,14 @@ const METRIC_PREFIX = 'meshlet';
 const ADMIN_PORT = 15000;
 
 /**
- * Starts everything or nothing: when a step fails (a port taken, an identity that does
- * not load), what the earlier steps opened is closed again before the error is thrown,
- * so the process can exit at once with the reason instead of lingering half-started.
+ * Starts everything or nothing. First it refuses to run under a UID/GID whose traffic
+ * the interception rules would send back to it (uid-check.ts). Then, when a step fails
+ * (a port taken, an identity that does not load), what the earlier steps opened is
+ * closed again before the error is thrown, so the process can exit at once with the
+ * reason instead of lingering half-started.
  */
 export async function startProxy(config: Config, log: Logger): Promise<RunningProxy> {
+  await checkProxyIdentity(config, log);
   const opened: Array<() => Promise<void> | void> = [];
   try {
     const registry = new Registry();

@@ -40,6 +40,7 @@ export function testbedUnavailable(): string | undefined {
 /**
  * The environment for processes in a pod: the caller's, less NODE_OPTIONS, through which
  * a test runner injects its own hooks (they can't write their files as another user).
+ * tap adds it back to whatever it spawns, so argv() also unsets it inside the pod.
  */
 function podEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const { NODE_OPTIONS: _, ...rest } = env;
@@ -63,7 +64,7 @@ export class Pod {
 
   /** argv prefixed so it runs inside this pod, as the given user (root when none). */
   argv(command: string[], as: RunAs = {}): string[] {
-    const prefix = ['ip', 'netns', 'exec', this.netns];
+    const prefix = ['ip', 'netns', 'exec', this.netns, 'env', '-u', 'NODE_OPTIONS'];
     if (as.uid === undefined) return [...prefix, ...command];
     const gid = as.gid ?? as.uid;
     return [...prefix, 'setpriv', `--reuid=${as.uid}`, `--regid=${gid}`, '--clear-groups', '--', ...command];

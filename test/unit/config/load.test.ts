@@ -167,7 +167,7 @@ t.test('a MESHLET_* variable that names no field is an error naming the closest 
     'MESHLET_TCP_IDEL_TIMEOUT: names no configuration field; did you mean MESHLET_TCP_IDLE_TIMEOUT (tcp.idleTimeout)?',
   ]);
   t.match(problems({ env: { MESHLET_OUTBOUND_CONECT_TIMEOUT: '1s' } })[0], /did you mean MESHLET_OUTBOUND_CONNECT_TIMEOUT \(outbound\.connectTimeout\)\?$/);
-  t.match(problems({ env: { MESHLET_PROXY_UDI: '1337' } })[0], /did you mean MESHLET_PROXY_UID\?$/, "init's variables are candidates too");
+  t.match(problems({ env: { MESHLET_EXCLUDE_OUTBOUND_PORT: '5432' } })[0], /did you mean MESHLET_EXCLUDE_OUTBOUND_PORTS\?$/, "init's variables are candidates too");
   t.same(problems({ env: { MESHLET_FROBNICATE: 'yes' } }), ['MESHLET_FROBNICATE: names no configuration field (docs/proxy.md lists them)']);
   t.equal(errorOf(() => loadConfig({ env: { MESHLET_TCP_IDEL_TIMEOUT: '5s' } })).code, 'MESHLET_ERR_CONFIG');
 });

@@ -37,7 +37,9 @@ async function isFree(port: number): Promise<boolean> {
 }
 
 async function run(env: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, [MESHLET_BIN, 'proxy'], { env: { ...process.env, MESHLET_CONFIG: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Not root, the proxy cannot read the interception rules and checks its uid against proxy.uid: ours.
+  const self = { MESHLET_CONFIG: '', MESHLET_PROXY_UID: String(process.geteuid?.() ?? 0) };
+  const child = spawn(process.execPath, [MESHLET_BIN, 'proxy'], { env: { ...process.env, ...self, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
