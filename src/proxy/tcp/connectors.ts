@@ -57,7 +57,10 @@ export function connectMeshTls(identity: Identity, peer: MeshPeer, dst: OrigDst,
   socket.once('connect', () => (stage = 'handshake'));
   socket.prependOnceListener('secureConnect', () => {
     if (socket.alpnProtocol !== alpn) socket.destroy(new MeshletError('MESHLET_ERR_PEER_IDENTITY', `peer did not accept ALPN ${alpn}`));
-    else stage = 'secure';
+    else {
+      stage = 'secure';
+      if (sessions) log.debug({ dst: formatHostPort(dst.address, dst.port), alpn, resumed: socket.isSessionReused() }, 'pooled mTLS connection to a peer sidecar');
+    }
   });
   socket.once('error', (err) => {
     if (stage !== 'handshake') return; // refusals are the caller's to report; later errors are resets
