@@ -1,8 +1,10 @@
+import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { formatHostPort } from '../net/addresses.ts';
 import type { ProxyRequest, ProxyResponse } from '../pipeline/exchange.ts';
 import type { WorkloadMetadata } from '../pipeline/exchange.ts';
 import type { Handler, Layer } from '../pipeline/compose.ts';
+import { answerStatus, shapeOf } from '../pipeline/error-shape.ts';
 
 let nextRequestId = 1;
 
@@ -43,7 +45,11 @@ async function logged(log: Logger, next: Handler<ProxyRequest, ProxyResponse>, r
     log.debug(entry(response.status, response.flag, req.peer ?? response.peer), 'request');
     return response;
   } catch (err) {
-    log.debug({ ...entry(undefined, '-', req.peer), err: (err as Error).message }, 'request');
+    // The listener answers a failed request itself (proxy/http/error-response.ts), with the
+    // status and flag of the error's shape; a client that has gone gets no answer at all.
+    const shape = req.signal.aborted ? undefined : shapeOf(err);
+    const outcome = shape ? entry(answerStatus(shape, req.grpc), shape.flag, req.peer) : entry(undefined, 'DC', req.peer);
+    log.debug({ ...outcome, ...(shape ? { cause: shape.cause } : {}), err: describeError(err) }, 'request');
     throw err;
   }
 }

@@ -1,52 +1,23 @@
-import { MeshletError, type ErrorCode } from '../../errors.ts';
-import type { ResponseFlag } from '../../pipeline/connection.ts';
+import type { MeshletError } from '../../errors.ts';
+import { answerStatus, shapeOf } from '../../pipeline/error-shape.ts';
 import type { ProxyResponse } from '../../pipeline/exchange.ts';
 import { BufferedBody } from '../../pipeline/body.ts';
 
 // The one place where an error becomes a response the proxy makes itself (docs/proxy.md
-// lists the codes and why). Each carries `meshlet-error: <cause>`; gRPC requests get a
-// gRPC-shaped answer (HTTP 200, trailers-only, grpc-status) because gRPC clients report
-// a bare 503 as an opaque UNKNOWN or INTERNAL instead of the retryable UNAVAILABLE.
+// lists the codes and why; the table is pipeline/error-shape.ts, which telemetry reads
+// too). Each carries `meshlet-error: <cause>`; gRPC requests get a gRPC-shaped answer
+// (HTTP 200, trailers-only, grpc-status) because gRPC clients report a bare 503 as an
+// opaque UNKNOWN or INTERNAL instead of the retryable UNAVAILABLE.
 
 export const ERROR_HEADER = 'meshlet-error';
 
-interface Shape {
-  cause: string;
-  status: number;
-  flag: ResponseFlag;
-  /** grpc-status (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). */
-  grpc: number;
-}
-
-const SHAPES: Partial<Record<ErrorCode, Shape>> = {
-  MESHLET_ERR_UPSTREAM_CONNECT: { cause: 'upstream_connect_failure', status: 503, flag: 'UF', grpc: 14 },
-  MESHLET_ERR_UPSTREAM_RESET: { cause: 'upstream_reset', status: 503, flag: 'UC', grpc: 14 },
-  MESHLET_ERR_UPSTREAM_TIMEOUT: { cause: 'upstream_timeout', status: 504, flag: 'UT', grpc: 4 },
-  MESHLET_ERR_UPSTREAM_PROTOCOL: { cause: 'upstream_protocol_error', status: 502, flag: 'UPE', grpc: 13 },
-  MESHLET_ERR_LOOP: { cause: 'loop', status: 508, flag: 'NR', grpc: 13 },
-  MESHLET_ERR_BAD_REQUEST: { cause: 'bad_request', status: 400, flag: 'DPE', grpc: 13 },
-  MESHLET_ERR_REQUEST_HEADERS_TOO_LARGE: { cause: 'request_header_too_large', status: 431, flag: 'DPE', grpc: 13 },
-  MESHLET_ERR_REQUEST_HEADERS_TIMEOUT: { cause: 'request_header_timeout', status: 408, flag: 'DPE', grpc: 4 },
-};
-
-/** Anything not classified is the proxy's own failure: 502, gRPC INTERNAL. */
-const UNKNOWN: Shape = { cause: 'proxy_error', status: 502, flag: 'UPE', grpc: 13 };
-
-/** Whether `err` is one of ours with an answer of its own in the table above. */
-export function hasShape(err: unknown): err is MeshletError {
-  return err instanceof MeshletError && SHAPES[err.code] !== undefined;
-}
-
-export function shapeOf(err: unknown): Shape {
-  return (err instanceof MeshletError && SHAPES[err.code]) || UNKNOWN;
-}
-
 export function errorResponse(err: unknown, grpc: boolean): ProxyResponse {
   const shape = shapeOf(err);
+  const status = answerStatus(shape, grpc);
   const message = err instanceof Error ? err.message : String(err);
   if (grpc) {
     return {
-      status: 200,
+      status,
       headers: ['content-type', 'application/grpc', 'grpc-status', String(shape.grpc), 'grpc-message', encodeURIComponent(message), ERROR_HEADER, shape.cause],
       body: undefined,
       flag: shape.flag,
@@ -54,7 +25,7 @@ export function errorResponse(err: unknown, grpc: boolean): ProxyResponse {
   }
   const text = `${shape.cause}: ${message}\n`;
   return {
-    status: shape.status,
+    status,
     headers: ['content-type', 'text/plain; charset=utf-8', 'content-length', String(Buffer.byteLength(text)), ERROR_HEADER, shape.cause],
     body: new BufferedBody([Buffer.from(text)]),
     flag: shape.flag,

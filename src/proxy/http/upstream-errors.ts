@@ -1,6 +1,6 @@
 import { isMeshletError, MeshletError } from '../../errors.ts';
 import { isMtlsHandshakeFailure } from '../tcp/connectors.ts';
-import { hasShape } from './error-response.ts';
+import { hasShape } from '../../pipeline/error-shape.ts';
 
 // Errors on the way to an upstream, told apart by when they happened: before the
 // connection was made (connect failure), after it but before the response head (reset),
