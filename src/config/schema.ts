@@ -26,6 +26,12 @@ const wholeNumber = (what: string, min: number, max: number, extra?: number) => 
     .refine((n) => n === extra || (n >= min && n <= max), { error: (issue) => `${showValue(issue.input)} is out of range ${range}` });
 };
 
+/**
+ * A number shared with `meshlet init`'s variables, read by init's rule: an empty
+ * variable is the same as an unset one (how pod templates leave a setting alone).
+ */
+const initNumber = <T extends z.ZodType>(schema: T) => z.preprocess((value) => (value === '' ? undefined : value), schema);
+
 /** A port of the app or of a destination. */
 const port = wholeNumber('a port number', 1, 65535);
 
@@ -200,9 +206,9 @@ export const configSchema = z
          * MESHLET_PROXY_UID for both). The proxy refuses to start under another UID and
          * GID, whose connections the rules would send back to it.
          */
-        uid: wholeNumber('a user id', 0, 4294967294).default(1337),
+        uid: initNumber(wholeNumber('a user id', 0, 4294967294).default(1337)),
         /** The GID they exempt (meshlet init --proxy-gid); the UID when unset, as for init. */
-        gid: wholeNumber('a group id', 0, 4294967294).optional(),
+        gid: initNumber(wholeNumber('a group id', 0, 4294967294).optional()),
       })
       .prefault({}),
     log: z

@@ -53,6 +53,8 @@ t.test('without readable rules: checked against proxy.uid / proxy.gid, and the d
   t.equal(judge({ uid: 1000, gid: 1000 }, configured, unreadable).refusal, undefined);
   t.equal(judge({ uid: 7, gid: 3000 }, configured, unreadable).refusal, undefined, 'proxy.gid');
   t.match(judge({ uid: 7, gid: 7 }, configured, unreadable).refusal, /proxy\.uid is 1000 \(gid 3000\)/);
+  const empty = loadConfig({ env: { MESHLET_PROXY_UID: '', MESHLET_PROXY_GID: '' } });
+  t.same([empty.proxy.uid, empty.proxy.gid], [1337, undefined], "empty variables are unset, as meshlet init reads them");
 });
 
 const ok = (stdout: string): CommandResult => ({ code: 0, stdout, stderr: '' });
