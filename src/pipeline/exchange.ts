@@ -61,7 +61,8 @@ export interface ProxyResponse {
 
 /** `application/grpc`, `application/grpc+proto`, ... (not grpc-web, which is plain HTTP to the proxy). */
 export function isGrpc(contentType: string | undefined): boolean {
-  return contentType !== undefined && /^application\/grpc(\+|;|$)/i.test(contentType);
+  if (contentType === undefined || contentType.length < 16) return false; // most requests: no regex
+  return /^application\/grpc(\+|;|$)/i.test(contentType);
 }
 
 /** Responses that never have a body (RFC 9110 6.4.1). */

@@ -16,7 +16,8 @@ export const HOST = 'host';
 export const MESH_PROTOCOL_HEADER = 'meshlet-protocol';
 export const MESH_CASE_HEADER = 'meshlet-header-case';
 export const MESH_METADATA_HEADER = 'meshlet-peer-metadata';
-const MESH_HOP = new Set([MESH_PROTOCOL_HEADER, MESH_CASE_HEADER, MESH_METADATA_HEADER]);
+export const MESH_HEADERS = [MESH_PROTOCOL_HEADER, MESH_CASE_HEADER, MESH_METADATA_HEADER] as const;
+const MESH_HOP: ReadonlySet<string> = new Set(MESH_HEADERS);
 export const isMeshHop = (lowerName: string): boolean => MESH_HOP.has(lowerName);
 
 export function without(headers: RawHeaders, drop: (lowerName: string) => boolean): RawHeaders {
@@ -27,24 +28,50 @@ export function without(headers: RawHeaders, drop: (lowerName: string) => boolea
   return out;
 }
 
+/** Names (lower case) to drop besides the hop-by-hop ones, with their lengths precomputed. */
+export class DropNames {
+  readonly #names: ReadonlySet<string>;
+  /** lengths[n]: some name to drop (hop-by-hop or one of these) has n characters. */
+  readonly lengths: Uint8Array;
+
+  constructor(names: Iterable<string> = []) {
+    this.#names = new Set(names);
+    this.lengths = new Uint8Array(256);
+    for (const n of [...HOP_BY_HOP, ...this.#names]) if (n.length < 256) this.lengths[n.length] = 1;
+  }
+
+  has(lowerName: string): boolean {
+    return HOP_BY_HOP.has(lowerName) || this.#names.has(lowerName);
+  }
+}
+
+const HOP_BY_HOP_ONLY = new DropNames();
+
 /**
  * The end-to-end headers: hop-by-hop ones go, and so does every header that the
  * Connection header names, and any pseudo-header. `te: trailers` is the one TE value
- * that means something end to end (gRPC needs it) and is kept. `drop` removes more
- * (lower-case names) in the same pass: this runs once per request and response.
+ * that means something end to end (gRPC needs it) and is kept. `drop` removes more in the
+ * same pass. This runs once per request and response, so a name is lower-cased only when
+ * its length is that of a name to drop.
  */
-export function endToEnd(headers: RawHeaders, drop?: (lowerName: string) => boolean): RawHeaders {
+export function endToEnd(headers: RawHeaders, drop: DropNames = HOP_BY_HOP_ONLY): RawHeaders {
   const named = connectionNamed(headers);
+  const lengths = drop.lengths;
   const out: RawHeaders = [];
   for (let i = 0; i < headers.length; i += 2) {
-    const lower = headers[i]!.toLowerCase();
+    const name = headers[i]!;
     const value = headers[i + 1]!;
-    if (lower === 'te') {
-      if (value.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) out.push(headers[i]!, 'trailers');
+    if (named === undefined && name.charCodeAt(0) !== 58 /* : */ && (name.length > 255 || lengths[name.length] === 0)) {
+      out.push(name, value);
       continue;
     }
-    if (HOP_BY_HOP.has(lower) || named?.has(lower) || lower.startsWith(':') || drop?.(lower)) continue;
-    out.push(headers[i]!, value);
+    const lower = name.toLowerCase();
+    if (lower === 'te') {
+      if (value.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) out.push(name, 'trailers');
+      continue;
+    }
+    if (drop.has(lower) || named?.has(lower) || lower.startsWith(':')) continue;
+    out.push(name, value);
   }
   return out;
 }

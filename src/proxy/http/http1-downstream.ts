@@ -7,10 +7,10 @@ import type { Handler } from '../../pipeline/compose.ts';
 import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
 import { hasNoBody, isGrpc, type ProxyRequest, type ProxyResponse, type WorkloadMetadata } from '../../pipeline/exchange.ts';
 import { errorResponse, rawErrorResponse } from './error-response.ts';
-import { BodyWriter, type OutgoingFraming } from './h1/body-writer.ts';
+import { MessageWriter, type OutgoingFraming } from './h1/body-writer.ts';
 import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
 import { responseHead } from './h1/serialize.ts';
-import { endToEnd, get, isMeshHop, without, type RawHeaders } from './headers.ts';
+import { DropNames, endToEnd, get, isMeshHop, MESH_HEADERS, without, type RawHeaders } from './headers.ts';
 
 export interface Http1DownstreamOptions {
   maxHeaderBytes: number;
@@ -81,7 +81,7 @@ interface Exchange {
   /** The response head went out. */
   responding: boolean;
   responseDone: boolean;
-  writer: BodyWriter | undefined;
+  writer: MessageWriter | undefined;
 }
 
 class ClientConnection {
@@ -225,7 +225,7 @@ class ClientConnection {
         hostName,
         body,
         grpc: isGrpc(get(raw, 'content-type')),
-        ...(peer ? { peer } : {}),
+        peer,
         signal: aborted.signal,
         onContinue: () => {
           if (head.expectContinue && !exchange.responding && !this.#socket.destroyed) this.#socket.write(CONTINUE);
@@ -287,15 +287,18 @@ class ClientConnection {
     }
     if (this.#closing) headers.push('Connection', 'close');
     else if (head.versionMinor === 0) headers.push('Connection', 'keep-alive');
-    socket.cork();
-    socket.write(responseHead(response.status, response.reason ?? '', headers));
-    if (framing && body) {
-      exchange.writer = new BodyWriter(socket, body, framing, (err) => this.#responseWritten(exchange, err));
-      exchange.writer.start();
-    } else {
-      this.#responseWritten(exchange, undefined);
+    let text: string;
+    try {
+      text = responseHead(response.status, response.reason ?? '', headers);
+    } catch (err) {
+      // A header no HTTP/1.1 message may carry (from an HTTP/2 upstream): the proxy's own 502 instead.
+      body?.cancel(bodyAbort('the response head cannot be written as HTTP/1.1'));
+      if (response.flag === '-' && framing !== undefined) return this.#respond(exchange, errorResponse(err, exchange.request.grpc));
+      socket.destroy();
+      return;
     }
-    socket.uncork();
+    exchange.writer = new MessageWriter(socket, text, framing ? body : undefined, framing ?? 'length', (err) => this.#responseWritten(exchange, err));
+    exchange.writer.start();
   }
 
   #responseWritten(exchange: Exchange, err: BodyAbort | undefined): void {
@@ -376,4 +379,4 @@ class ClientConnection {
 }
 
 /** Host travels as the request's authority; mesh headers are never taken from an app. */
-const dropFromRequest = (name: string) => name === 'host' || isMeshHop(name);
+const dropFromRequest = new DropNames(['host', ...MESH_HEADERS]);

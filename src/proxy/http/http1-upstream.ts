@@ -5,7 +5,7 @@ import { bodyAbort, PushBody, type BodyAbort } from '../../pipeline/body.ts';
 import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
 import type { RawHeaders } from '../../pipeline/headers.ts';
 import { plainConnector, type Connector } from '../tcp/connectors.ts';
-import { BodyWriter } from './h1/body-writer.ts';
+import { MessageWriter } from './h1/body-writer.ts';
 import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
 import { requestHead } from './h1/serialize.ts';
 import { endToEnd, get } from './headers.ts';
@@ -121,7 +121,7 @@ interface Pending {
   readonly resolve: (res: ProxyResponse) => void;
   readonly reject: (err: unknown) => void;
   responseBody: PushBody | undefined;
-  writer: BodyWriter | undefined;
+  writer: MessageWriter | undefined;
   requestDone: boolean;
   responseDone: boolean;
   /** Any byte of the response arrived. */
@@ -210,19 +210,15 @@ class UpstreamConnection {
       const body = req.body;
       const chunked = body !== undefined && get(req.headers, 'content-length') === undefined;
       if (chunked) headers.push('Transfer-Encoding', 'chunked');
-      socket.cork();
+      let text: string;
       try {
-        socket.write(requestHead(req.method, req.path, headers));
+        text = requestHead(req.method, req.path, headers);
       } catch (err) {
-        socket.uncork();
         this.#fail(err);
         return;
       }
-      if (body) {
-        pending.writer = new BodyWriter(socket, body, chunked ? 'chunked' : 'length', (err) => this.#requestWritten(pending, err));
-        pending.writer.start();
-      }
-      socket.uncork();
+      pending.writer = new MessageWriter(socket, text, body, chunked ? 'chunked' : 'length', (err) => this.#requestWritten(pending, err));
+      pending.writer.start();
     });
   }
 
@@ -259,7 +255,8 @@ class UpstreamConnection {
             },
             head.framing === 'length' ? head.contentLength : undefined,
           ));
-    pending.resolve({ status: head.status, ...(head.reason ? { reason: head.reason } : {}), ...framed, body, flag: '-' });
+    // One shape for every response (no spreads): objects of one shape keep the callers' property access monomorphic.
+    pending.resolve({ status: head.status, reason: head.reason || undefined, headers: framed.headers, body, peer: framed.peer, flag: '-' });
   }
 
   #onResponseEnd(trailers: string[]): boolean {

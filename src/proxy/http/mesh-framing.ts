@@ -70,7 +70,7 @@ export function meshHttp1ClientFraming(local: WorkloadMetadata): Http1Framing {
     requestHeaders: (req) => [...req.headers, MESH_METADATA_HEADER, metadata],
     response(headers) {
       const peer = decodeMetadata(get(headers, MESH_METADATA_HEADER));
-      return { headers: without(headers, isMeshHop), ...(peer ? { peer } : {}) };
+      return { headers: without(headers, isMeshHop), peer };
     },
     responseTrailers: (trailers) => without(trailers, isMeshHop),
   };

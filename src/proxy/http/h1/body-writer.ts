@@ -7,19 +7,23 @@ import { chunkHeader, CRLF, trailerBlock } from './serialize.ts';
 export type OutgoingFraming = 'length' | 'chunked' | 'close';
 
 /**
- * Writes `body` to `socket` in `framing`, with backpressure (the body waits for the
- * socket's 'drain', which the connection forwards to `drained()`), and reports its end.
- * One per body; nothing is buffered here beyond the socket's own buffer.
+ * Writes a message to `socket`: its head, then its body in `framing`, with backpressure
+ * (the body waits for the socket's 'drain', which the connection forwards to
+ * `drained()`), and reports the end. The head goes out in the same write as the bytes of
+ * the body already in hand, as one buffer: a small message is one write, one segment.
  */
-export class BodyWriter {
+export class MessageWriter {
   readonly #socket: net.Socket;
-  readonly #body: Body;
+  readonly #body: Body | undefined;
   readonly #chunked: boolean;
   readonly #done: (err: BodyAbort | undefined) => void;
+  /** The head, until it is written. */
+  #head: string | undefined;
   #finished = false;
 
-  constructor(socket: net.Socket, body: Body, framing: OutgoingFraming, done: (err: BodyAbort | undefined) => void) {
+  constructor(socket: net.Socket, head: string, body: Body | undefined, framing: OutgoingFraming, done: (err: BodyAbort | undefined) => void) {
     this.#socket = socket;
+    this.#head = head;
     this.#body = body;
     this.#chunked = framing === 'chunked';
     this.#done = done;
@@ -31,20 +35,21 @@ export class BodyWriter {
 
   start(): void {
     const socket = this.#socket;
-    this.#body.pipe({
-      data: (chunk) => {
-        if (socket.destroyed) return false;
-        if (!this.#chunked) return socket.write(chunk);
-        socket.cork();
-        socket.write(chunkHeader(chunk.length));
-        socket.write(chunk);
-        const ok = socket.write(CRLF);
-        socket.uncork();
-        return ok;
-      },
+    const body = this.#body;
+    if (!body) {
+      this.#flushHead();
+      this.#finished = true;
+      this.#done(undefined);
+      return;
+    }
+    body.pipe({
+      data: (chunk) => (socket.destroyed ? false : socket.write(this.#frame(chunk))),
       end: (trailers: RawHeaders) => {
         this.#finished = true;
-        if (this.#chunked && !socket.destroyed) socket.write(trailerBlock(trailers));
+        if (!socket.destroyed) {
+          if (this.#chunked) socket.write(this.#withHead(trailerBlock(trailers)));
+          else this.#flushHead();
+        }
         this.#done(undefined);
       },
       abort: (err) => {
@@ -52,17 +57,47 @@ export class BodyWriter {
         this.#done(err);
       },
     });
+    // Nothing of the body in hand yet: the head goes now, so the peer is not kept waiting for it.
+    this.#flushHead();
   }
 
   /** The socket has room again. */
   drained(): void {
-    if (!this.#finished) this.#body.resume();
+    if (!this.#finished) this.#body?.resume();
   }
 
   /** The connection is gone before the body was written. */
   cancel(reason: BodyAbort): void {
     if (this.#finished) return;
     this.#finished = true;
-    this.#body.cancel(reason);
+    this.#body?.cancel(reason);
+  }
+
+  #flushHead(): void {
+    const head = this.#head;
+    if (head === undefined || this.#socket.destroyed) return;
+    this.#head = undefined;
+    this.#socket.write(Buffer.from(head, 'latin1'));
+  }
+
+  #withHead(text: string): Buffer | string {
+    const head = this.#head;
+    if (head === undefined) return text;
+    this.#head = undefined;
+    return Buffer.from(head + text, 'latin1');
+  }
+
+  /** One buffer: the head if it is still to go, the chunk's framing and the chunk. */
+  #frame(chunk: Buffer): Buffer {
+    const head = this.#head;
+    if (head === undefined && !this.#chunked) return chunk;
+    this.#head = undefined;
+    const before = (head ?? '') + (this.#chunked ? chunkHeader(chunk.length) : '');
+    const after = this.#chunked ? 2 : 0;
+    const out = Buffer.allocUnsafe(before.length + chunk.length + after);
+    out.write(before, 0, 'latin1');
+    chunk.copy(out, before.length);
+    if (after) out.write(CRLF, before.length + chunk.length, 'latin1');
+    return out;
   }
 }
