@@ -7,7 +7,7 @@ import type { Handler } from '../../pipeline/compose.ts';
 import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
 import { hasNoBody, isGrpc, type ProxyRequest, type ProxyResponse, type WorkloadMetadata } from '../../pipeline/exchange.ts';
 import { errorResponse, rawErrorResponse } from './error-response.ts';
-import { MessageWriter, type OutgoingFraming } from './h1/body-writer.ts';
+import { MessageWriter, type OutgoingFraming } from './h1/message-writer.ts';
 import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
 import { responseHead } from './h1/serialize.ts';
 import { DropNames, endToEnd, get, isMeshHop, MESH_HEADERS, without, type RawHeaders } from './headers.ts';

@@ -5,7 +5,7 @@ import { bodyAbort, PushBody, type BodyAbort } from '../../pipeline/body.ts';
 import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
 import type { RawHeaders } from '../../pipeline/headers.ts';
 import { plainConnector, type Connector } from '../tcp/connectors.ts';
-import { MessageWriter } from './h1/body-writer.ts';
+import { MessageWriter } from './h1/message-writer.ts';
 import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
 import { requestHead } from './h1/serialize.ts';
 import { endToEnd, get } from './headers.ts';
