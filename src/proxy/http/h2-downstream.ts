@@ -5,6 +5,7 @@ import { formatHostPort } from '../../net/addresses.ts';
 import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
 import type { Handler } from '../../pipeline/compose.ts';
 import { h2Body, pipeBodyToH2 } from './h2-body.ts';
+import { endWithPeer, sessionMemoryMb, track } from './h2-session.ts';
 import { errorResponse } from './error-response.ts';
 import { isGrpc, type HttpProtocol, type ProxyRequest, type ProxyResponse } from '../../pipeline/exchange.ts';
 import { endToEnd, fromH2Raw, get, isMeshHop, toH2, without, type RawHeaders } from './headers.ts';
@@ -67,14 +68,18 @@ export class H2Downstream {
       const session = http2.performServerHandshake(socket, {
         maxHeaderListPairs: 1000,
         maxSendHeaderBlockLength: this.#options.maxHeaderBytes,
+        maxSessionMemory: sessionMemoryMb(this.#options.maxConcurrentStreams),
         settings: { maxConcurrentStreams: this.#options.maxConcurrentStreams, maxHeaderListSize: this.#options.maxHeaderBytes, enablePush: false },
       });
       session.on('error', (err) => {
         state.flag = 'DPE';
         this.#log.debug({ conn: conn.id, err: err.message }, 'HTTP/2 session error from the client');
       });
+      const open = new Set<http2.Http2Stream>();
+      // The listeners' sockets are half-open (for opaque TCP): a client's FIN ends the session here.
+      endWithPeer(session, socket, open);
       session.on('stream', (stream, headers, flags: number, raw: string[]) => {
-        void this.#onStream(conn, framing, stream, headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || stream.endAfterHeaders, raw, state);
+        void this.#onStream(conn, framing, track(open, stream), headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || stream.endAfterHeaders, raw, state);
       });
       // The client's socket is closed when the session ends; keep going until then.
       session.once('close', () => socket.destroy());

@@ -1,12 +1,19 @@
 import type http2 from 'node:http2';
 import { MeshletError } from '../../errors.ts';
 import { formatHostPort, type OrigDst } from '../../net/addresses.ts';
+import { endWithPeer, track } from './h2-session.ts';
 
-/** Makes a new HTTP/2 client session to a destination (h2c to an app, or meshlet/h2 to a peer sidecar). */
+/**
+ * Makes a new HTTP/2 client session to a destination (h2c to an app, or meshlet/h2 to a
+ * peer sidecar), on a half-open socket (allowHalfOpen: the pool ends the session when the
+ * peer ends the connection).
+ */
 export type SessionFactory = (dst: OrigDst) => http2.ClientHttp2Session;
 
 export interface PooledSession {
   readonly session: http2.ClientHttp2Session;
+  /** Opens a stream on the session (the pool keeps count, to reset the unfinished ones if the peer goes). */
+  request(headers: http2.OutgoingHttpHeaders, options: http2.ClientSessionRequestOptions): http2.ClientHttp2Stream;
   /** Whether the session ever completed its connection (so a failure on it is not a connect failure). */
   connected(): boolean;
   /**
@@ -20,8 +27,9 @@ export interface PooledSession {
 
 /**
  * One HTTP/2 session per destination, shared by every request to it. A session that
- * received GOAWAY, closed or failed leaves the pool at once (its open streams finish on
- * it) and the next request opens a new one. Streams beyond the peer's
+ * received GOAWAY, closed, failed or whose connection the peer ended leaves the pool at
+ * once (its open streams finish on it, or are reset when the peer can no longer finish
+ * them) and the next request opens a new one. Streams beyond the peer's
  * SETTINGS_MAX_CONCURRENT_STREAMS wait inside nghttp2 until one finishes.
  */
 export class SessionPool {
@@ -56,11 +64,13 @@ export class SessionPool {
       session.once('close', () => reject(Object.assign(new Error('the HTTP/2 session closed before the peer sent its SETTINGS'), { code: 'ERR_HTTP2_SESSION_CLOSED' })));
     });
     ready.catch(() => {}); // a session failing with no request waiting on it is no unhandled rejection
-    const pooled: PooledSession = { session, connected: () => connected, ready };
+    const open = new Set<http2.Http2Stream>();
+    const pooled: PooledSession = { session, request: (headers, options) => track(open, session.request(headers, options)), connected: () => connected, ready };
     this.#sessions.set(key, pooled);
     const leave = () => {
       if (this.#sessions.get(key) === pooled) this.#sessions.delete(key);
     };
+    endWithPeer(session, session.socket, open, leave);
     session.on('goaway', leave);
     session.once('close', () => {
       clearTimeout(timer);
