@@ -5,7 +5,7 @@ import { formatHostPort } from '../../net/addresses.ts';
 import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
 import type { Handler } from '../../pipeline/compose.ts';
 import { h2Body, pipeBodyToH2 } from './h2-body.ts';
-import { endWithPeer, sessionMemoryMb, track } from './h2-session.ts';
+import { CONNECTION_WINDOW, endWithPeer, sessionMemoryMb, STREAM_WINDOW, track } from './h2-session.ts';
 import { errorResponse } from './error-response.ts';
 import { isGrpc, type HttpProtocol, type ProxyRequest, type ProxyResponse } from '../../pipeline/exchange.ts';
 import { endToEnd, fromH2Raw, get, isMeshHop, toH2, without, type RawHeaders } from './headers.ts';
@@ -69,8 +69,9 @@ export class H2Downstream {
         maxHeaderListPairs: 1000,
         maxSendHeaderBlockLength: this.#options.maxHeaderBytes,
         maxSessionMemory: sessionMemoryMb(this.#options.maxConcurrentStreams),
-        settings: { maxConcurrentStreams: this.#options.maxConcurrentStreams, maxHeaderListSize: this.#options.maxHeaderBytes, enablePush: false },
+        settings: { initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: this.#options.maxConcurrentStreams, maxHeaderListSize: this.#options.maxHeaderBytes, enablePush: false },
       });
+      session.setLocalWindowSize(CONNECTION_WINDOW);
       session.on('error', (err) => {
         state.flag = 'DPE';
         this.#log.debug({ conn: conn.id, err: err.message }, 'HTTP/2 session error from the client');

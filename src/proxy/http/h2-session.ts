@@ -6,6 +6,19 @@ const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2.constants;
 // What every HTTP/2 session meshlet opens or accepts has in common (docs/http.md, "HTTP/2").
 
 /**
+ * Receive windows, both ends of every hop. A stream window is what the sender may have in
+ * flight on one stream, and so what the proxy may come to hold for a stream whose next hop
+ * is slower than the one before it (4 MiB until measured: 1000 such streams on a session
+ * could hold 4 GB). The connection window is what all streams of a session may have in
+ * flight together; it holds nothing, since node:http2 takes connection-level data off the
+ * window as it arrives, whatever the streams' readers do. node:http2 leaves it at 65,535
+ * bytes whatever the settings say, which held each session, and so every stream between
+ * two pods, to 64 KiB per round trip. Figures in docs/http.md.
+ */
+export const STREAM_WINDOW = 256 * 1024;
+export const CONNECTION_WINDOW = 4 * 1024 * 1024;
+
+/**
  * node:http2 refuses new streams with ENHANCE_YOUR_CALM once a session holds more than
  * `maxSessionMemory` (10 MB by default), counting the data written to its streams and not
  * yet sent, and after 100 refusals it destroys the session with every stream on it. Between

@@ -8,23 +8,24 @@ import { MESH_ALPN_H2 } from '../../tls/peer-identity.ts';
 import { formatHostPort, type OrigDst } from '../../net/addresses.ts';
 import { trackOwnConnection } from '../../net/own-connections.ts';
 import { connectMeshTls } from '../tcp/connectors.ts';
-import { sessionMemoryMb } from './h2-session.ts';
+import { CONNECTION_WINDOW, sessionMemoryMb, STREAM_WINDOW } from './h2-session.ts';
 import type { SessionFactory } from './session-pool.ts';
 
-// Big windows: the defaults (64 KiB per stream) throttle one bulk stream to a few MB/s per
-// round trip. Streams on one session are as many as the peer allows: a meshlet peer
-// announces 1000 (http/options.ts), and its session memory is sized for them.
-const SESSION_OPTIONS = { settings: { initialWindowSize: 4 * 1024 * 1024, enablePush: false }, maxSessionMemory: sessionMemoryMb(1000) } satisfies http2.ClientSessionOptions;
+// Streams on one session are as many as the peer allows: a meshlet peer announces 1000
+// (http/options.ts), and the session memory is sized for them.
+const SESSION_OPTIONS = { settings: { initialWindowSize: STREAM_WINDOW, enablePush: false }, maxSessionMemory: sessionMemoryMb(1000) } satisfies http2.ClientSessionOptions;
 
-const authority = (dst: OrigDst) => `http://${formatHostPort(dst.address, dst.port)}`;
+/** A client session to `dst` on the socket `connect` makes (half-open: the pool ends the session when the peer ends the connection). */
+function session(dst: OrigDst, connect: () => net.Socket): http2.ClientHttp2Session {
+  const s = http2.connect(`http://${formatHostPort(dst.address, dst.port)}`, { ...SESSION_OPTIONS, createConnection: connect });
+  // Not before 'connect': node:http2 refuses to change the window of a session still connecting.
+  s.once('connect', () => s.setLocalWindowSize(CONNECTION_WINDOW));
+  return s;
+}
 
 /** h2c with prior knowledge to an app (or a destination outside the mesh). */
 export const h2cSessions: SessionFactory = (dst) =>
-  http2.connect(authority(dst), {
-    ...SESSION_OPTIONS,
-    // Half-open: the pool ends the session when the app ends the connection (h2-session.ts).
-    createConnection: () => trackOwnConnection(net.connect({ host: dst.address, port: dst.port, noDelay: true, allowHalfOpen: true })),
-  });
+  session(dst, () => trackOwnConnection(net.connect({ host: dst.address, port: dst.port, noDelay: true, allowHalfOpen: true })));
 
 /** meshlet/h2 over mTLS to the peer sidecar in front of `dst`, verified as `peers` says it must be. */
 export function meshSessions(identity: () => Identity | undefined, peers: PeerLookup, log: Logger): SessionFactory {
@@ -32,9 +33,6 @@ export function meshSessions(identity: () => Identity | undefined, peers: PeerLo
     const id = identity();
     const peer = peers.lookup(dst);
     if (!id || !peer) throw new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no mesh identity or peer for ${formatHostPort(dst.address, dst.port)}`);
-    return http2.connect(authority(dst), {
-      ...SESSION_OPTIONS,
-      createConnection: () => connectMeshTls(id, peer, dst, MESH_ALPN_H2, log),
-    });
+    return session(dst, () => connectMeshTls(id, peer, dst, MESH_ALPN_H2, log));
   };
 }

@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import t, { type Test } from 'tap';
+import { CONNECTION_WINDOW, STREAM_WINDOW } from '../../../src/proxy/http/h2-session.ts';
 import { MESH_ALPN_H2 } from '../../../src/tls/peer-identity.ts';
 import { loadIdentity } from '../../../src/tls/identity.ts';
 import { h2App, h2Request, h2Session } from '../../helpers/http.ts';
@@ -151,6 +152,25 @@ for (const topology of TOPOLOGIES) {
     await within(closed, 5000, "the sidecar's side of the connection closing");
     await within(outbound.outcomes[0]!, 5000, 'the connection accounted for');
     t.pass('the sidecar closed the connection, and its connection pipeline finished');
+  });
+}
+
+for (const topology of TOPOLOGIES) {
+  t.test(`every session the proxy opens or accepts has the stream and connection windows of h2-session.ts (${topology})`, async (t) => {
+    let atApp: { stream: number | undefined; connection: number } | undefined;
+    const app = await h2App((stream) => {
+      const session = stream.session!;
+      atApp = { stream: session.remoteSettings.initialWindowSize, connection: session.state.remoteWindowSize! };
+      stream.respond({ ':status': 200 });
+      stream.end('ok');
+    });
+    t.teardown(() => app.close());
+    const { port } = await through(t, topology, () => app.port);
+    const session = h2Session(t, port);
+    t.equal((await h2Request(session, { ':path': '/' })).status, 200);
+    const announced = { stream: STREAM_WINDOW, connection: CONNECTION_WINDOW };
+    t.same(atApp, announced, "the app's view of the proxy's session (h2c upstream)");
+    t.same({ stream: session.remoteSettings.initialWindowSize, connection: session.state.remoteWindowSize }, announced, "the client's view of the listener's session");
   });
 }
 
