@@ -11,7 +11,8 @@ import { unmapIPv4 } from './addresses.ts';
 // Every place that opens a connection calls trackOwnConnection on its socket. The cost
 // is one string and one Set entry per connection, removed when the socket closes.
 
-const open = new Set<string>();
+/** Local address|port of each open connection → where it goes ('' while unknown). */
+const open = new Map<string, string>();
 const tracked = new WeakSet<net.Socket>();
 
 const keyOf = (address: string, port: number) => `${unmapIPv4(address)}|${port}`;
@@ -22,8 +23,11 @@ const keyOf = (address: string, port: number) => `${unmapIPv4(address)}|${port}`
  * event loop runs again after the connect was issued, since the connection may be
  * accepted by our own listener on the loop's next turn. Calling it twice is harmless.
  */
-export function trackOwnConnection<S extends net.Socket>(socket: S): S {
+export function trackOwnConnection<S extends net.Socket>(socket: S, dst?: { address: string; port: number }): S {
   if (tracked.has(socket)) return socket;
+  // The kernel may give an app's connection the same local port as one of ours to another
+  // destination: with the destination in the key, only our own connection matches.
+  const to = dst ? keyOf(dst.address, dst.port) : '';
   tracked.add(socket);
   let key: string | undefined;
   let closed = false;
@@ -32,7 +36,7 @@ export function trackOwnConnection<S extends net.Socket>(socket: S): S {
     const local = boundAddress(socket);
     if (local === undefined) return;
     key = keyOf(local.address, local.port);
-    open.add(key);
+    open.set(key, to);
   };
   register(); // connected already, or connect() issued already (the kernel picked the port)
   if (key === undefined) {
@@ -48,9 +52,16 @@ export function trackOwnConnection<S extends net.Socket>(socket: S): S {
   return socket;
 }
 
-/** Whether a peer at `address`:`port` is one of this process's own open connections. */
-export function isOwnConnection(address: string, port: number): boolean {
-  return open.size > 0 && open.has(keyOf(address, port));
+/**
+ * Whether a peer at `address`:`port` is one of this process's own open connections; with
+ * `dst` (the accepted connection's original destination), only if that connection was
+ * made to `dst`.
+ */
+export function isOwnConnection(address: string, port: number, dst?: { address: string; port: number }): boolean {
+  if (open.size === 0) return false;
+  const to = open.get(keyOf(address, port));
+  if (to === undefined) return false;
+  return to === '' || dst === undefined || to === keyOf(dst.address, dst.port);
 }
 
 /** How many connections are tracked now (for tests and diagnostics). */

@@ -3,7 +3,7 @@ import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { TcpMetrics } from '../telemetry/tcp-metrics.ts';
 import { reporterOf } from '../telemetry/tcp-metrics.ts';
-import { formatHostPort, peerOf } from '../net/addresses.ts';
+import { formatHostPort, peerOf, type OrigDst } from '../net/addresses.ts';
 import { isOwnConnection } from '../net/own-connections.ts';
 import type { AcceptedConnection, ConnectionOutcome, Direction } from '../pipeline/connection.ts';
 import { readOriginalDst } from '../net/original-dst.ts';
@@ -36,7 +36,13 @@ export async function listenRedirected(
   const loops = new LoopRefusalLog(deps.log);
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     const peer = peerOf(socket);
-    if (isOwnConnection(peer.address, peer.port)) {
+    let origDst: OrigDst | undefined;
+    try {
+      origDst = readOriginalDst(socket);
+    } catch {
+      // reported below, once it is known not to be our own connection
+    }
+    if (isOwnConnection(peer.address, peer.port, origDst)) {
       deps.metrics.refused.inc({ reporter: reporterOf(direction), reason: 'loop' });
       loops.refused({ direction, peer: formatHostPort(peer.address, peer.port) });
       socket.resetAndDestroy();
@@ -49,7 +55,7 @@ export async function listenRedirected(
     socket.once('close', () => active.delete(socket));
     let conn: AcceptedConnection;
     try {
-      conn = { id: nextConnectionId++, direction, socket, peer, origDst: readOriginalDst(socket), security: 'none' };
+      conn = { id: nextConnectionId++, direction, socket, peer, origDst: origDst ?? readOriginalDst(socket), security: 'none' };
     } catch (err) {
       deps.metrics.refused.inc({ reporter: reporterOf(direction), reason: 'no_original_dst' });
       deps.log.warn({ direction, err: describeError(err) }, 'cannot recover the original destination; connection reset');

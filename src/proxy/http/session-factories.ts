@@ -25,7 +25,7 @@ function session(dst: OrigDst, connect: () => net.Socket): http2.ClientHttp2Sess
 
 /** h2c with prior knowledge to an app (or a destination outside the mesh). */
 export const h2cSessions: SessionFactory = (dst) =>
-  session(dst, () => trackOwnConnection(net.connect({ host: dst.address, port: dst.port, noDelay: true, allowHalfOpen: true })));
+  session(dst, () => trackOwnConnection(net.connect({ host: dst.address, port: dst.port, noDelay: true, allowHalfOpen: true }), dst));
 
 /** meshlet/h2 over mTLS to the peer sidecar in front of `dst`, verified as `peers` says it must be. */
 export function meshSessions(identity: () => Identity | undefined, peers: PeerLookup, log: Logger): SessionFactory {

@@ -18,7 +18,7 @@ export interface Upstream {
 export type Connector = (dst: OrigDst) => Upstream;
 
 export const plainConnector: Connector = (dst) => ({
-  socket: trackOwnConnection(net.connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true })),
+  socket: trackOwnConnection(net.connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true }), dst),
   readyEvent: 'connect',
 });
 
@@ -50,7 +50,7 @@ export function connectMeshTls(identity: Identity, peer: MeshPeer, dst: OrigDst,
       }
     },
   };
-  const socket = trackOwnConnection(tls.connect(options));
+  const socket = trackOwnConnection(tls.connect(options), dst);
   socket.setNoDelay(true);
   if (sessions) socket.on('session', (ticket: Buffer) => sessions.set(identity, sessionKey, ticket));
   let stage: 'tcp' | 'handshake' | 'secure' = 'tcp';

@@ -88,3 +88,15 @@ t.test('a connection that fails leaves nothing behind', async (t) => {
   await closed;
   t.equal(ownConnectionCount(), before);
 });
+
+t.test('the same local port towards another destination is not ours: an app can share an ephemeral port with one of our connections', async (t) => {
+  const srv = await server();
+  t.teardown(srv.close);
+  const ours = trackOwnConnection(net.connect({ host: '127.0.0.1', port: srv.port }), { address: '127.0.0.1', port: srv.port });
+  await new Promise((resolve) => ours.once('connect', resolve));
+  const [address, port] = [ours.localAddress!, ours.localPort!];
+  t.ok(isOwnConnection(address, port, { address: '127.0.0.1', port: srv.port }), 'ours, redirected back with its own destination');
+  t.notOk(isOwnConnection(address, port, { address: '10.1.2.3', port: 8080 }), 'an app on the same local port, going elsewhere');
+  t.ok(isOwnConnection(address, port), 'without a destination to compare, the port alone decides');
+  await destroyed(ours);
+});
