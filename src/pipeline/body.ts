@@ -70,11 +70,6 @@ export class BufferedBody implements Body {
   cancel(): void {
     this.#done = true;
   }
-
-  /** A fresh copy that delivers the same bytes again (retries). */
-  replay(): BufferedBody {
-    return new BufferedBody(this.#chunks, this.#trailers);
-  }
 }
 
 /** Flow control of whatever feeds a PushBody (a socket, a stream). */
@@ -108,16 +103,6 @@ export class PushBody implements Body {
   constructor(producer: BodyProducer, length?: number) {
     this.#producer = producer;
     this.length = length;
-  }
-
-  /** Whether the reader gave up (its cancel() was called). */
-  get cancelled(): boolean {
-    return this.#cancelled;
-  }
-
-  /** Whether end or abort reached the sink. */
-  get settled(): boolean {
-    return this.#delivered;
   }
 
   /** From the producer: body bytes. */
@@ -202,16 +187,4 @@ export class PushBody implements Body {
       this.#producer.resume();
     }
   }
-}
-
-/** Reads a whole body into memory (tests, small bodies); rejects when it was cut short. */
-export function readAll(body: Body): Promise<{ data: Buffer; trailers: RawHeaders }> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    body.pipe({
-      data: (chunk) => (chunks.push(chunk), true),
-      end: (trailers) => resolve({ data: Buffer.concat(chunks), trailers }),
-      abort: reject,
-    });
-  });
 }

@@ -1,5 +1,4 @@
 import http2 from 'node:http2';
-import type { Readable } from 'node:stream';
 import { bodyAbort, PushBody, type Body } from '../../pipeline/body.ts';
 import type { RawHeaders } from '../../pipeline/headers.ts';
 
@@ -12,17 +11,14 @@ const { NGHTTP2_CANCEL } = http2.constants;
 // its 'end' alone would then reach the far side as complete when it was cut short, which
 // is why every stream's end is checked against its rstCode first.
 
-/** The body of a received HTTP/2 stream (or any readable); `trailers` is read when it ends. */
-export function h2Body(stream: Readable & { rstCode?: number }, trailers: () => RawHeaders, length?: number): Body {
+/** The body of a received HTTP/2 stream; `trailers` is read when it ends. */
+export function h2Body(stream: http2.Http2Stream, trailers: () => RawHeaders, length?: number): Body {
   const body = new PushBody(
     {
       pause: () => stream.pause(),
       resume: () => stream.resume(),
       cancel: () => {
-        if (stream.destroyed) return;
-        const h2 = stream as Partial<http2.Http2Stream>;
-        if (typeof h2.close === 'function') h2.close(NGHTTP2_CANCEL);
-        else stream.destroy();
+        if (!stream.destroyed) stream.close(NGHTTP2_CANCEL);
       },
     },
     length,

@@ -135,10 +135,3 @@ export function restoreCase(headers: RawHeaders, caseList: string | undefined, d
   }
   return out;
 }
-
-/** Node's addTrailers wants [name, value] pairs. */
-export function pairs(headers: RawHeaders): Array<[string, string]> {
-  const out: Array<[string, string]> = [];
-  for (let i = 0; i < headers.length; i += 2) out.push([headers[i]!, headers[i + 1]!]);
-  return out;
-}

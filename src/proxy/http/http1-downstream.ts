@@ -28,7 +28,8 @@ export interface Http1ServerFraming {
 }
 
 /** An app's own HTTP/1.1: nothing added, nothing taken. */
-export const appHttp1: Http1ServerFraming = { peer: () => undefined, responseHeaders: () => [] };
+const NO_HEADERS: RawHeaders = [];
+export const appHttp1: Http1ServerFraming = { peer: () => undefined, responseHeaders: () => NO_HEADERS };
 
 /** What a tunnel (`Upgrade`, CONNECT) is handed: the request head as received, and the bytes read past it. */
 export interface TunnelRequest {

@@ -8,7 +8,8 @@ import { hasShape } from '../../pipeline/error-shape.ts';
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ETIMEDOUT', 'EHOSTDOWN']);
 // ERR_HTTP2_ERROR is nghttp2 refusing what the upstream sent (bytes that are not HTTP/2,
-// a frame or header HTTP/2 forbids); HPE_* is llhttp doing the same for HTTP/1.1.
+// a frame or header HTTP/2 forbids). meshlet's own HTTP/1.1 parser raises
+// MESHLET_ERR_UPSTREAM_PROTOCOL itself, which keeps its shape above.
 const PROTOCOL_CODES = new Set(['ERR_HTTP2_ERROR', 'ERR_HTTP2_PROTOCOL_ERROR', 'ERR_HTTP2_INVALID_HEADER_VALUE']);
 
 export function connectFailure(err: unknown): MeshletError {
@@ -23,7 +24,7 @@ export function beforeResponse(err: unknown, connected: boolean): MeshletError {
   if (hasShape(err)) return err;
   const code = (err as NodeJS.ErrnoException).code ?? '';
   if (!connected || CONNECT_CODES.has(code) || isMtlsHandshakeFailure(code)) return connectFailure(err);
-  if (code.startsWith('HPE_') || PROTOCOL_CODES.has(code)) {
+  if (PROTOCOL_CODES.has(code)) {
     return new MeshletError('MESHLET_ERR_UPSTREAM_PROTOCOL', `upstream sent an invalid response: ${describe(err)}`, { cause: err });
   }
   return new MeshletError('MESHLET_ERR_UPSTREAM_RESET', `upstream closed or reset before the response: ${describe(err)}`, { cause: err });

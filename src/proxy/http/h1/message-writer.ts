@@ -29,10 +29,6 @@ export class MessageWriter {
     this.#done = done;
   }
 
-  get finished(): boolean {
-    return this.#finished;
-  }
-
   start(): void {
     const socket = this.#socket;
     const body = this.#body;

@@ -1,0 +1,83 @@
+import t from 'tap';
+import { bodyAbort, BufferedBody, PushBody, type BodySink } from '../../../src/pipeline/body.ts';
+
+// The pipeline's bodies on their own, with a fake producer and sink: backpressure both
+// ways, the end with its trailers, an abort, and a reader that gives up.
+
+function producer() {
+  const calls: string[] = [];
+  return { calls, pause: () => calls.push('pause'), resume: () => calls.push('resume'), cancel: () => calls.push('cancel') };
+}
+
+function sink(accept: () => boolean = () => true) {
+  const got: { data: string[]; end?: string[]; abort?: string } = { data: [] };
+  const s: BodySink = {
+    data: (chunk) => (got.data.push(chunk.toString()), accept()),
+    end: (trailers) => (got.end = trailers),
+    abort: (err) => (got.abort = err.message),
+  };
+  return { got, s };
+}
+
+t.test('PushBody: chunks before a sink wait, and more than 64 KiB waiting pauses the producer', async (t) => {
+  const p = producer();
+  const body = new PushBody(p, 5);
+  body.push(Buffer.from('ab'));
+  t.same(p.calls, [], 'a little is held without pausing');
+  body.push(Buffer.alloc(64 * 1024));
+  t.same(p.calls, ['pause'], 'past the high-water mark the producer pauses');
+  const { got, s } = sink();
+  body.pipe(s);
+  t.equal(got.data.length, 2, 'what waited is delivered at once');
+  t.same(p.calls, ['pause', 'resume'], 'drained: the producer resumes');
+  body.finish(['X-Sum', '1']);
+  t.same(got.end, ['X-Sum', '1'], 'the end carries the trailers');
+  t.equal(body.length, 5);
+});
+
+t.test('PushBody: a full sink stops the flow until it resumes the body', async (t) => {
+  const p = producer();
+  const body = new PushBody(p);
+  let room = false;
+  const { got, s } = sink(() => room);
+  body.pipe(s);
+  body.push(Buffer.from('one'));
+  t.same(p.calls, ['pause'], 'the sink said it is full');
+  body.push(Buffer.from('two'));
+  body.finish([]);
+  t.same(got.data, ['one'], 'nothing more until resume()');
+  t.equal(got.end, undefined, 'and the end waits behind the data');
+  room = true;
+  body.resume();
+  t.same(got.data, ['one', 'two']);
+  t.same(got.end, [], 'ended after the last chunk');
+});
+
+t.test('PushBody: a failed body reaches the sink as an abort, and a cancelled one stops its producer', async (t) => {
+  const failed = new PushBody(producer());
+  const a = sink();
+  failed.pipe(a.s);
+  failed.push(Buffer.from('partial'));
+  failed.fail(bodyAbort('reset', 8));
+  t.equal(a.got.abort, 'reset');
+  t.equal(a.got.end, undefined, 'never taken for whole');
+
+  const p = producer();
+  const cancelled = new PushBody(p);
+  cancelled.cancel(bodyAbort('the reader went away'));
+  cancelled.push(Buffer.from('late'));
+  t.same(p.calls, ['cancel'], 'the producer is told once, and later bytes are dropped');
+});
+
+t.test('BufferedBody: delivers its chunks with backpressure, then its trailers', async (t) => {
+  const body = new BufferedBody([Buffer.from('a'), Buffer.alloc(0), Buffer.from('b')], ['T', '1']);
+  t.equal(body.length, 2, 'empty chunks do not count');
+  let room = false;
+  const { got, s } = sink(() => room);
+  body.pipe(s);
+  t.same(got.data, ['a']);
+  room = true;
+  body.resume();
+  t.same(got.data, ['a', 'b']);
+  t.same(got.end, ['T', '1']);
+});
