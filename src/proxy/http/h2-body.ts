@@ -11,8 +11,8 @@ const { NGHTTP2_CANCEL } = http2.constants;
 // its 'end' alone would then reach the far side as complete when it was cut short, which
 // is why every stream's end is checked against its rstCode first.
 
-/** The body of a received HTTP/2 stream; `trailers` is read when it ends. */
-export function h2Body(stream: http2.Http2Stream, trailers: () => RawHeaders, length?: number): Body {
+/** The body of a received HTTP/2 stream with head `headers`; `trailers` is read when it ends. */
+export function h2Body(stream: http2.Http2Stream, headers: http2.IncomingHttpHeaders, trailers: () => RawHeaders): Body {
   const body = new PushBody(
     {
       pause: () => stream.pause(),
@@ -21,7 +21,7 @@ export function h2Body(stream: http2.Http2Stream, trailers: () => RawHeaders, le
         if (!stream.destroyed) stream.close(NGHTTP2_CANCEL);
       },
     },
-    length,
+    declaredLength(headers),
   );
   stream.on('data', (chunk: Buffer) => body.push(chunk));
   stream.once('end', () => {
@@ -58,4 +58,12 @@ export function pipeBodyToH2(body: Body, stream: http2.Http2Stream, sendTrailers
       if (!stream.destroyed) stream.close(err.rstCode ?? resetCode);
     },
   });
+}
+
+/** A declared content-length, which an HTTP/1.1 hop can then send as is. */
+function declaredLength(h: http2.IncomingHttpHeaders): number | undefined {
+  const v = h['content-length'];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }

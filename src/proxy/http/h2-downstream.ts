@@ -115,7 +115,7 @@ export class H2Downstream {
       scheme: String(h[':scheme'] ?? 'http'),
       headers: without(head.headers, (n) => n === 'host'),
       hostName: head.hostName,
-      body: noBody ? undefined : h2Body(stream, () => trailers, contentLength(h)),
+      body: noBody ? undefined : h2Body(stream, h, () => trailers),
       grpc: isGrpc(get(head.headers, 'content-type')),
       ...(head.peer ? { peer: head.peer } : {}),
       signal: aborted.signal,
@@ -157,12 +157,4 @@ export class H2Downstream {
     // An upstream RST_STREAM's code is mirrored; a response cut short otherwise is INTERNAL_ERROR.
     pipeBodyToH2(body, stream, (trailers) => stream.sendTrailers(toH2(trailers, framing.responseTrailers(trailers))), NGHTTP2_INTERNAL_ERROR);
   }
-}
-
-/** A declared content-length, which an HTTP/1.1 hop can then send as is. */
-export function contentLength(h: http2.IncomingHttpHeaders): number | undefined {
-  const v = h['content-length'];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }

@@ -1,7 +1,6 @@
 import http2 from 'node:http2';
 import type { OrigDst } from '../../net/addresses.ts';
 import { h2Body, pipeBodyToH2 } from './h2-body.ts';
-import { contentLength } from './h2-downstream.ts';
 import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
 import { fromH2Raw, isMeshHop, toH2, without, type RawHeaders } from './headers.ts';
 import type { SessionPool } from './session-pool.ts';
@@ -85,7 +84,7 @@ export class H2Upstream {
         const framed = this.#framing.response({ status, headers: fromH2Raw(raw) }, req);
         // A response head with END_STREAM (trailers-only gRPC, 204, HEAD) has no body and must stay one frame.
         const ended = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || stream.endAfterHeaders;
-        resolve({ status, ...framed, body: ended ? (stream.resume(), undefined) : h2Body(stream, () => trailers, contentLength(h)), flag: '-' });
+        resolve({ status, ...framed, body: ended ? (stream.resume(), undefined) : h2Body(stream, h, () => trailers), flag: '-' });
       });
       stream.on('error', (err) => {
         if (responded) return; // the body's reader sees it

@@ -103,7 +103,6 @@ class ClientConnection {
   #headTimer: NodeJS.Timeout | undefined;
   /** No further request is taken: the client or a response asked to close, or the input is broken. */
   #closing = false;
-  #ended = false;
 
   constructor(
     conn: AcceptedConnection,
@@ -360,7 +359,6 @@ class ClientConnection {
   }
 
   #onEnd(): void {
-    this.#ended = true;
     this.#parser.finish();
     if (!this.#exchange) this.#socket.end();
     else this.#closing = true;
