@@ -9,6 +9,8 @@ export interface OrigDst {
   readonly address: string;
   readonly port: number;
   readonly family: 4 | 6;
+  /** `address|port`: the destination as a map key, made once per connection rather than per request. */
+  readonly key: string;
 }
 
 /** The remote end of an accepted connection, as the proxy sees it. */
@@ -20,7 +22,7 @@ export interface PeerAddr {
 
 export function origDst(address: string, port: number): OrigDst {
   const family = net.isIPv6(address) ? 6 : 4;
-  return { kind: 'orig-dst', address, port, family };
+  return { kind: 'orig-dst', address, port, family, key: `${address}|${port}` };
 }
 
 export function peerOf(socket: net.Socket): PeerAddr {

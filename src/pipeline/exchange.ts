@@ -1,3 +1,4 @@
+import type { RequestAbort } from './abort.ts';
 import type { Body } from './body.ts';
 import type { AcceptedConnection, ResponseFlag } from './connection.ts';
 import type { RawHeaders } from './headers.ts';
@@ -40,7 +41,7 @@ export interface ProxyRequest {
   /** The calling workload, when a peer sidecar said who it is. */
   readonly peer?: WorkloadMetadata;
   /** Aborted when the client goes away; whatever is under way upstream is then cancelled. */
-  readonly signal: AbortSignal;
+  readonly abort: RequestAbort;
   /** The upstream answered 100 Continue: tell the client to send its body. */
   readonly onContinue: () => void;
 }

@@ -47,7 +47,7 @@ async function logged(log: Logger, next: Handler<ProxyRequest, ProxyResponse>, r
   } catch (err) {
     // The listener answers a failed request itself (proxy/http/error-response.ts), with the
     // status and flag of the error's shape; a client that has gone gets no answer at all.
-    const shape = req.signal.aborted ? undefined : shapeOf(err);
+    const shape = req.abort.aborted ? undefined : shapeOf(err);
     const outcome = shape ? entry(answerStatus(shape, req.grpc), shape.flag, req.peer) : entry(undefined, 'DC', req.peer);
     log.debug({ ...outcome, ...(shape ? { cause: shape.cause } : {}), err: describeError(err) }, 'request');
     throw err;

@@ -42,6 +42,10 @@ t.test('L7 through a sidecar pair over mTLS: a (meshlet) → b (meshlet, strict)
   await t.test('each sidecar learns the other workload from meshlet-peer-metadata', async (t) => {
     const r = await curl(a, dir, [`http://${b.ipv4}:${PORT.h1}/metadata`]);
     t.equal(r.status, 200, r.stderr);
+    // Each sidecar wrote its line before the response left it, but this process reads their
+    // output through pipes: wait until both lines have come through.
+    await proxyB.waitForLine(/"direction":"inbound".*"path":"\/metadata"/);
+    await proxyA.waitForLine(/"direction":"outbound".*"path":"\/metadata"/);
     const requestLines = (proc: typeof proxyA) =>
       proc
         .output()

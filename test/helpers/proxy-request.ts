@@ -1,3 +1,4 @@
+import { RequestAbort } from '../../src/pipeline/abort.ts';
 import type { AcceptedConnection } from '../../src/pipeline/connection.ts';
 import type { ProxyRequest } from '../../src/pipeline/exchange.ts';
 
@@ -13,7 +14,7 @@ export const proxyRequest = (over: Partial<ProxyRequest> = {}): ProxyRequest => 
   hostName: 'HoSt',
   body: undefined,
   grpc: false,
-  signal: new AbortController().signal,
+  abort: new RequestAbort(),
   onContinue: () => {},
   ...over,
 });

@@ -1,5 +1,6 @@
 import http2 from 'node:http2';
 import type { Logger } from '../../log.ts';
+import { RequestAbort } from '../../pipeline/abort.ts';
 import { bodyAbort } from '../../pipeline/body.ts';
 import { formatHostPort } from '../../net/addresses.ts';
 import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
@@ -96,7 +97,7 @@ export class H2Downstream {
     raw: string[],
     state: { flag: ResponseFlag },
   ): Promise<void> {
-    const aborted = new AbortController();
+    const aborted = new RequestAbort();
     stream.once('close', () => {
       if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR || !stream.writableFinished) aborted.abort();
     });
@@ -118,7 +119,7 @@ export class H2Downstream {
       body: noBody ? undefined : h2Body(stream, h, () => trailers),
       grpc: isGrpc(get(head.headers, 'content-type')),
       ...(head.peer ? { peer: head.peer } : {}),
-      signal: aborted.signal,
+      abort: aborted,
       onContinue: () => {
         if (!stream.headersSent && !stream.destroyed) stream.additionalHeaders({ ':status': 100 });
       },
@@ -127,14 +128,14 @@ export class H2Downstream {
     try {
       response = await this.#handler(request);
     } catch (err) {
-      if (aborted.signal.aborted) return;
+      if (aborted.aborted) return;
       response = errorResponse(err, request.grpc);
     }
     if (response.flag !== '-') state.flag = response.flag;
-    this.#write(stream, response, request, framing, aborted.signal);
+    this.#write(stream, response, request, framing, aborted);
   }
 
-  #write(stream: http2.ServerHttp2Stream, response: ProxyResponse, req: ProxyRequest, framing: H2ServerFraming, aborted: AbortSignal): void {
+  #write(stream: http2.ServerHttp2Stream, response: ProxyResponse, req: ProxyRequest, framing: H2ServerFraming, aborted: RequestAbort): void {
     const body = response.body;
     if (aborted.aborted || stream.destroyed) {
       body?.cancel(bodyAbort('the client reset its stream'));

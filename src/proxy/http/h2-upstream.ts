@@ -69,7 +69,7 @@ export class H2Upstream {
       });
       let stream: http2.ClientHttp2Stream;
       try {
-        stream = pooled.request(headers, { endStream: !req.body, waitForTrailers: !!req.body, signal: req.signal });
+        stream = pooled.request(headers, { endStream: !req.body, waitForTrailers: !!req.body, signal: req.abort.signal });
       } catch (err) {
         reject(beforeResponse(err, pooled.connected()));
         return;

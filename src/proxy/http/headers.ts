@@ -81,8 +81,14 @@ function connectionNamed(headers: RawHeaders): Set<string> | undefined {
   let named: Set<string> | undefined;
   for (let i = 0; i < headers.length; i += 2) {
     if (headers[i]!.length !== 10 || headers[i]!.toLowerCase() !== 'connection') continue;
+    const value = headers[i + 1]!;
+    // `keep-alive` and `close` (nearly every Connection header) name no header but a hop-by-hop one.
+    if (value.length <= 10) {
+      const lower = value.toLowerCase();
+      if (lower === 'keep-alive' || lower === 'close') continue;
+    }
     named ??= new Set();
-    for (const token of headers[i + 1]!.split(',')) {
+    for (const token of value.split(',')) {
       const name = token.trim().toLowerCase();
       if (name) named.add(name);
     }

@@ -2,7 +2,8 @@ import type net from 'node:net';
 import { MeshletError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { formatHostPort } from '../../net/addresses.ts';
-import { bodyAbort, PushBody, type BodyAbort } from '../../pipeline/body.ts';
+import { RequestAbort } from '../../pipeline/abort.ts';
+import { bodyAbort, PushBody, type BodyAbort, type BodyProducer } from '../../pipeline/body.ts';
 import type { Handler } from '../../pipeline/compose.ts';
 import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
 import { hasNoBody, isGrpc, type ProxyRequest, type ProxyResponse, type WorkloadMetadata } from '../../pipeline/exchange.ts';
@@ -76,7 +77,7 @@ interface Exchange {
   readonly head: Head;
   readonly request: ProxyRequest;
   readonly body: PushBody | undefined;
-  readonly aborted: AbortController;
+  readonly aborted: RequestAbort;
   /** The whole request message was read. */
   requestDone: boolean;
   /** The response head went out. */
@@ -85,7 +86,8 @@ interface Exchange {
   writer: MessageWriter | undefined;
 }
 
-class ClientConnection {
+/** One client connection; it is also the producer of the request bodies it reads. */
+class ClientConnection implements BodyProducer {
   readonly #conn: AcceptedConnection;
   readonly #framing: Http1ServerFraming;
   readonly #socket: net.Socket;
@@ -153,7 +155,7 @@ class ClientConnection {
     const ready = this.#undispatched;
     if (ready) {
       this.#undispatched = undefined;
-      if (!ready.aborted.signal.aborted) void this.#handle(ready);
+      if (!ready.aborted.aborted) void this.#handle(ready);
     }
     if (this.#upgrade) {
       this.#handOver(this.#upgrade);
@@ -192,19 +194,8 @@ class ClientConnection {
     }
     if (!head.keepAlive) this.#closing = true;
     const conn = this.#conn;
-    const aborted = new AbortController();
-    const body =
-      head.framing === 'none'
-        ? undefined
-        : new PushBody(
-            {
-              pause: () => this.#socket.pause(),
-              resume: () => this.#socket.resume(),
-              // Nobody will read the rest of this request: the connection cannot carry another one.
-              cancel: () => this.#socket.destroy(),
-            },
-            head.framing === 'length' ? head.contentLength : undefined,
-          );
+    const aborted = new RequestAbort();
+    const body = head.framing === 'none' ? undefined : new PushBody(this, head.framing === 'length' ? head.contentLength : undefined);
     const peer = this.#framing.peer(raw);
     const exchange: Exchange = {
       head,
@@ -226,7 +217,7 @@ class ClientConnection {
         body,
         grpc: isGrpc(get(raw, 'content-type')),
         peer,
-        signal: aborted.signal,
+        abort: aborted,
         onContinue: () => {
           if (head.expectContinue && !exchange.responding && !this.#socket.destroyed) this.#socket.write(CONTINUE);
         },
@@ -235,6 +226,20 @@ class ClientConnection {
     this.#exchange = exchange;
     this.#undispatched = exchange;
     return true;
+  }
+
+  // The request body's producer: the socket is its source.
+  pause(): void {
+    this.#socket.pause();
+  }
+
+  resume(): void {
+    this.#socket.resume();
+  }
+
+  /** Nobody will read the rest of this request: the connection cannot carry another one. */
+  cancel(): void {
+    this.#socket.destroy();
   }
 
   #onRequestEnd(trailers: string[]): boolean {
@@ -252,7 +257,7 @@ class ClientConnection {
     try {
       response = await this.#handler(exchange.request);
     } catch (err) {
-      if (exchange.aborted.signal.aborted) return;
+      if (exchange.aborted.aborted) return;
       this.#log.debug({ conn: this.#conn.id, err: (err as Error).message }, 'request failed');
       response = errorResponse(err, exchange.request.grpc);
     }
@@ -262,7 +267,7 @@ class ClientConnection {
   #respond(exchange: Exchange, response: ProxyResponse): void {
     const body = response.body;
     const socket = this.#socket;
-    if (exchange.aborted.signal.aborted || socket.destroyed) {
+    if (exchange.aborted.aborted || socket.destroyed) {
       body?.cancel(bodyAbort('the client went away'));
       return;
     }

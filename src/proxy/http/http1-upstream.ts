@@ -1,7 +1,7 @@
 import type net from 'node:net';
 import { MeshletError } from '../../errors.ts';
 import type { OrigDst } from '../../net/addresses.ts';
-import { bodyAbort, PushBody, type BodyAbort } from '../../pipeline/body.ts';
+import { bodyAbort, PushBody, type BodyAbort, type BodyProducer } from '../../pipeline/body.ts';
 import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
 import type { RawHeaders } from '../../pipeline/headers.ts';
 import { plainConnector, type Connector } from '../tcp/connectors.ts';
@@ -55,19 +55,8 @@ export class Http1Upstream {
     this.#options = { connector: plainConnector, framing: plainFraming, ...options };
   }
 
-  async send(req: ProxyRequest, dst: OrigDst): Promise<ProxyResponse> {
-    const key = `${dst.address}|${dst.port}`;
-    const reused = this.#takeIdle(key);
-    if (!reused) return this.#connect(key, dst).exchange(req);
-    try {
-      return await reused.exchange(req);
-    } catch (err) {
-      // A reused connection the server had closed, before any byte of the response: the
-      // keep-alive race. A request without a body (or whose body never started) never
-      // reached the app: send it again on a fresh connection.
-      if (!(err instanceof StaleConnection)) throw err;
-      return this.#connect(key, dst).exchange(req);
-    }
+  send(req: ProxyRequest, dst: OrigDst): Promise<ProxyResponse> {
+    return (this.#takeIdle(dst.key) ?? this.#connect(dst)).exchange(req);
   }
 
   /** Closes every idle connection. */
@@ -85,8 +74,14 @@ export class Http1Upstream {
     return undefined;
   }
 
-  #connect(key: string, dst: OrigDst): UpstreamConnection {
-    return new UpstreamConnection(this.#options.connector(dst), this.#options, (c) => this.#release(key, c));
+  #connect(dst: OrigDst): UpstreamConnection {
+    return new UpstreamConnection(this.#options.connector(dst), this.#options, {
+      release: (c) => this.#release(dst.key, c),
+      // A reused connection the server had closed, before any byte of the response: the
+      // keep-alive race. A request without a body (or whose body never started) never
+      // reached the app: it goes again on a fresh connection.
+      resend: (req) => this.#connect(dst).exchange(req),
+    });
   }
 
   #release(key: string, c: UpstreamConnection): void {
@@ -127,14 +122,22 @@ interface Pending {
   /** Any byte of the response arrived. */
   answered: boolean;
   keepAlive: boolean;
-  onAbort: (() => void) | undefined;
 }
 
-class UpstreamConnection {
+/** What a connection hands back to its pool. */
+interface PoolHooks {
+  /** The exchange is over and the connection can carry another. */
+  release(c: UpstreamConnection): void;
+  /** The request never reached the upstream on this (stale) connection: send it on another. */
+  resend(req: ProxyRequest): Promise<ProxyResponse>;
+}
+
+/** One keep-alive connection; it is also the producer of the response bodies it reads. */
+class UpstreamConnection implements BodyProducer {
   readonly socket: net.Socket;
   readonly #parser: Http1Parser;
   readonly #options: Required<Http1UpstreamOptions>;
-  readonly #release: (c: UpstreamConnection) => void;
+  readonly #pool: PoolHooks;
   #connected = false;
   #connectTimer: NodeJS.Timeout | undefined;
   #pending: Pending | undefined;
@@ -142,9 +145,9 @@ class UpstreamConnection {
   #closed = false;
   idleSince = 0;
 
-  constructor(upstream: ReturnType<Connector>, options: Required<Http1UpstreamOptions>, release: (c: UpstreamConnection) => void) {
+  constructor(upstream: ReturnType<Connector>, options: Required<Http1UpstreamOptions>, pool: PoolHooks) {
     this.#options = options;
-    this.#release = release;
+    this.#pool = pool;
     const socket = (this.socket = upstream.socket);
     this.#parser = new Http1Parser(
       'response',
@@ -177,6 +180,11 @@ class UpstreamConnection {
     socket.once('close', () => this.#fail(Object.assign(new Error('the upstream connection closed'), { code: 'ECONNRESET' })));
   }
 
+  /** The client of the exchange under way went away: the rest of it cannot be used. */
+  readonly #destroy = (): void => {
+    this.socket.destroy();
+  };
+
   /** Idle, open, and not half-closed by the server. */
   get usable(): boolean {
     return !this.#closed && !this.#pending && this.socket.writable && this.socket.readable;
@@ -195,16 +203,14 @@ class UpstreamConnection {
         responseDone: false,
         answered: false,
         keepAlive: true,
-        onAbort: undefined,
       };
       this.#pending = pending;
       this.#uses++;
-      if (req.signal.aborted) {
+      if (req.abort.aborted) {
         this.#fail(bodyAbort('the client went away'));
         return;
       }
-      pending.onAbort = () => socket.destroy();
-      req.signal.addEventListener('abort', pending.onAbort, { once: true });
+      req.abort.on(this.#destroy);
       this.#parser.expect(req.method);
       const headers = [req.hostName, req.authority, ...this.#options.framing.requestHeaders(req)];
       const body = req.body;
@@ -247,16 +253,22 @@ class UpstreamConnection {
     const body =
       head.framing === 'none'
         ? undefined
-        : (pending.responseBody = new PushBody(
-            {
-              pause: () => this.socket.pause(),
-              resume: () => this.socket.resume(),
-              cancel: () => this.socket.destroy(),
-            },
-            head.framing === 'length' ? head.contentLength : undefined,
-          ));
+        : (pending.responseBody = new PushBody(this, head.framing === 'length' ? head.contentLength : undefined));
     // One shape for every response (no spreads): objects of one shape keep the callers' property access monomorphic.
     pending.resolve({ status: head.status, reason: head.reason || undefined, headers: framed.headers, body, peer: framed.peer, flag: '-' });
+  }
+
+  // The response body's producer: the socket is its source.
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
+  cancel(): void {
+    this.socket.destroy();
   }
 
   #onResponseEnd(trailers: string[]): boolean {
@@ -274,7 +286,7 @@ class UpstreamConnection {
 
   /** Both directions of the exchange are complete: back to the pool, or closed. */
   #done(pending: Pending): void {
-    if (pending.onAbort) pending.req.signal.removeEventListener('abort', pending.onAbort);
+    pending.req.abort.off(this.#destroy);
     this.#pending = undefined;
     if (!pending.keepAlive || this.#closed || !this.socket.writable) {
       this.#closed = true;
@@ -282,7 +294,7 @@ class UpstreamConnection {
       return;
     }
     this.idleSince = performance.now();
-    this.#release(this);
+    this.#pool.release(this);
   }
 
   #fail(err: unknown): void {
@@ -292,7 +304,7 @@ class UpstreamConnection {
     if (!this.socket.destroyed) this.socket.destroy();
     if (!pending) return;
     this.#pending = undefined;
-    if (pending.onAbort) pending.req.signal.removeEventListener('abort', pending.onAbort);
+    pending.req.abort.off(this.#destroy);
     const reason = bodyAbort(`the upstream connection closed: ${(err as Error).message}`);
     pending.writer?.cancel(reason);
     if (pending.responseBody) {
@@ -301,7 +313,8 @@ class UpstreamConnection {
     }
     const code = (err as NodeJS.ErrnoException).code ?? '';
     const stale = this.#uses > 1 && !pending.answered && (!pending.req.body || !pending.writer) && STALE_CONNECTION.has(code);
-    pending.reject(stale ? new StaleConnection() : beforeResponse(err, this.#connected));
+    if (stale) this.#pool.resend(pending.req).then(pending.resolve, pending.reject);
+    else pending.reject(beforeResponse(err, this.#connected));
   }
 }
 
@@ -309,4 +322,3 @@ class UpstreamConnection {
 // (the "keep-alive race" behind many 503s users report of both anchors).
 const STALE_CONNECTION = new Set(['ECONNRESET', 'EPIPE']);
 
-class StaleConnection extends Error {}

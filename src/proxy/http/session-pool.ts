@@ -45,8 +45,7 @@ export class SessionPool {
   }
 
   get(dst: OrigDst): PooledSession {
-    // Not formatHostPort: this runs for every request, and its IPv6 test is a large regex.
-    const key = `${dst.address}|${dst.port}`;
+    const key = dst.key;
     const existing = this.#sessions.get(key);
     if (existing && !existing.session.closed && !existing.session.destroyed) return existing;
     const session = this.#factory(dst);

@@ -10,7 +10,7 @@ t.test('decodes sockaddr_in and sockaddr_in6 as the kernel writes them', async (
   v4.writeUInt16LE(2, 0);
   v4.writeUInt16BE(8080, 2);
   v4.set([10, 44, 0, 3], 4);
-  t.same(decodeSockaddr(v4), { kind: 'orig-dst', address: '10.44.0.3', port: 8080, family: 4 });
+  t.same(decodeSockaddr(v4), { kind: 'orig-dst', address: '10.44.0.3', port: 8080, family: 4, key: '10.44.0.3|8080' });
 
   const v6 = Buffer.alloc(28);
   v6.writeUInt16LE(10, 0);
@@ -18,7 +18,7 @@ t.test('decodes sockaddr_in and sockaddr_in6 as the kernel writes them', async (
   v6.writeUInt16BE(0xfd00, 8);
   v6.writeUInt16BE(0x2c, 10);
   v6.writeUInt16BE(0x3, 22);
-  t.same(decodeSockaddr(v6), { kind: 'orig-dst', address: 'fd00:2c::3', port: 443, family: 6 });
+  t.same(decodeSockaddr(v6), { kind: 'orig-dst', address: 'fd00:2c::3', port: 443, family: 6, key: 'fd00:2c::3|443' });
 
   const bad = Buffer.alloc(28);
   bad.writeUInt16LE(1, 0);

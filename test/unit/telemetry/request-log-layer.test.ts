@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap';
 import { MeshletError } from '../../../src/errors.ts';
+import { RequestAbort } from '../../../src/pipeline/abort.ts';
 import type { AcceptedConnection } from '../../../src/pipeline/connection.ts';
 import type { ProxyRequest, ProxyResponse } from '../../../src/pipeline/exchange.ts';
 import { errorResponse } from '../../../src/proxy/http/error-response.ts';
@@ -74,9 +75,9 @@ t.test('at debug, a failed request is logged with the answer the proxy makes for
 });
 
 t.test('at debug, a request whose client went away is logged DC, without a status: nobody was answered', async (t) => {
-  const gone = new AbortController();
+  const gone = new RequestAbort();
   gone.abort();
-  const line = await lineFor(t, new Error('the client reset its stream'), { signal: gone.signal });
+  const line = await lineFor(t, new Error('the client reset its stream'), { abort: gone });
   t.match(line, { flag: 'DC' });
   t.equal(line?.status, undefined, 'no status');
 });

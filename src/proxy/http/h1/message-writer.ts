@@ -43,7 +43,7 @@ export class MessageWriter {
       end: (trailers: RawHeaders) => {
         this.#finished = true;
         if (!socket.destroyed) {
-          if (this.#chunked) socket.write(this.#withHead(trailerBlock(trailers)));
+          if (this.#chunked) socket.write(this.#withHead(trailerBlock(trailers)), 'latin1');
           else this.#flushHead();
         }
         this.#done(undefined);
@@ -73,14 +73,16 @@ export class MessageWriter {
     const head = this.#head;
     if (head === undefined || this.#socket.destroyed) return;
     this.#head = undefined;
-    this.#socket.write(Buffer.from(head, 'latin1'));
+    // A string, not a Buffer made from it: the stream layer copies a small string straight
+    // into its write, with no Buffer object or allocation of ours per message.
+    this.#socket.write(head, 'latin1');
   }
 
-  #withHead(text: string): Buffer | string {
+  #withHead(text: string): string {
     const head = this.#head;
     if (head === undefined) return text;
     this.#head = undefined;
-    return Buffer.from(head + text, 'latin1');
+    return head + text;
   }
 
   /** One buffer: the head if it is still to go, the chunk's framing and the chunk. */
