@@ -30,7 +30,10 @@ export interface ProxyRequest {
   readonly authority: string;
   readonly path: string;
   readonly scheme: string;
-  /** End-to-end headers in arrival order and case; no Host (see authority), no pseudo-headers. */
+  /**
+   * End-to-end headers in arrival order and case; no Host (see authority), no
+   * pseudo-headers. The list belongs to this request: a layer may change it in place.
+   */
   headers: RawHeaders;
   /** How the client wrote the Host header's name, so an HTTP/1.1 app sees it unchanged. */
   readonly hostName: string;

@@ -101,6 +101,8 @@ class ClientConnection implements BodyProducer {
   #exchange: Exchange | undefined;
   /** A request whose head was just parsed, sent on once the bytes in hand are parsed: an error in them refuses it before anything leaves. */
   #undispatched: Exchange | undefined;
+  /** The request whose response the pipeline is working on (one at a time). */
+  #inPipeline: Exchange | undefined;
   #upgrade: Head | undefined;
   #headTimer: NodeJS.Timeout | undefined;
   /** No further request is taken: the client or a response asked to close, or the input is broken. */
@@ -155,7 +157,7 @@ class ClientConnection implements BodyProducer {
     const ready = this.#undispatched;
     if (ready) {
       this.#undispatched = undefined;
-      if (!ready.aborted.aborted) void this.#handle(ready);
+      if (!ready.aborted.aborted) this.#dispatch(ready);
     }
     if (this.#upgrade) {
       this.#handOver(this.#upgrade);
@@ -252,17 +254,35 @@ class ClientConnection implements BodyProducer {
     return !this.#closing;
   }
 
-  async #handle(exchange: Exchange): Promise<void> {
-    let response: ProxyResponse;
+  /**
+   * Runs the request pipeline. Requests are taken one at a time, so the one in the
+   * pipeline is a field and its outcome goes to two handlers made once per connection,
+   * not to an async function's frame and promise per request.
+   */
+  #dispatch(exchange: Exchange): void {
+    this.#inPipeline = exchange;
+    let response: Promise<ProxyResponse>;
     try {
-      response = await this.#handler(exchange.request);
+      response = this.#handler(exchange.request);
     } catch (err) {
-      if (exchange.aborted.aborted) return;
-      this.#log.debug({ conn: this.#conn.id, err: (err as Error).message }, 'request failed');
-      response = errorResponse(err, exchange.request.grpc);
+      response = Promise.reject(err);
     }
-    this.#respond(exchange, response);
+    response.then(this.#onResponse, this.#onFailure);
   }
+
+  readonly #onResponse = (response: ProxyResponse): void => {
+    const exchange = this.#inPipeline!;
+    this.#inPipeline = undefined;
+    this.#respond(exchange, response);
+  };
+
+  readonly #onFailure = (err: unknown): void => {
+    const exchange = this.#inPipeline!;
+    this.#inPipeline = undefined;
+    if (exchange.aborted.aborted) return;
+    this.#log.debug({ conn: this.#conn.id, err: (err as Error).message }, 'request failed');
+    this.#respond(exchange, errorResponse(err, exchange.request.grpc));
+  };
 
   #respond(exchange: Exchange, response: ProxyResponse): void {
     const body = response.body;
@@ -274,27 +294,30 @@ class ClientConnection implements BodyProducer {
     if (response.flag !== '-') this.#flag = response.flag;
     exchange.responding = true;
     const head = exchange.head;
-    const headers = response.headers.concat(this.#framing.responseHeaders());
+    const headers = response.headers;
+    // The fields this side adds after the response's own: usually none, or the hop's
+    // constant ones, so a list is made only when framing needs a field too.
+    let added = this.#framing.responseHeaders();
     const bodiless = hasNoBody(head.method, response.status);
     let framing: OutgoingFraming | undefined;
     if (bodiless) {
       body?.cancel(bodyAbort('a response to HEAD, or a 1xx, 204 or 304, has no body'));
     } else if (!body) {
-      if (get(headers, 'content-length') === undefined) headers.push('Content-Length', '0');
+      if (get(headers, 'content-length') === undefined) added = added.concat('Content-Length', '0');
     } else if (get(headers, 'content-length') !== undefined) {
       framing = 'length';
     } else if (head.versionMinor === 1) {
       framing = 'chunked';
-      headers.push('Transfer-Encoding', 'chunked');
+      added = added.concat('Transfer-Encoding', 'chunked');
     } else {
       framing = 'close'; // an HTTP/1.0 client reads to the end of the connection
       this.#closing = true;
     }
-    if (this.#closing) headers.push('Connection', 'close');
-    else if (head.versionMinor === 0) headers.push('Connection', 'keep-alive');
+    if (this.#closing) added = added.concat('Connection', 'close');
+    else if (head.versionMinor === 0) added = added.concat('Connection', 'keep-alive');
     let text: string;
     try {
-      text = responseHead(response.status, response.reason ?? '', headers);
+      text = responseHead(response.status, response.reason ?? '', headers, added);
     } catch (err) {
       // A header no HTTP/1.1 message may carry (from an HTTP/2 upstream): the proxy's own 502 instead.
       body?.cancel(bodyAbort('the response head cannot be written as HTTP/1.1'));

@@ -23,16 +23,19 @@ export interface Http1UpstreamOptions {
 
 /** What a sender adds to and takes from an HTTP/1.1 exchange (the mesh hop's own headers). */
 export interface Http1Framing {
-  /** The header fields to write for `req` after Host (end-to-end ones and any of the hop's own). */
-  requestHeaders(req: ProxyRequest): RawHeaders;
+  /** The hop's own header fields, written after the request's. */
+  addedRequestHeaders(req: ProxyRequest): RawHeaders;
   /** Turns the received response head into the response handed back. */
   response(headers: RawHeaders): Pick<ProxyResponse, 'headers' | 'peer'>;
   /** The same for received trailers. */
   responseTrailers(trailers: RawHeaders): RawHeaders;
 }
 
+const NO_HEADERS: RawHeaders = [];
+const CHUNKED: RawHeaders = ['Transfer-Encoding', 'chunked'];
+
 const plainFraming: Http1Framing = {
-  requestHeaders: (req) => req.headers,
+  addedRequestHeaders: () => NO_HEADERS,
   response: (headers) => ({ headers }),
   responseTrailers: (trailers) => trailers,
 };
@@ -212,13 +215,12 @@ class UpstreamConnection implements BodyProducer {
       }
       req.abort.on(this.#destroy);
       this.#parser.expect(req.method);
-      const headers = [req.hostName, req.authority, ...this.#options.framing.requestHeaders(req)];
+      const added = this.#options.framing.addedRequestHeaders(req);
       const body = req.body;
       const chunked = body !== undefined && get(req.headers, 'content-length') === undefined;
-      if (chunked) headers.push('Transfer-Encoding', 'chunked');
       let text: string;
       try {
-        text = requestHead(req.method, req.path, headers);
+        text = requestHead(req.method, req.path, req.headers, chunked ? added.concat(CHUNKED) : added, req.authority, req.hostName);
       } catch (err) {
         this.#fail(err);
         return;

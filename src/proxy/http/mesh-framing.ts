@@ -65,9 +65,9 @@ export function meshServerFraming(local: WorkloadMetadata): H2ServerFraming {
 
 /** The outbound sidecar's side of a meshlet/http1 exchange: HTTP/1.1 keeps the names' case, so only the metadata travels. */
 export function meshHttp1ClientFraming(local: WorkloadMetadata): Http1Framing {
-  const metadata = encodeMetadata(local);
+  const added = [MESH_METADATA_HEADER, encodeMetadata(local)];
   return {
-    requestHeaders: (req) => [...req.headers, MESH_METADATA_HEADER, metadata],
+    addedRequestHeaders: () => added,
     response(headers) {
       const peer = decodeMetadata(get(headers, MESH_METADATA_HEADER));
       return { headers: without(headers, isMeshHop), peer };

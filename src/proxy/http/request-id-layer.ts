@@ -8,7 +8,7 @@ export function requestIdLayer(enabled: boolean): Layer<ProxyRequest, ProxyRespo
   if (!enabled) return (next) => next;
   return (next) => (req) => {
     if (get(req.headers, 'x-request-id') !== undefined) return next(req);
-    req.headers = [...req.headers, req.protocol === 'http1' ? 'X-Request-Id' : 'x-request-id', randomUUID()];
+    req.headers.push(req.protocol === 'http1' ? 'X-Request-Id' : 'x-request-id', randomUUID());
     return next(req);
   };
 }

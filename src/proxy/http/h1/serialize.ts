@@ -44,33 +44,41 @@ export function reasonPhrase(status: number): string {
   return REASONS[status] ?? 'Unknown';
 }
 
+const NO_FIELDS: readonly string[] = [];
+
 /** `name: value CRLF` for each pair of a flat list. */
-function fields(headers: string[]): string {
+function fields(headers: readonly string[]): string {
   let out = '';
   const n = headers.length;
+  if (n === 0) return out;
   if (n % 2 !== 0) throw new Http1SerializeError(String(headers[n - 1]), 'header list has a name without a value');
-  for (let i = 0; i < n; i += 2) {
-    const name = headers[i]!;
-    const value = headers[i + 1]!;
-    if (!TOKEN.test(name)) throw new Http1SerializeError(name, 'header name is not a token');
-    if (UNSAFE_VALUE.test(value)) throw new Http1SerializeError(name, 'header value contains CR, LF, NUL or a character above 0xff');
-    out += name + ': ' + value + CRLF;
-  }
+  for (let i = 0; i < n; i += 2) out += field(headers[i]!, headers[i + 1]!);
   return out;
 }
 
-/** `METHOD SP target SP HTTP/1.1 CRLF` + fields + CRLF. */
-export function requestHead(method: string, target: string, headers: string[]): string {
-  if (!TOKEN.test(method)) throw new Http1SerializeError('method', 'not a token');
-  if (!TARGET.test(target)) throw new Http1SerializeError('target', 'empty, or not visible ASCII');
-  return method + ' ' + target + ' HTTP/1.1\r\n' + fields(headers) + CRLF;
+function field(name: string, value: string): string {
+  if (!TOKEN.test(name)) throw new Http1SerializeError(name, 'header name is not a token');
+  if (UNSAFE_VALUE.test(value)) throw new Http1SerializeError(name, 'header value contains CR, LF, NUL or a character above 0xff');
+  return name + ': ' + value + CRLF;
 }
 
-/** `HTTP/1.1 status reason CRLF` + fields + CRLF; an empty reason becomes the standard phrase. */
-export function responseHead(status: number, reason: string, headers: string[]): string {
+/**
+ * `METHOD SP target SP HTTP/1.1 CRLF` + fields + CRLF: the Host field first when `host`
+ * is given (named `hostName`), then `headers`, then `extra` (the fields the sender adds,
+ * so that the message's own list is written as it is, never copied to append to it).
+ */
+export function requestHead(method: string, target: string, headers: readonly string[], extra = NO_FIELDS, host?: string, hostName = 'Host'): string {
+  if (!TOKEN.test(method)) throw new Http1SerializeError('method', 'not a token');
+  if (!TARGET.test(target)) throw new Http1SerializeError('target', 'empty, or not visible ASCII');
+  const hostField = host === undefined ? '' : field(hostName, host);
+  return method + ' ' + target + ' HTTP/1.1\r\n' + hostField + fields(headers) + fields(extra) + CRLF;
+}
+
+/** `HTTP/1.1 status reason CRLF` + fields of `headers` then `extra` + CRLF; an empty reason becomes the standard phrase. */
+export function responseHead(status: number, reason: string, headers: readonly string[], extra = NO_FIELDS): string {
   if (!Number.isInteger(status) || status < 100 || status > 999) throw new Http1SerializeError('status', `${status} is not a 3-digit status code`);
   if (UNSAFE_VALUE.test(reason)) throw new Http1SerializeError('reason', 'contains CR, LF, NUL or a character above 0xff');
-  return 'HTTP/1.1 ' + status + ' ' + (reason === '' ? reasonPhrase(status) : reason) + CRLF + fields(headers) + CRLF;
+  return 'HTTP/1.1 ' + status + ' ' + (reason === '' ? reasonPhrase(status) : reason) + CRLF + fields(headers) + fields(extra) + CRLF;
 }
 
 /** The last-chunk and trailer section that end a chunked body: `0 CRLF` + fields + CRLF. */
