@@ -15,7 +15,10 @@ Run 'meshlet <command> --help' for a command's options.`;
 
 const commands: Record<string, () => Promise<(argv: string[], env: NodeJS.ProcessEnv) => Promise<number>>> = {
   init: async () => (await import('./iptables/init-command.ts')).initCommand,
-  proxy: async () => (await import('./proxy/command.ts')).proxyCommand,
+  proxy: async () => {
+    (await import('./proxy/runtime-flags.ts')).restartWithProxyHeap();
+    return (await import('./proxy/command.ts')).proxyCommand;
+  },
   ca: async () => (await import('./tls/ca/command.ts')).caCommand,
   demo: async () => (await import('./demo/command.ts')).demoCommand,
 };

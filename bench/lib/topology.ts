@@ -10,7 +10,8 @@
 // only differences between them are the mesh and its encryption. The direct testbed has
 // no netfilter rules at all, which is a cleaner baseline than an excluded port in a
 // meshed one.
-import { APP_UID, Testbed, type Pod, type SpawnedProcess } from '../../src/testbed/netns.ts';
+import { existsSync } from 'node:fs';
+import { APP_UID, MESHLET_DIST_BIN, Testbed, type Pod, type SpawnedProcess } from '../../src/testbed/netns.ts';
 import { findProcess } from './procfs.ts';
 
 export type Mode = 'direct' | 'plaintext' | 'mtls';
@@ -45,8 +46,10 @@ export async function createTopology(mode: Mode, options: TopologyOptions): Prom
       for (const pod of [topology.client, topology.server]) {
         const result = await pod.init();
         if (result.code !== 0) throw new Error(`meshlet init failed in pod ${pod.name} (exit ${result.code}): ${result.stderr.trim() || result.stdout.trim()}`);
-        const proc = await pod.startProxy(options.proxyEnv?.(pod) ?? {});
-        const pid = findProcess(proc.child.pid!, (argv) => argv.some((a) => a.endsWith('meshlet.js')) && argv.includes('proxy') && !argv.includes('setpriv'));
+        // The compiled build, as a sidecar image runs it (`npm run bench` builds it first).
+        if (!existsSync(MESHLET_DIST_BIN)) throw new Error(`${MESHLET_DIST_BIN} is missing: run npm run dist (npm run bench does)`);
+        const proc = await pod.startProxy(options.proxyEnv?.(pod) ?? {}, [], MESHLET_DIST_BIN);
+        const pid = findProcess(proc.child.pid!, (argv) => argv.includes(MESHLET_DIST_BIN) && argv.includes('proxy') && !argv.includes('setpriv'));
         if (pid === undefined) throw new Error(`cannot find the proxy's node process in pod ${pod.name}`);
         topology.proxies.push({ pod: pod.name, pid, process: proc });
       }

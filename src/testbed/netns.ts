@@ -12,6 +12,8 @@ import { run, runOk, type RunResult } from './exec.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const MESHLET_BIN = path.join(REPO_ROOT, 'bin/meshlet.js');
+/** The compiled build (`npm run dist`), what a sidecar image runs; the benchmarks measure it. */
+export const MESHLET_DIST_BIN = path.join(REPO_ROOT, 'dist/cli.js');
 export const PROXY_UID = 1337;
 export const APP_UID = 1000;
 
@@ -94,9 +96,9 @@ export class Pod {
     return this.run([process.execPath, MESHLET_BIN, 'init', ...args], { env: { ...process.env, ...env } });
   }
 
-  /** `meshlet proxy` in this pod as the proxy UID; resolves once it reports ready. */
-  async startProxy(env: NodeJS.ProcessEnv = {}, args: string[] = []): Promise<SpawnedProcess> {
-    const proxy = this.node([MESHLET_BIN, 'proxy', ...args], { uid: PROXY_UID, env: { ...process.env, ...env } });
+  /** `meshlet proxy` (from `bin`) in this pod as the proxy UID; resolves once it reports ready. */
+  async startProxy(env: NodeJS.ProcessEnv = {}, args: string[] = [], bin = MESHLET_BIN): Promise<SpawnedProcess> {
+    const proxy = this.node([bin, 'proxy', ...args], { uid: PROXY_UID, env: { ...process.env, ...env } });
     await proxy.waitForLine(/"msg":"ready"/, 20_000);
     return proxy;
   }
