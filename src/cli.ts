@@ -9,6 +9,8 @@ commands:
   init     install the traffic-interception rules in this network namespace
   proxy    run the sidecar proxy
   ca       create a CA and issue SPIFFE workload certificates (mutual TLS identities)
+  inject   add the init container and the sidecar to Kubernetes manifests
+  uninject remove what inject added
   demo     build a two-pod mesh in network namespaces on this machine and send traffic through it
 
 Run 'meshlet <command> --help' for a command's options.`;
@@ -17,6 +19,8 @@ const commands: Record<string, () => Promise<(argv: string[], env: NodeJS.Proces
   init: async () => (await import('./iptables/init-command.ts')).initCommand,
   proxy: async () => (await import('./proxy/command.ts')).proxyCommand,
   ca: async () => (await import('./tls/ca/command.ts')).caCommand,
+  inject: async () => (await import('./inject/command.ts')).injectCommand,
+  uninject: async () => (await import('./inject/command.ts')).uninjectCommand,
   demo: async () => (await import('./demo/command.ts')).demoCommand,
 };
 
