@@ -34,7 +34,7 @@ export function rewriteProbes(container: Container, where: string): Rewrite[] {
   for (const kind of PROBE_KINDS) {
     const probe = container[kind];
     if (probe === undefined || probe.exec !== undefined) continue;
-    const { httpGet, tcpSocket, grpc, ...rest } = probe;
+    const { httpGet, tcpSocket, grpc } = probe;
     const handler = httpGet ? 'httpGet' : tcpSocket ? 'tcpSocket' : grpc ? 'grpc' : undefined;
     if (handler === undefined) continue;
     const original = (httpGet ?? tcpSocket ?? grpc)!;
@@ -43,7 +43,9 @@ export function rewriteProbes(container: Container, where: string): Rewrite[] {
     const port = resolvePort(container, original.port, `${where}: container ${container.name}: ${kind}`);
     const path = appProbePath(container.name, kind);
     const check = { [handler]: { ...original, port }, ...(probe.timeoutSeconds !== undefined ? { timeoutSeconds: probe.timeoutSeconds } : {}) };
-    const rewritten: Probe = { ...rest, httpGet: { path, port: HEALTH_PORT, scheme: 'HTTP' } };
+    // The handler replaced where it was, the other fields kept in their order.
+    const handlerValue = { path, port: HEALTH_PORT, scheme: 'HTTP' };
+    const rewritten = Object.fromEntries(Object.entries(probe).map(([k, v]) => (k === handler ? ['httpGet', handlerValue] : [k, v]))) as Probe;
     rewrites.push({ kind, original: probe, rewritten, path, check });
   }
   return rewrites;

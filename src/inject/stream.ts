@@ -53,7 +53,13 @@ function transformYaml(text: string, source: string, transform: Transform): stri
     const [doc] = new YAML.Composer({ prettyErrors: false }).compose([token], true, text.length);
     const error = doc?.errors[0];
     if (error) throw syntax(source, lines, error.pos[0], error.message);
-    const value: unknown = doc?.toJS({ maxAliasCount: 100 });
+    let value: unknown;
+    try {
+      value = doc?.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      // An alias to no anchor, or aliases that expand without bound (a "billion laughs").
+      throw new MeshletError('MESHLET_ERR_MANIFEST', `${source}, document ${index}: ${(err as Error).message}`);
+    }
     if (value === null || value === undefined) {
       out.push(raw); // an empty document, such as a trailing ---
       continue;

@@ -8,7 +8,7 @@ import { uninjectPod } from './uninject.ts';
 // Where the pod template lives in each kind that has one, and List objects, whose
 // items are objects in their own right. Every other kind is left alone.
 
-const TEMPLATE_PATHS: Readonly<Record<string, readonly string[]>> = {
+export const TEMPLATE_PATHS: Readonly<Record<string, readonly string[]>> = {
   Pod: [],
   Deployment: ['spec', 'template'],
   StatefulSet: ['spec', 'template'],

@@ -74,6 +74,9 @@ function replaced(doc: YAML.Document, old: unknown, value: unknown): unknown {
       if (!Object.hasOwn(value, key)) old.delete(pair.key);
     }
     for (const [key, v] of entries) old.set(key, old.has(key) ? replaced(doc, old.get(key, true), v) : doc.createNode(v));
+    // In the value's key order, so that restoring a value restores its order too.
+    const position = (pair: YAML.Pair) => entries.findIndex(([k]) => k === (YAML.isScalar(pair.key) ? String(pair.key.value) : String(pair.key)));
+    old.items.sort((a, b) => position(a) - position(b));
     return old;
   }
   if (YAML.isSeq(old) && Array.isArray(value) && value.length === old.items.length) {
