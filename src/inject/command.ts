@@ -65,7 +65,10 @@ export async function runManifestCommand(command: 'inject' | 'uninject', argv: s
     const outcomes: Outcome[] = [];
     const texts = readSources(operands, io.stdin).map((s) => transformText(s.text, s.name, (object, where) => editObject(object, where, edit, outcomes)));
     io.out(joinStreams(texts));
-    for (const o of outcomes) io.err(`meshlet ${command}: ${o.where}: ${o.changed ? (command === 'inject' ? 'injected' : 'uninjected') : `unchanged (${o.reason})`}`);
+    for (const o of outcomes) {
+      io.err(`meshlet ${command}: ${o.where}: ${o.changed ? (command === 'inject' ? 'injected' : 'uninjected') : `unchanged (${o.reason})`}`);
+      for (const warning of o.warnings ?? []) io.err(`meshlet ${command}: ${o.where}: warning: ${warning}`);
+    }
     return 0;
   } catch (err) {
     for (const line of errorLines(command, err, 'MESHLET_ERR_MANIFEST')) io.err(line);

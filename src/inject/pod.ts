@@ -30,7 +30,13 @@ export interface InjectStatus {
   readonly probes: Readonly<Record<string, Probe>>;
 }
 
-export type PodResult = { readonly changed: false; readonly reason: string } | { readonly changed: true; readonly ops: Operation[] };
+export type PodResult =
+  | { readonly changed: false; readonly reason: string }
+  | { readonly changed: true; readonly ops: Operation[]; readonly warnings?: readonly string[] };
+
+/** Said whenever probes are rewritten, until the sidecar answers for them. */
+export const APP_PROBES_WARNING =
+  "the app's probes now go to the sidecar's /app-health/... on 15020, which meshlet proxy does not serve yet: they will fail (docs/kubernetes.md, \"Probes under strict mTLS\"); annotate meshlet.io/rewrite-app-probes: \"false\" to keep them as they were";
 
 const PROMETHEUS = { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '15020', 'prometheus.io/path': '/stats/prometheus' };
 
@@ -99,7 +105,7 @@ export function injectPod(template: PodTemplate, target: Target, base: InjectSet
   if (metadata === undefined) ops.push({ op: 'add', path: '/metadata', value: { annotations: added } });
   else if (metadata.annotations === undefined) ops.push({ op: 'add', path: '/metadata/annotations', value: added });
   else for (const [key, value] of Object.entries(added)) ops.push({ op: 'add', path: pointer('/metadata/annotations', key), value });
-  return { changed: true, ops };
+  return { changed: true, ops, ...(appProbes !== undefined ? { warnings: [APP_PROBES_WARNING] } : {}) };
 }
 
 /** Pods meshlet must not touch, with the object and container named. */

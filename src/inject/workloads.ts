@@ -25,6 +25,7 @@ export interface Outcome {
   readonly where: string;
   readonly changed: boolean;
   readonly reason?: string;
+  readonly warnings?: readonly string[];
 }
 
 export type PodEdit = (template: PodTemplate, target: Target) => PodResult;
@@ -50,6 +51,6 @@ export function editObject(object: Json, where: string, edit: PodEdit, outcomes:
     throw new MeshletError('MESHLET_ERR_MANIFEST', `${label}: no pod spec with containers at ${['', ...path, 'spec', 'containers'].join('.').slice(1) || 'spec.containers'}`);
   }
   const result = edit(template as PodTemplate, { where: label, workloadName: name });
-  outcomes.push(result.changed ? { where: label, changed: true } : { where: label, changed: false, reason: result.reason });
+  outcomes.push(result.changed ? { where: label, changed: true, ...(result.warnings ? { warnings: result.warnings } : {}) } : { where: label, changed: false, reason: result.reason });
   return result.changed ? rebase(pointer(base, ...path), result.ops) : [];
 }

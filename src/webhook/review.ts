@@ -63,7 +63,8 @@ export function answerReview(body: unknown, settings: InjectSettings, scope: Sco
     const result = injectPod(pod as PodTemplate, { where, workloadName: workloadName(metadata) }, settings);
     if (!result.changed) return allow(result.reason);
     const patch = Buffer.from(JSON.stringify(result.ops)).toString('base64');
-    return respond({ allowed: true, patchType: 'JSONPatch', patch }, 'injected');
+    const warnings = (result.warnings ?? []).map((w) => `meshlet: ${where}: ${w}`);
+    return respond({ allowed: true, patchType: 'JSONPatch', patch, ...(warnings.length > 0 ? { warnings } : {}) }, 'injected');
   } catch (err) {
     // A pod meshlet refuses (UID 1337, a name clash, a bad annotation) is denied with
     // the reason, which the ReplicaSet's events and `kubectl apply` show, rather than run

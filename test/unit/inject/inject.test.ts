@@ -116,6 +116,11 @@ t.test('a probe on an undeclared port name is refused, naming container and prob
   const template = pod({ containers: [{ name: 'web', image: 'x', livenessProbe: { httpGet: { port: 'http' } } }] });
   t.throws(() => injectPod(template, { where: 'Pod shop/web' }, settingsFromFlags({ mtls: 'strict' })), /Pod shop\/web: container web: livenessProbe: port 'http' is not a named port/);
   t.doesNotThrow(() => injectPod(template, { where: 'Pod shop/web' }, DEFAULT_SETTINGS), 'without the rewrite, the probe is not read');
+  const plain = injectPod(template, { where: 'Pod shop/web' }, DEFAULT_SETTINGS);
+  t.notOk(plain.changed && plain.warnings, 'no probes rewritten, no warning');
+  const fixed = pod({ containers: [{ name: 'web', image: 'x', livenessProbe: { httpGet: { port: 8080 } } }] });
+  const rewritten = injectPod(fixed, { where: 'Pod shop/web' }, settingsFromFlags({ mtls: 'strict' }));
+  t.match(rewritten.changed && rewritten.warnings, [/does not serve yet/], 'rewritten probes come with a warning until the sidecar serves them');
 });
 
 t.test('a status annotation that is not meshlet\'s is an error for uninject, not a guess', async (t) => {
