@@ -7,6 +7,11 @@ import { PatchError, tokens, type Operation } from './json-patch.ts';
 
 type Parent = YAML.YAMLMap | YAML.YAMLSeq;
 
+/** A new node for a value; never YAML anchors and aliases for objects that happen to be shared. */
+function node(doc: YAML.Document, value: unknown): YAML.Node {
+  return doc.createNode(value, { aliasDuplicateObjects: false });
+}
+
 function child(node: unknown, token: string): unknown {
   if (YAML.isMap(node)) return node.get(token, true);
   if (YAML.isSeq(node)) return node.items[seqIndex(node, token, false)];
@@ -45,7 +50,7 @@ function applyOne(doc: YAML.Document, o: Operation): void {
   const target = parent as Parent;
   if (YAML.isSeq(target)) {
     const index = seqIndex(target, last, o.op === 'add');
-    if (o.op === 'add') target.items.splice(index, 0, doc.createNode(o.value));
+    if (o.op === 'add') target.items.splice(index, 0, node(doc, o.value));
     else if (o.op === 'replace') target.items[index] = replaced(doc, target.items[index], o.value);
     else target.items.splice(index, 1);
     return;
@@ -53,7 +58,7 @@ function applyOne(doc: YAML.Document, o: Operation): void {
   if (o.op !== 'add' && !target.has(last)) throw new PatchError(`'${last}' does not exist`);
   if (o.op === 'remove') target.delete(last);
   else if (o.op === 'replace') target.set(last, replaced(doc, target.get(last, true), o.value));
-  else target.set(last, doc.createNode(o.value));
+  else target.set(last, node(doc, o.value));
 }
 
 /**
@@ -73,7 +78,7 @@ function replaced(doc: YAML.Document, old: unknown, value: unknown): unknown {
       const key = YAML.isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
       if (!Object.hasOwn(value, key)) old.delete(pair.key);
     }
-    for (const [key, v] of entries) old.set(key, old.has(key) ? replaced(doc, old.get(key, true), v) : doc.createNode(v));
+    for (const [key, v] of entries) old.set(key, old.has(key) ? replaced(doc, old.get(key, true), v) : node(doc, v));
     // In the value's key order, so that restoring a value restores its order too.
     const position = (pair: YAML.Pair) => entries.findIndex(([k]) => k === (YAML.isScalar(pair.key) ? String(pair.key.value) : String(pair.key)));
     old.items.sort((a, b) => position(a) - position(b));
@@ -83,5 +88,5 @@ function replaced(doc: YAML.Document, old: unknown, value: unknown): unknown {
     old.items = old.items.map((item, i) => replaced(doc, item, value[i]));
     return old;
   }
-  return doc.createNode(value);
+  return node(doc, value);
 }
