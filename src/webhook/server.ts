@@ -22,6 +22,8 @@ export interface WebhookOptions {
   readonly settings: InjectSettings;
   readonly scope: Scope;
   readonly log: Logger;
+  /** How often the certificate files are re-read (tests shorten it). */
+  readonly reloadMs?: number;
 }
 
 export interface Webhook {
@@ -95,7 +97,7 @@ export async function startWebhook(options: WebhookOptions): Promise<Webhook> {
     } catch (err) {
       log.warn({ err: describeError(err) }, 'serving certificate not reloaded; keeping the previous one');
     }
-  }, RELOAD_MS).unref();
+  }, options.reloadMs ?? RELOAD_MS).unref();
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(new MeshletError('MESHLET_ERR_LISTEN', `webhook port ${options.port}: ${describeError(err)}`)));
     server.listen(options.port, options.host ?? '::', resolve);

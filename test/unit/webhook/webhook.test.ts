@@ -33,7 +33,7 @@ interface Reply {
 
 function post(port: number, ca: string, body: unknown, { path: urlPath = '/inject', method = 'POST', raw }: { path?: string; method?: string; raw?: string } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port, path: urlPath, method, ca, servername: SERVICE, headers: { 'content-type': 'application/json' } }, (res) => {
+    const req = https.request({ host: '127.0.0.1', port, path: urlPath, method, ca, servername: SERVICE, agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
       let text = '';
       res.setEncoding('utf8').on('data', (d: string) => (text += d));
       res.on('end', () => resolve({ status: res.statusCode!, body: text.startsWith('{') ? JSON.parse(text) : text }));
@@ -122,6 +122,20 @@ t.test('webhook over HTTPS', async (t) => {
   t.test('a certificate that is not for the Service is refused by the client: TLS is real', async (t) => {
     await t.rejects(post(webhook.port, certificate(t.testdir({})), REVIEW), /self[- ]signed|unable to verify|certificate/i);
   });
+});
+
+t.test('a renewed serving certificate is served without a restart', async (t) => {
+  const dir = t.testdir({});
+  const first = certificate(dir);
+  const webhook = await startWebhook({ port: 0, host: '127.0.0.1', tlsDir: dir, settings: settingsFromFlags({}), scope: { ownNamespace: 'x' }, log: createLogger('silent'), reloadMs: 50 });
+  t.teardown(() => webhook.close());
+  t.equal((await post(webhook.port, first, REVIEW)).status, 200);
+  const second = certificate(dir); // as cert-manager renews the Secret
+  const accepted = async () => (await post(webhook.port, second, REVIEW).then((r) => r.status, () => 0)) === 200;
+  const deadline = Date.now() + 10_000;
+  while (!(await accepted()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  t.ok(await accepted(), 'a client trusting only the new certificate gets through');
+  await t.rejects(post(webhook.port, first, REVIEW), /self[- ]signed|unable to verify|certificate/i, 'and the old one is no longer served');
 });
 
 t.test('the webhook refuses to start without its certificate, naming the file', async (t) => {
