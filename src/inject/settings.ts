@@ -71,8 +71,8 @@ export const DEFAULT_SETTINGS: InjectSettings = {
 
 /** A Kubernetes resource quantity: 200m, 0.5, 256Mi, 1G, 1e3. */
 const QUANTITY = /^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[EPTGMK]i|[EPTGMkmnu])?$/;
-/** A DNS-1123 subdomain (Secret and issuer names), with `{serviceAccount}` allowed in it. */
-const NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9.{}A-Za-z]*[a-z0-9}])?$/;
+/** A DNS-1123 subdomain (Secret and issuer names); `{serviceAccount}` stands for one. */
+const NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
 type Setter = (settings: Mutable, value: string, source: string) => void;
 type Mutable = { -readonly [K in keyof InjectSettings]: InjectSettings[K] };
@@ -96,7 +96,7 @@ function quantity(value: string, source: string): string {
 }
 
 function name(value: string, source: string): string {
-  if (NAME.test(value)) return value;
+  if (NAME.test(value.replaceAll('{serviceAccount}', 'sa'))) return value;
   throw bad(source, value, 'a Kubernetes object name (lower case letters, digits, - and .)');
 }
 

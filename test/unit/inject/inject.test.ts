@@ -86,6 +86,9 @@ t.test('annotations: per-pod settings, checked, with the closest name for a typo
   t.match(bad({ 'meshlet.io/inject': 'yes' }), /annotation meshlet\.io\/inject: "yes" is not "true" or "false"/);
   t.match(bad({ 'meshlet.io/proxy-cpu': 'x', 'meshlet.io/mtls': 'on' }), /proxy-cpu.*; annotation meshlet\.io\/mtls/, 'every problem at once');
   t.equal(bad({ 'other.io/whatever': 'x', 'meshlet.io/inject': 'true' }), 'accepted', 'other prefixes are not ours');
+  t.equal(bad({ 'meshlet.io/identity-secret': 'id-{serviceAccount}.mesh' }), 'accepted');
+  t.match(bad({ 'meshlet.io/identity-secret': 'Id_{serviceAccount}' }), /annotation meshlet\.io\/identity-secret: "Id_\{serviceAccount\}" is not a Kubernetes object name/);
+  t.match(bad({ 'meshlet.io/identity-secret': '{service}' }), /is not a Kubernetes object name/, 'only {serviceAccount} is a placeholder');
   t.same(podSettings(DEFAULT_SETTINGS, { 'meshlet.io/inject': 'false' }), { inject: false, reason: 'meshlet.io/inject is "false"' });
 });
 
