@@ -2,6 +2,7 @@ import { MeshletError } from '../errors.ts';
 import { parseInitOptions } from '../iptables/options.ts';
 import { formatCidr, parseCidrList } from '../iptables/values.ts';
 import { didYouMean } from '../suggest.ts';
+import { parseTrustDomain } from '../tls/spiffe.ts';
 
 // What to inject into one pod: the command's flags (or the webhook's), then the pod's
 // own `meshlet.io/*` annotations on top. Every value is checked here, once, so a bad
@@ -108,6 +109,14 @@ function cidrs(value: string, source: string): string[] {
   }
 }
 
+function trustDomain(value: string, source: string): string {
+  try {
+    return parseTrustDomain(value);
+  } catch (err) {
+    throw new MeshletError('MESHLET_ERR_INJECT', `${source}: ${(err as Error).message}`);
+  }
+}
+
 function image(value: string, source: string): string {
   if (/^\S+$/.test(value)) return value;
   throw bad(source, value, 'an image reference without blanks');
@@ -148,7 +157,7 @@ const SETTERS: Readonly<Record<string, Setter>> = {
 /** Flags only the command line sets (not per pod). */
 const FLAG_ONLY: Readonly<Record<string, Setter>> = {
   'image-pull-policy': (s, v, src) => (s.imagePullPolicy = oneOf(['Always', 'IfNotPresent', 'Never'])(v, src)),
-  'trust-domain': (s, v, src) => (s.trustDomain = name(v, src)),
+  'trust-domain': (s, v, src) => (s.trustDomain = trustDomain(v, src)),
 };
 
 /** Annotations with a meaning beyond a setting. */

@@ -44,6 +44,7 @@ t.test('usage errors: one line, the same format for every subcommand, exit 2', a
     [['inject', '--sidecar-mode', 'sometimes', '-'], 'meshlet inject', /^--sidecar-mode: "sometimes" is not one of native, classic$/],
     [['inject', '--proxy-cpu', 'lots'], 'meshlet inject', /^--proxy-cpu: "lots" is not a Kubernetes quantity/],
     [['inject', '--mesh-cidrs', '10.0.0.0/33'], 'meshlet inject', /^--mesh-cidrs: .*10\.0\.0\.0\/33/],
+    [['inject', '--trust-domain', 'Cluster.Local'], 'meshlet inject', /^--trust-domain: invalid trust domain 'Cluster\.Local'/],
     [['uninject', '--sidecar-mode', 'native'], 'meshlet uninject', /^unknown flag '--sidecar-mode'$/],
   ];
   for (const [args, command, what] of cases) {
