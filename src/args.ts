@@ -39,6 +39,20 @@ const NEGATIVE_NUMBER = /^-\d/;
  * value, a value given to a boolean option, or a positional argument.
  */
 export function parseOptions<O extends OptionSpecs>(argv: readonly string[], options: O, settings: ParseSettings): OptionValues<O> {
+  return parseCommandLine(argv, options, settings, false).values;
+}
+
+/**
+ * The same for commands that also take operands (`meshlet inject FILE...`): arguments
+ * that are not flags, and everything after `--`, come back in order as `operands`.
+ */
+export function parseCommandLine<O extends OptionSpecs>(
+  argv: readonly string[],
+  options: O,
+  settings: ParseSettings,
+  allowOperands = true,
+): { values: OptionValues<O>; operands: string[] } {
+  const operands: string[] = [];
   const all: Record<string, OptionSpec> = { ...options, help: { type: 'boolean', short: 'h' } };
   const known = Object.keys(all).map((name) => `--${name}`);
   const { tokens } = parseArgs({ args: [...argv], options: all, strict: false, tokens: true, allowPositionals: true, allowNegative: settings.negatable === true });
@@ -50,6 +64,10 @@ export function parseOptions<O extends OptionSpecs>(argv: readonly string[], opt
       continue;
     }
     if (token.kind === 'positional') {
+      if (allowOperands) {
+        operands.push(token.value);
+        continue;
+      }
       const after = terminated ? " after '--'" : '';
       throw usage(`unexpected argument '${token.value}'${after} (meshlet ${settings.command} takes only flags)`);
     }
@@ -75,7 +93,7 @@ export function parseOptions<O extends OptionSpecs>(argv: readonly string[], opt
     }
     values[token.name] = value;
   }
-  return values as OptionValues<O>;
+  return { values: values as OptionValues<O>, operands };
 }
 
 export function usage(message: string): MeshletError {

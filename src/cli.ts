@@ -9,6 +9,9 @@ commands:
   init     install the traffic-interception rules in this network namespace
   proxy    run the sidecar proxy
   ca       create a CA and issue SPIFFE workload certificates (mutual TLS identities)
+  inject   add the init container and the sidecar to Kubernetes manifests
+  uninject remove what inject added
+  webhook  serve the mutating admission webhook that injects pods as they are created
   demo     build a two-pod mesh in network namespaces on this machine and send traffic through it
 
 Run 'meshlet <command> --help' for a command's options.`;
@@ -20,6 +23,9 @@ const commands: Record<string, () => Promise<(argv: string[], env: NodeJS.Proces
     return (await import('./proxy/command.ts')).proxyCommand;
   },
   ca: async () => (await import('./tls/ca/command.ts')).caCommand,
+  inject: async () => (await import('./inject/command.ts')).injectCommand,
+  uninject: async () => (await import('./inject/command.ts')).uninjectCommand,
+  webhook: async () => (await import('./webhook/command.ts')).webhookCommand,
   demo: async () => (await import('./demo/command.ts')).demoCommand,
 };
 

@@ -25,7 +25,9 @@ export type ErrorCode =
   | 'MESHLET_ERR_SPIFFE_ID'
   | 'MESHLET_ERR_CA'
   | 'MESHLET_ERR_IDENTITY'
-  | 'MESHLET_ERR_PEER_IDENTITY';
+  | 'MESHLET_ERR_PEER_IDENTITY'
+  | 'MESHLET_ERR_MANIFEST'
+  | 'MESHLET_ERR_INJECT';
 
 export class MeshletError extends Error {
   readonly code: ErrorCode;

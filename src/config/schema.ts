@@ -124,6 +124,23 @@ const meshPeer = z.strictObject({
   trustDomain: checked(parseTrustDomain).optional(),
 });
 
+/** One app probe the sidecar would run: exactly one handler, as kubelet's probe had it. */
+const appProbe = z
+  .strictObject({
+    httpGet: z
+      .strictObject({
+        port,
+        path: z.string().optional(),
+        scheme: z.enum(['HTTP', 'HTTPS']).optional(),
+        httpHeaders: z.array(z.strictObject({ name: z.string(), value: z.string() })).optional(),
+      })
+      .optional(),
+    tcpSocket: z.strictObject({ port }).optional(),
+    grpc: z.strictObject({ port, service: z.string().optional() }).optional(),
+    timeoutSeconds: wholeNumber('a number of seconds', 1, 3600).optional(),
+  })
+  .refine((p) => [p.httpGet, p.tcpSocket, p.grpc].filter(Boolean).length === 1, { error: 'needs exactly one of httpGet, tcpSocket, grpc' });
+
 export const configSchema = z
   .strictObject({
     outbound: z.strictObject(listener({ port: 15001, connectTimeout: '1s' })).prefault({}),
@@ -185,6 +202,9 @@ export const configSchema = z
         namespace: z.string().default(''),
         app: z.string().default(''),
         version: z.string().default(''),
+        /** The pod's own name and service account (meshlet inject sets them from the downward API); kept for logs and the admin server's config dump. */
+        pod: z.string().default(''),
+        serviceAccount: z.string().default(''),
       })
       .prefault({}),
     tcp: z
@@ -197,6 +217,14 @@ export const configSchema = z
       .strictObject({
         /** /healthz/ready, /healthz/live and /stats/prometheus. */
         port: listenerPort.default(15020),
+        /**
+         * The app's own probes, by path on this port (`/app-health/<container>/livez`):
+         * what kubelet would have checked (httpGet, tcpSocket or grpc, ports as numbers),
+         * for the sidecar to check against the app over localhost when strict mTLS keeps
+         * kubelet's plaintext probes out. meshlet inject writes it. Accepted, not served
+         * yet: docs/kubernetes.md, "Probes under strict mTLS".
+         */
+        appProbes: z.record(z.string().regex(/^\/app-health\/[^/]+\/(livez|readyz|startupz)$/, { error: 'expected a path /app-health/<container>/livez, readyz or startupz' }), appProbe).default({}),
       })
       .prefault({}),
     proxy: z

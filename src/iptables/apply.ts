@@ -2,7 +2,7 @@ import { binary, LOCK_WAIT, type Backend } from './backend.ts';
 import type { Exec } from './exec.ts';
 import { commandError, classifyFailure, failureDetail, failureError } from './failures.ts';
 import type { RestorePlan } from './plan.ts';
-import { renderRestore } from './render.ts';
+import { renderDrops, renderRestore } from './render.ts';
 import type { Family } from './rules.ts';
 import { parseSave, tableBlock, type SavedTable } from './save-format.ts';
 
@@ -35,19 +35,25 @@ export interface FamilyChange {
 export async function applyChanges(exec: Exec, backend: Backend, changes: readonly FamilyChange[]): Promise<void> {
   const applied: FamilyChange[] = [];
   for (const change of changes) {
-    const input = renderRestore(change.plan);
-    if (input === '') continue;
-    const command = binary(backend, change.plan.family, '-restore');
-    const result = await exec(command, [...LOCK_WAIT, '--noflush'], input);
-    if (result.code === 0) {
-      applied.push(change);
-      continue;
+    const steps: Array<[input: string, flags: readonly string[]]> = [
+      [renderRestore(change.plan), [...LOCK_WAIT, '--noflush']],
+      [renderDrops(change.plan), LOCK_WAIT],
+    ];
+    for (const [input, flags] of steps) {
+      if (input === '') continue;
+      const command = binary(backend, change.plan.family, '-restore');
+      const result = await exec(command, flags, input);
+      // A change counts as applied (to roll back) from its first step that succeeded.
+      if (result.code === 0) {
+        if (!applied.includes(change)) applied.push(change);
+        continue;
+      }
+      const kind = classifyFailure(result);
+      const cause = `${command} failed for IPv${change.plan.family}: ${failureDetail(result)}`;
+      if (applied.length === 0) throw failureError(kind, cause);
+      const rollback = await rollBack(exec, backend, applied);
+      throw failureError(kind, `${cause}; ${rollback}`);
     }
-    const kind = classifyFailure(result);
-    const cause = `${command} failed for IPv${change.plan.family}: ${failureDetail(result)}`;
-    if (applied.length === 0) throw failureError(kind, cause);
-    const rollback = await rollBack(exec, backend, applied);
-    throw failureError(kind, `${cause}; ${rollback}`);
   }
 }
 

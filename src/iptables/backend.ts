@@ -39,21 +39,18 @@ export interface BackendChoice {
 }
 
 /**
- * Does `backend` work here, and how many rules does it hold? `sideEffectFree` (dry-run)
- * only reads with *-save: listing the nat table with iptables-legacy creates that table
- * in the namespace, which a dry-run must not do.
+ * Does `backend` work here, and how many rules does it hold? Read-only: *-save prints
+ * the tables that exist and creates none. (Listing the nat table with iptables-legacy,
+ * `-t nat -S`, creates that table in the namespace for good: x_tables has no way to
+ * remove it again, so probing every backend that way left an empty legacy nat table in
+ * every pod meshed with iptables-nft.)
  */
-export async function probeBackend(exec: Exec, backend: Backend, sideEffectFree = false): Promise<Probe> {
-  const check = sideEffectFree
-    ? await exec(binary(backend, 4, '-save'), [])
-    : await exec(binary(backend, 4), [...LOCK_WAIT, '-t', 'nat', '-S']);
-  if (check.code !== 0) {
-    return { backend, works: false, failure: { kind: classifyFailure(check), detail: failureDetail(check) }, ruleLines: 0 };
-  }
+export async function probeBackend(exec: Exec, backend: Backend): Promise<Probe> {
   let ruleLines = 0;
   for (const family of [4, 6] as const) {
     const saved = await exec(binary(backend, family, '-save'), []);
     if (saved.code === 0) ruleLines += countRuleLines(saved.stdout);
+    else if (family === 4) return { backend, works: false, failure: { kind: classifyFailure(saved), detail: failureDetail(saved) }, ruleLines: 0 };
   }
   return { backend, works: true, ruleLines };
 }
@@ -96,9 +93,22 @@ function worstFailure(probes: readonly Probe[]): FailureKind {
   return 'missing';
 }
 
-export async function detectBackend(exec: Exec, mode: 'auto' | Backend, sideEffectFree = false): Promise<BackendChoice> {
+/**
+ * Probes (read-only), chooses, and, unless `readOnly`, confirms the choice by listing
+ * its nat table (`-t nat -S`): that finds a kernel without nat support for this backend
+ * before anything is applied, and in auto mode falls back to the other backend. Only
+ * the chosen backend is listed, which is the one whose nat table init fills anyway.
+ */
+export async function detectBackend(exec: Exec, mode: 'auto' | Backend, readOnly = false): Promise<BackendChoice> {
   const candidates = mode === 'auto' ? BACKENDS : [mode];
   const probes: Probe[] = [];
-  for (const backend of candidates) probes.push(await probeBackend(exec, backend, sideEffectFree));
-  return chooseBackend(mode, probes);
+  for (const backend of candidates) probes.push(await probeBackend(exec, backend));
+  for (;;) {
+    const choice = chooseBackend(mode, probes);
+    if (readOnly) return choice;
+    const check = await exec(binary(choice.backend, 4), [...LOCK_WAIT, '-t', 'nat', '-S']);
+    if (check.code === 0) return choice;
+    const index = probes.findIndex((p) => p.backend === choice.backend);
+    probes[index] = { backend: choice.backend, works: false, failure: { kind: classifyFailure(check), detail: failureDetail(check) }, ruleLines: 0 };
+  }
 }

@@ -8,7 +8,7 @@ import { decideFamilies, hasGlobalIPv6, type FamilyDecision } from './families.t
 import { EXIT, exitCodeFor } from './exit-codes.ts';
 import { INIT_USAGE, parseInitOptions, type InitOptions } from './options.ts';
 import { installedState, planCleanup, planInstall, type RestorePlan } from './plan.ts';
-import { renderRestore } from './render.ts';
+import { renderDrops, renderRestore } from './render.ts';
 import { buildRuleSet, type Family } from './rules.ts';
 import { formatPortList } from './values.ts';
 
@@ -84,7 +84,8 @@ async function requireIPv6(exec: Exec, backend: Backend, decision: FamilyDecisio
 async function cleanup(options: InitOptions, io: InitDeps): Promise<void> {
   // Clean every backend that holds meshlet chains, not just the preferred one: rules
   // left behind in the other would still apply (both are evaluated by the kernel).
-  const choice = await detectBackend(io.exec, options.backend);
+  // Read-only probes: cleanup must not create the tables it is meant to leave as found.
+  const choice = await detectBackend(io.exec, options.backend, true);
   const backends = choice.probes.filter((p) => p.works).map((p) => p.backend);
   let removedAny = false;
   for (const backend of backends) {
@@ -99,7 +100,7 @@ async function cleanup(options: InitOptions, io: InitDeps): Promise<void> {
         if (family === 6 && options.ipv6 === 'auto') continue;
         throw err;
       }
-      changes.push({ plan: planCleanup(family, before.tables), before });
+      changes.push({ plan: planCleanup(family, before.tables, backend === 'nft'), before });
     }
     await applyChanges(io.exec, backend, changes);
     for (const { plan } of changes) {
@@ -139,7 +140,7 @@ async function dryRun(options: InitOptions, decision: FamilyDecision, io: InitDe
       note = `could not read the current rules (${probeProblem})`;
     }
     const plan: RestorePlan = options.cleanup
-      ? planCleanup(family, state?.tables ?? installedState(ruleSet))
+      ? planCleanup(family, state?.tables ?? installedState(ruleSet), choice?.backend === 'nft')
       : planInstall(ruleSet, state?.tables ?? []);
     const command = choice ? binary(choice.backend, family, '-restore') : `${family === 6 ? 'ip6tables' : 'iptables'}-restore`;
     io.out(`# meshlet init --dry-run: IPv${family} input for: ${command} ${[...LOCK_WAIT, '--noflush'].join(' ')}`);
@@ -147,6 +148,11 @@ async function dryRun(options: InitOptions, decision: FamilyDecision, io: InitDe
     if (note) io.out(`# note: ${note}; showing the input for ${options.cleanup ? 'a default install' : 'a namespace without meshlet rules'}`);
     const input = renderRestore(plan);
     io.out(input === '' ? '# nothing to do' : input.trimEnd());
+    const drops = renderDrops(plan);
+    if (drops !== '') {
+      io.out(`# then, deleting the tables left empty: ${command} ${LOCK_WAIT.join(' ')}`);
+      io.out(drops.trimEnd());
+    }
   }
   if (!options.cleanup && !decision.families.includes(6)) io.out(`# IPv6 skipped: ${decision.ipv6Reason}`);
   // With --dry-run, --validate checks the rules already in the kernel.

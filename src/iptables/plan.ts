@@ -18,6 +18,11 @@ export interface TablePlan {
   readonly deleteChains: readonly string[];
   /** `-A ...` lines to add. */
   readonly appendLines: readonly string[];
+  /**
+   * After the changes above the table holds nothing (built-in chains, ACCEPT, no rules):
+   * delete it, so that iptables-save prints what it printed before init created it.
+   */
+  readonly drop?: boolean;
 }
 
 export interface RestorePlan {
@@ -57,17 +62,30 @@ export function planInstall(ruleSet: RuleSet, present: readonly SavedTable[]): R
   return { family: ruleSet.family, tables };
 }
 
-/** Remove every MESHLET_* chain and every jump into one, in every table; nothing else. */
-export function planCleanup(family: Family, present: readonly SavedTable[]): RestorePlan {
+/**
+ * Remove every MESHLET_* chain and every jump into one, in every table; nothing else.
+ * With `dropEmptyTables` (iptables-nft, where a table can be deleted), a table left
+ * holding nothing is deleted too: init created it, or it was equally empty and inert.
+ * iptables-legacy cannot remove a table once it exists in a namespace.
+ */
+export function planCleanup(family: Family, present: readonly SavedTable[], dropEmptyTables = false): RestorePlan {
   const tables: TablePlan[] = [];
   for (const saved of present) {
     const deleteRules = jumpsIntoOurChains(saved);
     const deleteChains = saved.chains.map((c) => c.name).filter(isOurs);
     if (deleteRules.length > 0 || deleteChains.length > 0) {
-      tables.push({ table: saved.name, declareChains: [], deleteRules, deleteChains, appendLines: [] });
+      const drop = dropEmptyTables && leftEmpty(saved, deleteRules);
+      tables.push({ table: saved.name, declareChains: [], deleteRules, deleteChains, appendLines: [], drop });
     }
   }
   return { family, tables };
+}
+
+/** Does the table hold nothing once `deleted` and everything in our chains are gone? */
+function leftEmpty(saved: SavedTable, deleted: readonly SavedRule[]): boolean {
+  const chainsLeft = saved.chains.filter((c) => !isOurs(c.name));
+  const rulesLeft = saved.rules.filter((r) => !isOurs(r.chain) && !deleted.includes(r));
+  return rulesLeft.length === 0 && chainsLeft.every((c) => c.policy === 'ACCEPT');
 }
 
 /** Rules in chains that are not ours which jump or go to one of ours. */

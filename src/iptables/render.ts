@@ -49,7 +49,16 @@ function quote(text: string): string {
 
 /** One family's iptables-restore input (for `--noflush`); empty when there is nothing to do. */
 export function renderRestore(plan: RestorePlan): string {
-  return plan.tables.map(renderTable).join('');
+  return plan.tables.filter((t) => !t.drop).map(renderTable).join('');
+}
+
+/**
+ * Input for iptables-restore WITHOUT --noflush that deletes the tables the plan drops:
+ * an iptables-nft-restore of a table declared with nothing in it deletes the table.
+ * Replacing a whole table is safe only because the plan found nothing but ours in it.
+ */
+export function renderDrops(plan: RestorePlan): string {
+  return plan.tables.filter((t) => t.drop).map((t) => `*${t.table}\nCOMMIT\n`).join('');
 }
 
 function renderTable(t: TablePlan): string {

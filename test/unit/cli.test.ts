@@ -22,7 +22,7 @@ const USAGE_LINE = /^(meshlet(?: [a-z]+)*): MESHLET_ERR_USAGE: (.+) \(see (meshl
 
 t.test('usage errors: one line, the same format for every subcommand, exit 2', async (t) => {
   const cases: Array<[string[], string, RegExp]> = [
-    [[], 'meshlet', /^missing command: init, proxy, ca, demo$/],
+    [[], 'meshlet', /^missing command: init, proxy, ca, inject, uninject, webhook, demo$/],
     [['prox'], 'meshlet', /^unknown command 'prox'; did you mean proxy\?$/],
     [['init', '--bogus'], 'meshlet init', /^unknown flag '--bogus'$/],
     [['init', '--proxy-uid'], 'meshlet init', /^flag --proxy-uid needs a value$/],
@@ -40,6 +40,12 @@ t.test('usage errors: one line, the same format for every subcommand, exit 2', a
     [['ca', 'issue', '--bogus'], 'meshlet ca issue', /^unknown flag '--bogus'$/],
     [['ca', 'init', '--out'], 'meshlet ca init', /^flag --out needs a value$/],
     [['ca', 'init', '--force=yes', '--out', 'x'], 'meshlet ca init', /^flag --force takes no value/],
+    [['inject', '--sidecar-mod', 'classic'], 'meshlet inject', /^unknown flag '--sidecar-mod'; did you mean --sidecar-mode\?$/],
+    [['inject', '--sidecar-mode', 'sometimes', '-'], 'meshlet inject', /^--sidecar-mode: "sometimes" is not one of native, classic$/],
+    [['inject', '--proxy-cpu', 'lots'], 'meshlet inject', /^--proxy-cpu: "lots" is not a Kubernetes quantity/],
+    [['inject', '--mesh-cidrs', '10.0.0.0/33'], 'meshlet inject', /^--mesh-cidrs: .*10\.0\.0\.0\/33/],
+    [['inject', '--trust-domain', 'Cluster.Local'], 'meshlet inject', /^--trust-domain: invalid trust domain 'Cluster\.Local'/],
+    [['uninject', '--sidecar-mode', 'native'], 'meshlet uninject', /^unknown flag '--sidecar-mode'$/],
   ];
   for (const [args, command, what] of cases) {
     const label = `meshlet ${args.join(' ')}`;

@@ -133,7 +133,7 @@ t.test('L7 settings: defaults, env, and errors that name the field', async (t) =
   t.equal(config.http.maxRequestHeadersKb, 60);
   t.equal(config.http.requestHeadersTimeout, 10_000);
   t.equal(config.http.requestId, true);
-  t.same(config.workload, { name: '', namespace: '', app: '', version: '' });
+  t.same(config.workload, { name: '', namespace: '', app: '', version: '', pod: '', serviceAccount: '' });
 
   const set = loadConfig({
     env: {
@@ -253,4 +253,21 @@ t.test("the proxy's own ports: listeners on one port, or on the admin port, are 
     "inbound.port: 15000 is the admin port, reserved for the proxy's admin server; choose another port (from MESHLET_INBOUND_PORT)",
   ]);
   t.match(problems({ env: { MESHLET_HEALTH_PORT: '15000' } }), [/^health\.port: 15000 is the admin port/]);
+});
+
+t.test('health.appProbes: what meshlet inject writes is accepted, anything else named', async (t) => {
+  const ok = loadConfig({ env: { MESHLET_HEALTH_APP_PROBES: '{"/app-health/web/livez": {"httpGet": {"path": "/h", "port": 8080}, "timeoutSeconds": 2}, "/app-health/web/readyz": {"tcpSocket": {"port": 8080}}}' } });
+  t.same(ok.health.appProbes['/app-health/web/readyz'], { tcpSocket: { port: 8080 } });
+  t.same(loadConfig({}).health.appProbes, {}, 'none by default');
+  const problems = (value: string) => {
+    try {
+      loadConfig({ env: { MESHLET_HEALTH_APP_PROBES: value } });
+      return 'accepted';
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  t.match(problems('{"/healthz": {"tcpSocket": {"port": 1}}}'), /^health\.appProbes\.\/healthz: expected a path \/app-health\/<container>\/livez, readyz or startupz .*\(from MESHLET_HEALTH_APP_PROBES\)/);
+  t.match(problems('{"/app-health/web/livez": {"tcpSocket": {"port": 1}, "grpc": {"port": 2}}}'), /health\.appProbes\.\/app-health\/web\/livez: needs exactly one of httpGet, tcpSocket, grpc/);
+  t.match(problems('{"/app-health/web/livez": {"httpGet": {"port": "http"}}}'), /health\.appProbes\.\/app-health\/web\/livez\.httpGet\.port: expected a port number/, 'named ports must have been resolved');
 });

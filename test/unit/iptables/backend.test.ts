@@ -102,12 +102,26 @@ t.test('dry-run probes only read (no nat -S, which creates legacy tables)', asyn
 
 t.test('detectBackend as non-root: permission, from the real messages', async (t) => {
   const exec = fakeExec({
-    'iptables-nft': { code: 4, stdout: '', stderr: 'iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)\n' },
-    'iptables-legacy': { code: 4, stdout: '', stderr: 'Fatal: can\'t open lock file /run/xtables.lock: Permission denied\n' },
+    'iptables-nft-save': { code: 4, stdout: '', stderr: 'iptables-nft-save v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)\n' },
+    'iptables-legacy-save': { code: 1, stdout: '', stderr: 'Failed to list table names in /proc/net/ip_tables_names: Permission denied\n' },
   });
   const err = await detectBackend(exec, 'auto').then(() => undefined, (e: Error) => e);
   t.ok(isMeshletError(err, 'MESHLET_ERR_IPTABLES_PERMISSION'));
-  t.match(err?.message, /iptables-nft \(iptables v1.8.9 \(nf_tables\): Could not fetch rule set generation id: Permission denied \(you must be root\)\)/);
+  t.match(err?.message, /iptables-nft \(iptables-nft-save v1.8.9 \(nf_tables\): Could not fetch rule set generation id: Permission denied \(you must be root\)\)/);
+});
+
+t.test('only the chosen backend lists its nat table; auto falls back when that fails', async (t) => {
+  const saves = { 'iptables-nft-save': ok(''), 'ip6tables-nft-save': ok(''), 'iptables-legacy-save': ok(''), 'ip6tables-legacy-save': ok('') };
+  const fine = fakeExec({ ...saves, 'iptables-nft -w 10 -t nat -S': ok('-P OUTPUT ACCEPT\n') });
+  t.equal((await detectBackend(fine, 'auto')).backend, 'nft');
+  t.same(fine.calls.filter((c) => c.endsWith(' -S')), ['iptables-nft -w 10 -t nat -S'], 'iptables-legacy -t nat -S would create a legacy nat table');
+  const noNat = { code: 1, stdout: '', stderr: "iptables v1.8.9 (nf_tables): table 'nat' does not exist\n" };
+  const fallback = fakeExec({ ...saves, 'iptables-nft -w 10 -t nat -S': noNat, 'iptables-legacy -w 10 -t nat -S': ok('') });
+  const choice = await detectBackend(fallback, 'auto');
+  t.equal(choice.backend, 'legacy');
+  t.match(choice.reason, /the only one that works \(nft: iptables v1.8.9 \(nf_tables\): table 'nat' does not exist\)/);
+  const forced = await detectBackend(fakeExec({ ...saves, 'iptables-nft -w 10 -t nat -S': noNat }), 'nft').then(() => undefined, (e: Error) => e);
+  t.ok(isMeshletError(forced, 'MESHLET_ERR_IPTABLES_KERNEL'), 'forced: the nat failure is the error');
 });
 
 t.test('classifyFailure on real iptables messages', async (t) => {

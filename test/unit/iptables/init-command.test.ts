@@ -111,9 +111,37 @@ t.test('cleanup cleans every backend holding meshlet chains', async (t) => {
   });
   t.equal(await initCommand(['--cleanup'], {}, h.deps), 0, h.err.join('\n'));
   const restores = h.calls.filter((c) => c.line.includes('-restore'));
-  t.same(restores.map((c) => c.line), ['iptables-nft-restore -w 10 --noflush', 'ip6tables-legacy-restore -w 10 --noflush']);
-  t.equal(restores[0]!.input, '*nat\n-D OUTPUT -j MESHLET_OUTPUT\n-F MESHLET_OUTPUT\n-X MESHLET_OUTPUT\nCOMMIT\n');
+  // nft: the table held only our chain, so it is deleted, as it did not exist before init.
+  t.same(restores.map((c) => c.line), ['iptables-nft-restore -w 10', 'ip6tables-legacy-restore -w 10 --noflush']);
+  t.equal(restores[0]!.input, '*nat\nCOMMIT\n');
+  t.equal(restores[1]!.input, '*nat\n-D OUTPUT -j MESHLET_OUTPUT\n-F MESHLET_OUTPUT\n-X MESHLET_OUTPUT\nCOMMIT\n');
+  t.notOk(h.calls.some((c) => c.line.endsWith(' -S')), 'cleanup only reads: no listing that creates a legacy table');
   t.match(h.out.join('\n'), /IPv4 cleaned up with iptables-nft: removed 1 jump and chain nat\/MESHLET_OUTPUT/);
+});
+
+t.test('nft cleanup keeps a table that holds more than ours, in one --noflush pass', async (t) => {
+  const shared = '*nat\n:OUTPUT ACCEPT [0:0]\n:CNI - [0:0]\n:MESHLET_OUTPUT - [0:0]\n-A OUTPUT -j MESHLET_OUTPUT\n-A OUTPUT -j CNI\nCOMMIT\n';
+  const h = harness((line) => (line === 'iptables-nft-save' ? { code: 0, stdout: shared, stderr: '' } : undefined));
+  t.equal(await initCommand(['--cleanup'], {}, h.deps), 0, h.err.join('\n'));
+  const restores = h.calls.filter((c) => c.line.includes('-restore'));
+  t.same(restores.map((c) => c.line), ['iptables-nft-restore -w 10 --noflush']);
+});
+
+t.test('a failing table deletion rolls the family back from its snapshot', async (t) => {
+  const nat = '*nat\n:OUTPUT ACCEPT [0:0]\n:MESHLET_OUTPUT - [0:0]\n-A OUTPUT -j MESHLET_OUTPUT\nCOMMIT\n';
+  const filter = '*filter\n:INPUT ACCEPT [0:0]\n:MESHLET_X - [0:0]\n-A INPUT -j MESHLET_X\n-A INPUT -p udp -j DROP\nCOMMIT\n';
+  const h = harness((line, input) => {
+    if (line === 'iptables-nft-save') return { code: 0, stdout: nat + filter, stderr: '' };
+    if (line === 'iptables-nft-restore -w 10' && input === '*nat\nCOMMIT\n') return { code: 1, stdout: '', stderr: 'iptables-nft-restore: line 1 failed\n' };
+    return undefined;
+  });
+  t.equal(await initCommand(['--cleanup', '--ipv6', 'off'], {}, h.deps), 1);
+  const restores = h.calls.filter((c) => c.line.includes('-restore'));
+  t.same(restores.map((c) => c.line), ['iptables-nft-restore -w 10 --noflush', 'iptables-nft-restore -w 10', 'iptables-nft-restore -w 10']);
+  t.match(restores[0]!.input, /^\*filter\n-D INPUT -j MESHLET_X\n/, 'first the table that keeps content');
+  t.equal(restores[1]!.input, '*nat\nCOMMIT\n', 'then the deletion, which fails');
+  t.equal(restores[2]!.input, nat + filter, 'the rollback puts both tables back as they were');
+  t.match(h.err[0], /iptables-nft-restore failed for IPv4: iptables-nft-restore: line 1 failed; rolled back IPv4, nothing was changed/);
 });
 
 t.test('cleanup with nothing to remove says so and runs no restore', async (t) => {

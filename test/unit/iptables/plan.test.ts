@@ -1,7 +1,7 @@
 import t from 'tap';
 import { parseInitOptions } from '../../../src/iptables/options.ts';
 import { installedState, planCleanup, planInstall } from '../../../src/iptables/plan.ts';
-import { renderRestore } from '../../../src/iptables/render.ts';
+import { renderDrops, renderRestore } from '../../../src/iptables/render.ts';
 import { buildRuleSet } from '../../../src/iptables/rules.ts';
 import { countRuleLines, normalizeSave, parseSave, ruleTarget, tableBlock, tokenize } from '../../../src/iptables/save-format.ts';
 
@@ -111,6 +111,22 @@ COMMIT
 `,
   );
   t.equal(renderRestore(planCleanup(4, parseSave(saved()))), '', 'nothing of ours: nothing to do');
+});
+
+t.test('cleanup deletes a table it leaves empty, only when asked (nft) and only if nothing else is in it', async (t) => {
+  const ours = installedState(ruleSet);
+  const dropped = planCleanup(4, ours, true);
+  t.equal(renderRestore(dropped), '', 'nothing left for the --noflush pass');
+  t.equal(renderDrops(dropped), '*nat\nCOMMIT\n', 'the table goes, as iptables-nft prints none before init');
+  t.equal(renderDrops(planCleanup(4, ours, false)), '', 'legacy: tables cannot be deleted');
+  t.match(renderRestore(planCleanup(4, ours, false)), /^-X MESHLET_OUTPUT$/m);
+  const shared = parseSave(saved());
+  const withOurs = planCleanup(4, [{ ...shared[0]!, chains: [...shared[0]!.chains, { name: 'MESHLET_OUTPUT', policy: '-' }] }], true);
+  t.equal(renderDrops(withOurs), '', 'a table holding a CNI chain too stays');
+  const policy = planCleanup(4, [{ ...ours[0]!, chains: [...ours[0]!.chains, { name: 'OUTPUT', policy: 'DROP' }] }], true);
+  t.equal(renderDrops(policy), '', 'a built-in chain with a DROP policy is content');
+  const foreignRule = planCleanup(4, [{ ...ours[0]!, rules: [...ours[0]!.rules, { chain: 'OUTPUT', spec: '-p udp -j ACCEPT' }] }], true);
+  t.equal(renderDrops(foreignRule), '', 'a rule that is not ours is content');
 });
 
 t.test('installedState is what cleanup of a default install looks like', async (t) => {
