@@ -52,27 +52,28 @@ const HOP_BY_HOP_ONLY = new DropNames();
  * Connection header names, and any pseudo-header. `te: trailers` is the one TE value
  * that means something end to end (gRPC needs it) and is kept. `drop` removes more in the
  * same pass. This runs once per request and response, so a name is lower-cased only when
- * its length is that of a name to drop.
+ * its length is that of a name to drop. `out` may be `headers` itself, filtered in place,
+ * when the caller owns the list (a head its parser just made).
  */
-export function endToEnd(headers: RawHeaders, drop: DropNames = HOP_BY_HOP_ONLY): RawHeaders {
+export function endToEnd(headers: RawHeaders, drop: DropNames = HOP_BY_HOP_ONLY, out: RawHeaders = []): RawHeaders {
   const named = connectionNamed(headers);
   const lengths = drop.lengths;
-  const out: RawHeaders = [];
-  for (let i = 0; i < headers.length; i += 2) {
+  const n = headers.length;
+  let j = 0;
+  for (let i = 0; i < n; i += 2) {
     const name = headers[i]!;
-    const value = headers[i + 1]!;
-    if (named === undefined && name.charCodeAt(0) !== 58 /* : */ && (name.length > 255 || lengths[name.length] === 0)) {
-      out.push(name, value);
-      continue;
+    let value = headers[i + 1]!;
+    if (named !== undefined || name.charCodeAt(0) === 58 /* : */ || (name.length <= 255 && lengths[name.length] === 1)) {
+      const lower = name.toLowerCase();
+      if (lower === 'te') {
+        if (!value.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) continue;
+        value = 'trailers';
+      } else if (drop.has(lower) || named?.has(lower) || lower.startsWith(':')) continue;
     }
-    const lower = name.toLowerCase();
-    if (lower === 'te') {
-      if (value.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) out.push(name, 'trailers');
-      continue;
-    }
-    if (drop.has(lower) || named?.has(lower) || lower.startsWith(':')) continue;
-    out.push(name, value);
+    out[j++] = name;
+    out[j++] = value;
   }
+  out.length = j;
   return out;
 }
 

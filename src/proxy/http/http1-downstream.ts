@@ -214,7 +214,7 @@ class ClientConnection implements BodyProducer {
         authority: host ?? formatHostPort(conn.origDst.address, conn.origDst.port),
         path: head.target,
         scheme: 'http',
-        headers: endToEnd(raw, dropFromRequest),
+        headers: endToEnd(raw, dropFromRequest, raw), // the parser's list, filtered in place
         hostName,
         body,
         grpc: isGrpc(get(raw, 'content-type')),

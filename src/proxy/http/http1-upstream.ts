@@ -251,7 +251,7 @@ class UpstreamConnection implements BodyProducer {
     }
     clearTimeout(this.#connectTimer);
     pending.keepAlive = head.keepAlive && !head.upgrade && head.framing !== 'eof';
-    const framed = this.#options.framing.response(endToEnd(head.headers));
+    const framed = this.#options.framing.response(endToEnd(head.headers, undefined, head.headers)); // the parser's list, filtered in place
     const body =
       head.framing === 'none'
         ? undefined
