@@ -7,8 +7,22 @@ export type RawHeaders = string[];
 /** The first value of `name` (lower case). */
 export function get(headers: RawHeaders, name: string): string | undefined {
   for (let i = 0; i < headers.length; i += 2) {
-    const n = headers[i]!;
-    if (n.length === name.length && n.toLowerCase() === name) return headers[i + 1];
+    if (isName(headers[i]!, name)) return headers[i + 1];
   }
   return undefined;
+}
+
+/**
+ * Whether `name` is `lower` (a lower-case field name) in any case. Compared in place:
+ * the request path looks names up several times per message, and lower-casing each one
+ * made a string every time.
+ */
+export function isName(name: string, lower: string): boolean {
+  const n = lower.length;
+  if (name.length !== n) return false;
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if ((c >= 65 && c <= 90 ? c + 32 : c) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
 }

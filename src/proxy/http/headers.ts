@@ -1,6 +1,8 @@
 import type { RawHeaders } from '../../pipeline/headers.ts';
 
-export { get } from '../../pipeline/headers.ts';
+import { isName } from '../../pipeline/headers.ts';
+
+export { get, isName } from '../../pipeline/headers.ts';
 export type { RawHeaders } from '../../pipeline/headers.ts';
 
 /**
@@ -28,20 +30,21 @@ export function without(headers: RawHeaders, drop: (lowerName: string) => boolea
   return out;
 }
 
-/** Names (lower case) to drop besides the hop-by-hop ones, with their lengths precomputed. */
+/** The names (lower case) to drop: the hop-by-hop ones and these, found by length first. */
 export class DropNames {
-  readonly #names: ReadonlySet<string>;
-  /** lengths[n]: some name to drop (hop-by-hop or one of these) has n characters. */
-  readonly lengths: Uint8Array;
+  /** byLength[n]: the names to drop that have n characters. */
+  readonly #byLength: Array<string[] | undefined> = [];
 
   constructor(names: Iterable<string> = []) {
-    this.#names = new Set(names);
-    this.lengths = new Uint8Array(256);
-    for (const n of [...HOP_BY_HOP, ...this.#names]) if (n.length < 256) this.lengths[n.length] = 1;
+    for (const name of new Set([...HOP_BY_HOP, ...names])) (this.#byLength[name.length] ??= []).push(name);
   }
 
-  has(lowerName: string): boolean {
-    return HOP_BY_HOP.has(lowerName) || this.#names.has(lowerName);
+  /** Whether `name`, in any case, is one to drop; no string is made. */
+  matches(name: string): boolean {
+    const candidates = this.#byLength[name.length];
+    if (candidates === undefined) return false;
+    for (let i = 0; i < candidates.length; i++) if (isName(name, candidates[i]!)) return true;
+    return false;
   }
 }
 
@@ -51,25 +54,22 @@ const HOP_BY_HOP_ONLY = new DropNames();
  * The end-to-end headers: hop-by-hop ones go, and so does every header that the
  * Connection header names, and any pseudo-header. `te: trailers` is the one TE value
  * that means something end to end (gRPC needs it) and is kept. `drop` removes more in the
- * same pass. This runs once per request and response, so a name is lower-cased only when
- * its length is that of a name to drop. `out` may be `headers` itself, filtered in place,
- * when the caller owns the list (a head its parser just made).
+ * same pass. This runs once per request and response, so no name is lower-cased unless a
+ * Connection header names others. `out` may be `headers` itself, filtered in place, when
+ * the caller owns the list (a head its parser just made).
  */
 export function endToEnd(headers: RawHeaders, drop: DropNames = HOP_BY_HOP_ONLY, out: RawHeaders = []): RawHeaders {
   const named = connectionNamed(headers);
-  const lengths = drop.lengths;
   const n = headers.length;
   let j = 0;
   for (let i = 0; i < n; i += 2) {
     const name = headers[i]!;
     let value = headers[i + 1]!;
-    if (named !== undefined || name.charCodeAt(0) === 58 /* : */ || (name.length <= 255 && lengths[name.length] === 1)) {
-      const lower = name.toLowerCase();
-      if (lower === 'te') {
-        if (!value.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) continue;
-        value = 'trailers';
-      } else if (drop.has(lower) || named?.has(lower) || lower.startsWith(':')) continue;
-    }
+    if (name.charCodeAt(0) === 58 /* : */) continue;
+    if (drop.matches(name)) {
+      if (!isName(name, 'te') || !value.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) continue;
+      value = 'trailers';
+    } else if (named !== undefined && named.has(name.toLowerCase())) continue;
     out[j++] = name;
     out[j++] = value;
   }
@@ -81,7 +81,7 @@ export function endToEnd(headers: RawHeaders, drop: DropNames = HOP_BY_HOP_ONLY,
 function connectionNamed(headers: RawHeaders): Set<string> | undefined {
   let named: Set<string> | undefined;
   for (let i = 0; i < headers.length; i += 2) {
-    if (headers[i]!.length !== 10 || headers[i]!.toLowerCase() !== 'connection') continue;
+    if (!isName(headers[i]!, 'connection')) continue;
     const value = headers[i + 1]!;
     // `keep-alive` and `close` (nearly every Connection header) name no header but a hop-by-hop one.
     if (value.length <= 10) {

@@ -11,7 +11,7 @@ import { errorResponse, rawErrorResponse } from './error-response.ts';
 import { MessageWriter, type OutgoingFraming } from './h1/message-writer.ts';
 import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
 import { responseHead } from './h1/serialize.ts';
-import { DropNames, endToEnd, get, isMeshHop, MESH_HEADERS, without, type RawHeaders } from './headers.ts';
+import { DropNames, endToEnd, get, isMeshHop, isName, MESH_HEADERS, without, type RawHeaders } from './headers.ts';
 
 export interface Http1DownstreamOptions {
   maxHeaderBytes: number;
@@ -184,7 +184,7 @@ class ClientConnection implements BodyProducer {
     let hosts = 0;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!;
-      if (name.length !== 4 || name.toLowerCase() !== 'host') continue;
+      if (!isName(name, 'host')) continue;
       hostName = name;
       host = raw[i + 1];
       hosts++;
