@@ -315,7 +315,7 @@ class ClientConnection implements BodyProducer {
     }
     if (this.#closing) added = added.concat('Connection', 'close');
     else if (head.versionMinor === 0) added = added.concat('Connection', 'keep-alive');
-    let text: string;
+    let text: Buffer;
     try {
       text = responseHead(response.status, response.reason ?? '', headers, added);
     } catch (err) {

@@ -18,10 +18,10 @@ export class MessageWriter {
   readonly #chunked: boolean;
   readonly #done: (err: BodyAbort | undefined) => void;
   /** The head, until it is written. */
-  #head: string | undefined;
+  #head: Buffer | undefined;
   #finished = false;
 
-  constructor(socket: net.Socket, head: string, body: Body | undefined, framing: OutgoingFraming, done: (err: BodyAbort | undefined) => void) {
+  constructor(socket: net.Socket, head: Buffer, body: Body | undefined, framing: OutgoingFraming, done: (err: BodyAbort | undefined) => void) {
     this.#socket = socket;
     this.#head = head;
     this.#body = body;
@@ -43,7 +43,7 @@ export class MessageWriter {
       end: (trailers: RawHeaders) => {
         this.#finished = true;
         if (!socket.destroyed) {
-          if (this.#chunked) socket.write(this.#withHead(trailerBlock(trailers)), 'latin1');
+          if (this.#chunked) socket.write(this.#withHead(trailerBlock(trailers)));
           else this.#flushHead();
         }
         this.#done(undefined);
@@ -73,16 +73,14 @@ export class MessageWriter {
     const head = this.#head;
     if (head === undefined || this.#socket.destroyed) return;
     this.#head = undefined;
-    // A string, not a Buffer made from it: the stream layer copies a small string straight
-    // into its write, with no Buffer object or allocation of ours per message.
-    this.#socket.write(head, 'latin1');
+    this.#socket.write(head);
   }
 
-  #withHead(text: string): string {
+  #withHead(bytes: Buffer): Buffer {
     const head = this.#head;
-    if (head === undefined) return text;
+    if (head === undefined) return bytes;
     this.#head = undefined;
-    return head + text;
+    return Buffer.concat([head, bytes]);
   }
 
   /** One buffer: the head if it is still to go, the chunk's framing and the chunk. */
@@ -90,12 +88,14 @@ export class MessageWriter {
     const head = this.#head;
     if (head === undefined && !this.#chunked) return chunk;
     this.#head = undefined;
-    const before = (head ?? '') + (this.#chunked ? chunkHeader(chunk.length) : '');
+    const size = this.#chunked ? chunkHeader(chunk.length) : '';
+    const headLength = head?.length ?? 0;
     const after = this.#chunked ? 2 : 0;
-    const out = Buffer.allocUnsafe(before.length + chunk.length + after);
-    out.write(before, 0, 'latin1');
-    chunk.copy(out, before.length);
-    if (after) out.write(CRLF, before.length + chunk.length, 'latin1');
+    const out = Buffer.allocUnsafe(headLength + size.length + chunk.length + after);
+    head?.copy(out, 0);
+    out.write(size, headLength, 'latin1');
+    chunk.copy(out, headLength + size.length);
+    if (after) out.write(CRLF, headLength + size.length + chunk.length, 'latin1');
     return out;
   }
 }
