@@ -227,6 +227,24 @@ export const configSchema = z
         appProbes: z.record(z.string().regex(/^\/app-health\/[^/]+\/(livez|readyz|startupz)$/, { error: 'expected a path /app-health/<container>/livez, readyz or startupz' }), appProbe).default({}),
       })
       .prefault({}),
+    admin: z
+      .strictObject({
+        /** /config_dump, /clusters, /certs, /logging, POST /drain, POST /quitquitquit; bound on 127.0.0.1 only. */
+        port: listenerPort.default(15000),
+      })
+      .prefault({}),
+    drain: z
+      .strictObject({
+        /**
+         * After SIGTERM or POST /drain, how long the inbound listener still accepts new
+         * connections: callers learn of the pod's end (its endpoint removed once readiness
+         * fails) only after a while. Istio's terminationDrainDuration.
+         */
+        delay: duration.prefault('5s'),
+        /** The most the whole drain may take: connections still open then are closed and the proxy exits. */
+        timeout: duration.prefault('30s'),
+      })
+      .prefault({}),
     proxy: z
       .strictObject({
         /**

@@ -76,7 +76,7 @@ t.test('configuration errors: MESHLET_ERR_CONFIG, one line per problem, exit 2, 
   ];
   for (const [env, problems] of cases) {
     // Any free ports, should the configuration load after all.
-    const run = meshlet(['proxy'], { MESHLET_OUTBOUND_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0', ...env });
+    const run = meshlet(['proxy'], { MESHLET_OUTBOUND_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0', MESHLET_ADMIN_PORT: '0', ...env });
     const label = JSON.stringify(env);
     t.equal(run.code, 2, `${label}: exit 2`);
     const lines = run.stderr.split('\n').filter((l) => l !== '');

@@ -5,6 +5,7 @@ import { bodyAbort } from '../../pipeline/body.ts';
 import { formatHostPort } from '../../net/addresses.ts';
 import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
 import type { Handler } from '../../pipeline/compose.ts';
+import type { DrainableServer } from '../stack-deps.ts';
 import { h2Body, pipeBodyToH2 } from './h2-body.ts';
 import { CONNECTION_WINDOW, endWithPeer, sessionMemoryMb, STREAM_WINDOW, track } from './h2-session.ts';
 import { errorResponse } from './error-response.ts';
@@ -49,10 +50,12 @@ export interface H2DownstreamOptions {
  * pipeline. RST_STREAM from the client cancels the upstream exchange; an upstream reset
  * after the response started resets the client's stream.
  */
-export class H2Downstream {
+export class H2Downstream implements DrainableServer {
   readonly #handler: Handler<ProxyRequest, ProxyResponse>;
   readonly #options: H2DownstreamOptions;
   readonly #log: Logger;
+  readonly #sessions = new Set<http2.ServerHttp2Session>();
+  #draining = false;
 
   constructor(handler: Handler<ProxyRequest, ProxyResponse>, options: H2DownstreamOptions, log: Logger) {
     this.#handler = handler;
@@ -80,12 +83,34 @@ export class H2Downstream {
       const open = new Set<http2.Http2Stream>();
       // The listeners' sockets are half-open (for opaque TCP): a client's FIN ends the session here.
       endWithPeer(session, socket, open);
+      this.#sessions.add(session);
       session.on('stream', (stream, headers, flags: number, raw: string[]) => {
+        // A session opened while draining serves the streams it has, then goes (GOAWAY).
+        if (this.#draining) session.close();
         void this.#onStream(conn, framing, track(open, stream), headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || stream.endAfterHeaders, raw, state);
       });
       // The client's socket is closed when the session ends; keep going until then.
-      session.once('close', () => socket.destroy());
+      session.once('close', () => {
+        this.#sessions.delete(session);
+        socket.destroy();
+      });
     });
+  }
+
+  /**
+   * GOAWAY on every session (node:http2 names the last stream it took): the client opens
+   * no more streams on it, the open ones finish, then the session and its connection close.
+   * A stream the client sent before it saw the GOAWAY is refused (REFUSED_STREAM), which
+   * clients, meshlet's pools among them, may safely send again.
+   */
+  drain(): void {
+    this.#draining = true;
+    for (const session of this.#sessions) session.close();
+  }
+
+  /** Sessions closed at drain() already; those opened since close after their first stream. */
+  closeIdle(): void {
+    for (const session of this.#sessions) if (!session.closed) session.close();
   }
 
   async #onStream(

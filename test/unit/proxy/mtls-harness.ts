@@ -9,6 +9,7 @@ import { origDst, peerOf } from '../../../src/net/addresses.ts';
 import type { AcceptedConnection, ConnectionOutcome, Direction } from '../../../src/pipeline/connection.ts';
 import { inboundStack } from '../../../src/proxy/inbound/stack.ts';
 import { LocalAddresses } from '../../../src/proxy/loop-guard.ts';
+import { newStackParts } from '../../../src/proxy/stack-deps.ts';
 import { outboundStack } from '../../../src/proxy/outbound/stack.ts';
 import type { Handler } from '../../../src/pipeline/compose.ts';
 import { createTcpMetrics } from '../../../src/telemetry/tcp-metrics.ts';
@@ -60,6 +61,7 @@ export async function sidecar(
     proxyPorts: new Set([15001, 15006]),
     identity,
     peers: { lookup: () => (typeof options.peer === 'function' ? options.peer() : options.peer) },
+    parts: newStackParts(),
   };
   const stack: Handler<AcceptedConnection, ConnectionOutcome> = direction === 'outbound' ? outboundStack(deps) : inboundStack(deps);
   const outcomes: Promise<ConnectionOutcome>[] = [];
