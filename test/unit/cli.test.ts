@@ -22,7 +22,7 @@ const USAGE_LINE = /^(meshlet(?: [a-z]+)*): MESHLET_ERR_USAGE: (.+) \(see (meshl
 
 t.test('usage errors: one line, the same format for every subcommand, exit 2', async (t) => {
   const cases: Array<[string[], string, RegExp]> = [
-    [[], 'meshlet', /^missing command: init, proxy, ca, inject, uninject, webhook, demo$/],
+    [[], 'meshlet', /^missing command: init, proxy, wait, ca, inject, uninject, webhook, demo$/],
     [['prox'], 'meshlet', /^unknown command 'prox'; did you mean proxy\?$/],
     [['init', '--bogus'], 'meshlet init', /^unknown flag '--bogus'$/],
     [['init', '--proxy-uid'], 'meshlet init', /^flag --proxy-uid needs a value$/],
