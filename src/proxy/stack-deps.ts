@@ -26,7 +26,10 @@ export interface StackDeps {
 export interface DrainableServer {
   /** From now on: HTTP/1.1 responses carry Connection: close, HTTP/2 sessions get GOAWAY. */
   drain(): void;
-  /** Closes connections that carry no request now (the drain delay is over). */
+  /**
+   * The drain delay is over: idle HTTP/1.1 connections close now; HTTP/2 sessions (those
+   * opened during the delay too) get GOAWAY and close once their streams are done.
+   */
   closeIdle(): void;
 }
 

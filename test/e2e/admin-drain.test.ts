@@ -1,5 +1,5 @@
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { APP_UID, MESHLET_BIN, REPO_ROOT, Testbed, testbedUnavailable, type SpawnedProcess } from '../../src/testbed/netns.ts';
 import { eventually, meshedPair, PORT, tail } from './l7-common.ts';
 
@@ -71,13 +71,26 @@ t.test('admin on 127.0.0.1:15000 only; meshlet wait gates on readiness', async (
   t.equal(proxy.child.exitCode, null, 'the proxy is still running');
 });
 
-t.test('SIGTERM to the inbound sidecar under constant load: nothing that had started fails, the stream completes, the proxy exits by itself', async (t) => {
+for (const protocol of ['http1', 'h2'] as const) {
+  t.test(`SIGTERM to the inbound sidecar under constant ${protocol} load: nothing that had started fails, the stream completes, the proxy exits by itself`, async (t) => {
+    await drainUnderLoad(t, protocol);
+  });
+}
+
+/**
+ * HTTP/1.1 load crosses the pair as meshlet/http1 (pooled connections, which the drain
+ * ends with Connection: close); h2c load as meshlet/h2 (one session, which the drain ends
+ * with GOAWAY). The long streamed response is HTTP/1.1 in both.
+ */
+async function drainUnderLoad(t: Test, protocol: 'http1' | 'h2'): Promise<void> {
   const DELAY_MS = 2000;
   const { a, b, proxyB, apps } = await meshedPair(t, { b: { MESHLET_DRAIN_DELAY: `${DELAY_MS}ms`, MESHLET_DRAIN_TIMEOUT: '30s' } });
   // 40 chunks of 16 KiB, 100 ms apart: about 4 s, longer than the drain delay.
   const STREAM_BYTES = 40 * 16384;
   const streamPath = `/trailers?bytes=${STREAM_BYTES}&pace=100`;
-  const load = a.node([LOAD_APP, '--url', `http://${b.ipv4}:${PORT.h1}/`, '--concurrency', '4', '--stream-url', `http://${b.ipv4}:${PORT.h1}${streamPath}`], { uid: APP_UID });
+  const url = protocol === 'h2' ? `http://${b.ipv4}:${PORT.h2c}/` : `http://${b.ipv4}:${PORT.h1}/`;
+  const flags = protocol === 'h2' ? ['--h2'] : [];
+  const load = a.node([LOAD_APP, '--url', url, ...flags, '--concurrency', '4', '--stream-url', `http://${b.ipv4}:${PORT.h1}${streamPath}`], { uid: APP_UID });
   t.teardown(() => load.stop('SIGKILL'));
   const served = () => jsonLines(load).filter((l) => l.r);
   t.ok(await eventually(() => served().length >= 100, 'load under way', 30_000), 'the load is under way');
@@ -115,4 +128,4 @@ t.test('SIGTERM to the inbound sidecar under constant load: nothing that had sta
   t.match(stream, { status: 200, bytes: STREAM_BYTES, error: '' }, 'the long streamed response arrived whole');
   t.equal(stream?.sha256, stream?.trailer, 'its bytes match the sha256 the app sent in its trailer');
   t.ok(stream !== undefined && stream.end > sigtermAt + DELAY_MS, 'and it ended after the drain delay (the listener had stopped accepting by then)');
-});
+}

@@ -38,6 +38,18 @@ export const appH2: H2ServerFraming = {
   responseTrailers: () => ({}),
 };
 
+/** How long a client has to close a session after its GOAWAY before the proxy closes it (gracefully). */
+const GOAWAY_GRACE_MS = 1000;
+
+const goneAway = new WeakSet<http2.ServerHttp2Session>();
+
+function goAway(session: http2.ServerHttp2Session): void {
+  if (goneAway.has(session) || session.closed || session.destroyed) return;
+  goneAway.add(session);
+  session.goaway();
+  setTimeout(() => session.close(), GOAWAY_GRACE_MS).unref();
+}
+
 export interface H2DownstreamOptions {
   maxHeaderBytes: number;
   /** SETTINGS_MAX_CONCURRENT_STREAMS we announce to the client. */
@@ -55,7 +67,6 @@ export class H2Downstream implements DrainableServer {
   readonly #options: H2DownstreamOptions;
   readonly #log: Logger;
   readonly #sessions = new Set<http2.ServerHttp2Session>();
-  #draining = false;
 
   constructor(handler: Handler<ProxyRequest, ProxyResponse>, options: H2DownstreamOptions, log: Logger) {
     this.#handler = handler;
@@ -85,8 +96,6 @@ export class H2Downstream implements DrainableServer {
       endWithPeer(session, socket, open);
       this.#sessions.add(session);
       session.on('stream', (stream, headers, flags: number, raw: string[]) => {
-        // A session opened while draining serves the streams it has, then goes (GOAWAY).
-        if (this.#draining) session.close();
         void this.#onStream(conn, framing, track(open, stream), headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || stream.endAfterHeaders, raw, state);
       });
       // The client's socket is closed when the session ends; keep going until then.
@@ -98,19 +107,22 @@ export class H2Downstream implements DrainableServer {
   }
 
   /**
-   * GOAWAY on every session (node:http2 names the last stream it took): the client opens
-   * no more streams on it, the open ones finish, then the session and its connection close.
-   * A stream the client sent before it saw the GOAWAY is refused (REFUSED_STREAM), which
-   * clients, meshlet's pools among them, may safely send again.
+   * GOAWAY (NO_ERROR, naming the last stream taken) on every session: the client opens
+   * no more streams on it, its open ones finish, and the client closes the connection
+   * itself, which ends the session here. A stream the client sent before it saw the
+   * GOAWAY is refused (REFUSED_STREAM), which clients, meshlet's pools among them, may
+   * safely send again. Closing the session from this side at once instead would race
+   * the client: its connection could end before it had read the GOAWAY, and its streams
+   * would be cut, not refused. So the session is closed here (gracefully: its open
+   * streams finish) only GOAWAY_GRACE_MS later, for clients that do not close it.
    */
   drain(): void {
-    this.#draining = true;
-    for (const session of this.#sessions) session.close();
+    for (const session of this.#sessions) goAway(session);
   }
 
-  /** Sessions closed at drain() already; those opened since close after their first stream. */
+  /** The drain delay is over: sessions opened since drain() (clients that had not heard yet) get their GOAWAY now. */
   closeIdle(): void {
-    for (const session of this.#sessions) if (!session.closed) session.close();
+    this.drain();
   }
 
   async #onStream(

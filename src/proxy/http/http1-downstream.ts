@@ -59,8 +59,8 @@ export class Http1Downstream implements DrainableServer {
   readonly #tunnel: TunnelHandler;
   readonly #options: Http1DownstreamOptions;
   readonly #log: Logger;
-  /** Read by every response (one property read): while on, responses carry Connection: close. */
-  readonly #drain: DrainFlag = { on: false };
+  /** Read by every response (a property read or two): see DrainFlag. */
+  readonly #drain: DrainFlag = { on: false, closeIdle: false };
   /** Connections being served, for closeIdle(); added and removed once per connection. */
   readonly #live = new Set<ClientConnection>();
 
@@ -81,14 +81,18 @@ export class Http1Downstream implements DrainableServer {
     this.#drain.on = true;
   }
 
-  /** Closes the connections with no request under way (and no tunnel). */
+  /** Closes the connections with no request under way (and no tunnel); the others close after their response. */
   closeIdle(): void {
+    this.#drain.closeIdle = true;
     for (const c of this.#live) c.closeIfIdle();
   }
 }
 
 interface DrainFlag {
+  /** Responses from now on carry Connection: close, and their connection closes after them. */
   on: boolean;
+  /** The drain delay is over: a connection closes after its response even if that response went out keep-alive. */
+  closeIdle: boolean;
 }
 
 /** One request in progress on a client connection. */
@@ -365,7 +369,7 @@ class ClientConnection implements BodyProducer {
       this.#socket.destroy();
       return;
     }
-    if (this.#closing) {
+    if (this.#closing || this.#drain.closeIdle) {
       this.#socket.end();
       return;
     }

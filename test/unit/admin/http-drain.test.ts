@@ -1,8 +1,8 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { clusterEntries } from '../../../src/admin/clusters.ts';
 import { h1App, h2App, h2Request, h2Session, header, RawClient } from '../../helpers/http.ts';
 import { through, TOPOLOGIES } from '../../helpers/http-sidecars.ts';
-import { sidecar, until } from '../proxy/mtls-harness.ts';
+import { sidecar, until, type Sidecar } from '../proxy/mtls-harness.ts';
 
 // The HTTP servers' part of the graceful drain, on real sockets through real sidecar
 // stacks: after drain() an HTTP/1.1 response says Connection: close and its connection
@@ -12,18 +12,30 @@ import { sidecar, until } from '../proxy/mtls-harness.ts';
 
 const GET = (path = '/') => `GET ${path} HTTP/1.1\r\nHost: app\r\n\r\n`;
 
-t.test('HTTP/1.1: after drain(), the next response says Connection: close and the connection closes after it', async (t) => {
-  const app = await h1App((_req, res) => res.end('ok'));
+/** An HTTP/1.1 app behind an outbound sidecar, and raw keep-alive clients of the sidecar; all closed when `t` ends. */
+async function h1Path(t: Test, handle: Parameters<typeof h1App>[0]) {
+  const app = await h1App(handle);
   t.teardown(() => app.close());
   const proxy = await sidecar('outbound', () => app.port);
   t.teardown(() => proxy.close());
-  const client = new RawClient(proxy.port);
-  t.teardown(() => client.close());
+  const client = () => {
+    const c = new RawClient(proxy.port);
+    t.teardown(() => c.close());
+    return c;
+  };
+  return { app, proxy, client };
+}
 
+const drain = (proxy: Sidecar) => proxy.parts.servers.outbound.forEach((s) => s.drain());
+const closeIdle = (proxy: Sidecar) => proxy.parts.servers.outbound.forEach((s) => s.closeIdle());
+
+t.test('HTTP/1.1: after drain(), the next response says Connection: close and the connection closes after it', async (t) => {
+  const { proxy, client: connect } = await h1Path(t, (_req, res) => res.end('ok'));
+  const client = connect();
   client.write(GET());
   const [before] = await client.read(['GET']);
   t.equal(header(before!, 'connection'), undefined, 'keep-alive before the drain');
-  for (const s of proxy.parts.servers.outbound) s.drain();
+  drain(proxy);
   client.write(GET());
   const [during] = await client.read(['GET']);
   t.equal(during!.status, 200, 'still served while draining');
@@ -35,23 +47,19 @@ t.test('HTTP/1.1: after drain(), the next response says Connection: close and th
 t.test('HTTP/1.1: closeIdle() closes idle connections, but a response under way finishes first', async (t) => {
   let release!: () => void;
   const held = new Promise<void>((r) => (release = r));
-  const app = await h1App((req, res) => {
+  const { app, proxy, client } = await h1Path(t, (req, res) => {
     if (req.url === '/slow') void held.then(() => res.end('slow and whole'));
     else res.end('ok');
   });
-  t.teardown(() => app.close());
-  const proxy = await sidecar('outbound', () => app.port);
-  t.teardown(() => proxy.close());
-  const idle = new RawClient(proxy.port);
-  const busy = new RawClient(proxy.port);
-  t.teardown(() => [idle, busy].forEach((c) => c.close()));
+  const idle = client();
+  const busy = client();
   idle.write(GET());
   await idle.read(['GET']);
   busy.write(GET('/slow'));
   await until(() => app.requests.some((r) => r.url === '/slow'), 'the slow request reached the app');
 
-  for (const s of proxy.parts.servers.outbound) s.drain();
-  for (const s of proxy.parts.servers.outbound) s.closeIdle();
+  drain(proxy);
+  closeIdle(proxy);
   await until(() => idle.closed, 'the idle connection is closed');
   t.equal(busy.closed, false, 'the busy one is not');
   release();
@@ -59,6 +67,27 @@ t.test('HTTP/1.1: closeIdle() closes idle connections, but a response under way 
   t.equal(slow!.body.toString(), 'slow and whole');
   t.equal(header(slow!, 'connection'), 'close');
   await until(() => busy.closed, 'then it closes too');
+});
+
+t.test('HTTP/1.1: a response that went out keep-alive before the drain closes its connection when it ends after the delay', async (t) => {
+  let finish!: () => void;
+  const finished = new Promise<void>((r) => (finish = r));
+  const { proxy, client: connect } = await h1Path(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('streamed ');
+    void finished.then(() => res.end('to the end'));
+  });
+  const client = connect();
+  client.write(GET());
+  await until(() => client.socket.bytesRead > 0, 'the response head arrived (keep-alive, before the drain)');
+  drain(proxy);
+  closeIdle(proxy);
+  t.equal(client.closed, false, 'not cut while its response is under way');
+  finish();
+  const [r] = await client.read(['GET']);
+  t.equal(r!.body.toString(), 'streamed to the end');
+  t.equal(header(r!, 'connection'), undefined, 'its head had gone out keep-alive');
+  await until(() => client.closed, 'the connection closes after it all the same (nothing else would close it)');
 });
 
 for (const topology of TOPOLOGIES) {
@@ -93,13 +122,9 @@ for (const topology of TOPOLOGIES) {
 }
 
 t.test('/clusters: the pools a request used show its destination, connections and idle ones', async (t) => {
-  const app = await h1App((_req, res) => res.end('ok'));
-  t.teardown(() => app.close());
-  const proxy = await sidecar('outbound', () => app.port);
-  t.teardown(() => proxy.close());
+  const { app, proxy, client: connect } = await h1Path(t, (_req, res) => res.end('ok'));
   t.same(clusterEntries(proxy.parts.pools), [], 'nothing before any request');
-  const client = new RawClient(proxy.port);
-  t.teardown(() => client.close());
+  const client = connect();
   client.write(GET());
   await client.read(['GET']);
   await until(() => clusterEntries(proxy.parts.pools)[0]?.idle === 1, 'the connection went back to the pool');
