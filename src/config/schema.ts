@@ -17,6 +17,9 @@ export function showValue(value: unknown): string {
 
 const PORT_RANGE = '1–65535';
 
+/** pino's levels, from the most to the least verbose. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+
 /** A whole number in [min, max] (or `extra`), whose every error shows the value and the range. */
 const wholeNumber = (what: string, min: number, max: number, extra?: number) => {
   const range = `${min}–${max}`;
@@ -259,7 +262,7 @@ export const configSchema = z
       .prefault({}),
     log: z
       .strictObject({
-        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+        level: z.enum(LOG_LEVELS).default('info'),
       })
       .prefault({}),
   })

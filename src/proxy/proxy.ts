@@ -1,18 +1,14 @@
 import type http from 'node:http';
 import type net from 'node:net';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import { startAdminServer, type AdminControls, type AdminServer } from '../admin/admin-server.ts';
-import { identityView } from '../admin/certs.ts';
-import { clusterEntries } from '../admin/clusters.ts';
-import { Drain, type DrainEnd, type DrainTargets } from '../admin/drain.ts';
+import { startAdminServer, type AdminServer } from '../admin/admin-server.ts';
+import { Drain, type DrainEnd } from '../admin/drain.ts';
 import { startHealthServer, type HealthServer } from '../admin/health.ts';
 import { Readiness } from '../admin/readiness.ts';
-import { redact } from '../admin/redact.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import { createTcpMetrics } from '../telemetry/tcp-metrics.ts';
 import { IdentityWatcher } from '../tls/identity-watcher.ts';
-import type { Identity } from '../tls/identity.ts';
 import { StaticPeers } from '../tls/mesh-peers.ts';
 import { describeError, MeshletError } from '../errors.ts';
 import type { Handler } from '../pipeline/compose.ts';
@@ -21,7 +17,8 @@ import { inboundStack } from './inbound/stack.ts';
 import { listenRedirected, type RedirectListener } from './listener.ts';
 import { LocalAddresses } from './loop-guard.ts';
 import { outboundStack } from './outbound/stack.ts';
-import { newStackParts, type StackDeps, type StackParts } from './stack-deps.ts';
+import { adminControls, drainTargets, isValidNow } from './operations.ts';
+import { newStackParts, type StackDeps } from './stack-deps.ts';
 import { checkProxyIdentity } from './uid-check.ts';
 
 export interface RunningProxy {
@@ -129,55 +126,6 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
     for (const close of opened.reverse()) await close();
     throw err;
   }
-}
-
-/** The drain acts on both listeners and every HTTP server the stacks built. */
-function drainTargets(listeners: Partial<Record<Direction, RedirectListener>>, parts: StackParts): DrainTargets {
-  const all = () => [...parts.servers.inbound, ...parts.servers.outbound];
-  return {
-    beginDrain: () => all().forEach((s) => s.drain()),
-    stopAccepting: () => {
-      listeners.inbound?.server.close();
-      parts.servers.inbound.forEach((s) => s.closeIdle());
-    },
-    openConnections: () => (listeners.inbound?.active.size ?? 0) + (listeners.outbound?.active.size ?? 0),
-  };
-}
-
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
-
-interface AdminParts {
-  config: Config;
-  log: Logger;
-  parts: StackParts;
-  watcher: IdentityWatcher | undefined;
-  drain: Drain;
-  drainAndStop: (reason: string) => unknown;
-  quit: () => void;
-}
-
-function adminControls(o: AdminParts): AdminControls {
-  return {
-    configDump: () => redact(o.config),
-    clusters: () => clusterEntries(o.parts.pools),
-    certs: () => (o.watcher ? identityView(o.watcher.current, new Date()) : undefined),
-    logLevel: () => o.log.level,
-    setLogLevel: (level) => {
-      o.log.info({ level, previous: o.log.level }, 'log level changed through the admin server');
-      o.log.level = level;
-    },
-    levels: LOG_LEVELS,
-    drain: () => {
-      o.drainAndStop('POST /drain');
-      return o.drain.status();
-    },
-    quit: o.quit,
-  };
-}
-
-function isValidNow(identity: Identity): boolean {
-  const now = Date.now();
-  return identity.notBefore.getTime() <= now && now < identity.notAfter.getTime();
 }
 
 /** Binds with `listen`; a port that cannot be had is a MeshletError naming what wanted it. */
