@@ -6,7 +6,8 @@ import { eventually, meshedPair, PORT, tail } from './l7-common.ts';
 // The admin server, the start gate and the graceful drain in real pods (network
 // namespaces, meshlet init's rules, meshlet proxy as UID 1337):
 //   - the admin port answers inside the pod and is refused from another pod, on both of
-//     the pod's addresses, while the health port next to it is reachable;
+//     the pod's addresses, while the health port next to it is reachable; POST
+//     /quitquitquit from inside the pod ends the proxy;
 //   - `meshlet wait`, started before the proxy, exits 0 once the proxy is ready;
 //   - SIGTERM to the inbound sidecar of a pair under constant load: readiness fails, no
 //     request that had started fails, a long streamed response completes after the
@@ -69,6 +70,12 @@ t.test('admin on 127.0.0.1:15000 only; meshlet wait gates on readiness', async (
   const post = await a.run(['curl', '-sS', '--max-time', '5', '-X', 'POST', `http://${b.ipv4}:15000/quitquitquit`]);
   t.equal(post.code, 7, 'nor can another pod stop it');
   t.equal(proxy.child.exitCode, null, 'the proxy is still running');
+
+  // What a Job's last command does: from inside the pod, end the sidecar at once.
+  const quit = await b.run(['curl', '-sS', '--max-time', '5', '-X', 'POST', 'http://127.0.0.1:15000/quitquitquit'], { uid: APP_UID });
+  t.equal(quit.code, 0, `POST /quitquitquit from inside the pod: ${quit.stderr}`);
+  t.equal(await exited(proxy), 0, 'the proxy exits 0 at once, without a drain');
+  t.match(jsonLines(proxy).find((l) => l.msg === 'stopped'), { how: 'quit' });
 });
 
 for (const protocol of ['http1', 'h2'] as const) {
