@@ -8,6 +8,7 @@ const USAGE = `usage: meshlet <command> [options]
 commands:
   init     install the traffic-interception rules in this network namespace
   proxy    run the sidecar proxy
+  wait     wait until the proxy in this pod is ready (a start gate for the app)
   ca       create a CA and issue SPIFFE workload certificates (mutual TLS identities)
   inject   add the init container and the sidecar to Kubernetes manifests
   uninject remove what inject added
@@ -22,6 +23,7 @@ const commands: Record<string, () => Promise<(argv: string[], env: NodeJS.Proces
     (await import('./proxy/runtime-flags.ts')).restartWithProxyHeap();
     return (await import('./proxy/command.ts')).proxyCommand;
   },
+  wait: async () => (await import('./admin/wait-command.ts')).waitCommand,
   ca: async () => (await import('./tls/ca/command.ts')).caCommand,
   inject: async () => (await import('./inject/command.ts')).injectCommand,
   uninject: async () => (await import('./inject/command.ts')).uninjectCommand,

@@ -1,19 +1,19 @@
 import http from 'node:http';
 import type { Registry } from 'prom-client';
 import { bindDualStack } from '../net/bind.ts';
+import type { Readiness } from './readiness.ts';
 
 export interface HealthServer {
   server: http.Server;
   port: number;
-  setReady(ready: boolean): void;
 }
 
 /**
- * Port 15020, reachable by the kubelet and Prometheus: readiness (both listeners bound
- * and not draining), liveness, and metrics in the Prometheus text format.
+ * Port 15020, reachable by the kubelet and Prometheus: readiness (every condition of
+ * `readiness`; the body names those that fail), liveness, and metrics in the Prometheus
+ * text format.
  */
-export async function startHealthServer(port: number, registry: Registry): Promise<HealthServer> {
-  let ready = false;
+export async function startHealthServer(port: number, registry: Registry, readiness: Readiness): Promise<HealthServer> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -21,9 +21,12 @@ export async function startHealthServer(port: number, registry: Registry): Promi
       return;
     }
     switch (path) {
-      case '/healthz/ready':
-        res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+      case '/healthz/ready': {
+        const failing = readiness.failing();
+        const ready = failing.length === 0;
+        res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : `not ready: ${failing.join('; ')}\n`);
         return;
+      }
       case '/healthz/live':
         res.writeHead(200, { 'content-type': 'text/plain' }).end('live\n');
         return;
@@ -39,5 +42,5 @@ export async function startHealthServer(port: number, registry: Registry): Promi
     }
   });
   const bound = await bindDualStack(server, port);
-  return { server, port: bound, setReady: (r) => (ready = r) };
+  return { server, port: bound };
 }

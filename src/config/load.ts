@@ -23,9 +23,6 @@ export interface ConfigSources {
  */
 const OTHER_VARIABLES: ReadonlySet<string> = new Set(['MESHLET_CONFIG', ...INIT_ENV_VARIABLES]);
 
-/** The admin port (127.0.0.1:15000) reserved for the proxy's admin server; no listener may take it. */
-const ADMIN_PORT = 15000;
-
 /**
  * Defaults ← YAML file ← MESHLET_* env. Throws one MeshletError with one line per
  * problem, each naming the field (or variable), the bad value, what is accepted, and
@@ -55,7 +52,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 
   const parsed = configSchema.safeParse(tree, { reportInput: true });
   if (!parsed.success) throw configError([...problems, ...parsed.error.issues.flatMap((issue) => describeIssue(issue, where))]);
-  problems.push(...portClashes(parsed.data, where));
+  problems.push(...portClashes(parsed.data, where), ...drainOrder(parsed.data, where));
   if (problems.length > 0) throw configError(problems);
   return parsed.data;
 }
@@ -218,20 +215,28 @@ function portClashes(config: Config, where: (path: Path) => string): string[] {
     ['outbound.port', config.outbound.port],
     ['inbound.port', config.inbound.port],
     ['health.port', config.health.port],
+    ['admin.port', config.admin.port],
   ];
   const origin = (field: string) => `${field} ${where(field.split('.'))}`;
   const problems: string[] = [];
   listeners.forEach(([field, port], i) => {
-    if (port === ADMIN_PORT) {
-      problems.push(`${field}: ${port} is the admin port, reserved for the proxy's admin server; choose another port (${where(field.split('.'))})`);
-    }
     for (const [other, otherPort] of listeners.slice(i + 1)) {
-      if (port !== 0 && port === otherPort) {
+      if (port === 0 || port !== otherPort) continue;
+      if (other === 'admin.port') {
+        problems.push(`${field}: ${port} is the admin port, reserved for the proxy's admin server; choose another port (${where(field.split('.'))})`);
+      } else {
         problems.push(`${field} and ${other} are both ${port}; each of the proxy's listeners needs its own port (${origin(field)}, ${origin(other)})`);
       }
     }
   });
   return problems;
+}
+
+/** The drain delay is a part of the drain, so it cannot outlast the drain's timeout. */
+function drainOrder(config: Config, where: (path: Path) => string): string[] {
+  const { delay, timeout } = config.drain;
+  if (delay <= timeout) return [];
+  return [`drain.delay: ${delay} ms is longer than drain.timeout (${timeout} ms), which ends the whole drain; shorten the delay or lengthen the timeout (${where(['drain', 'delay'])})`];
 }
 
 /** The names a schema position accepts, for "did you mean". */

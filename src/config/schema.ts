@@ -17,6 +17,9 @@ export function showValue(value: unknown): string {
 
 const PORT_RANGE = '1–65535';
 
+/** pino's levels, from the most to the least verbose. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+
 /** A whole number in [min, max] (or `extra`), whose every error shows the value and the range. */
 const wholeNumber = (what: string, min: number, max: number, extra?: number) => {
   const range = `${min}–${max}`;
@@ -227,6 +230,24 @@ export const configSchema = z
         appProbes: z.record(z.string().regex(/^\/app-health\/[^/]+\/(livez|readyz|startupz)$/, { error: 'expected a path /app-health/<container>/livez, readyz or startupz' }), appProbe).default({}),
       })
       .prefault({}),
+    admin: z
+      .strictObject({
+        /** /config_dump, /clusters, /certs, /logging, POST /drain, POST /quitquitquit; bound on 127.0.0.1 only. */
+        port: listenerPort.default(15000),
+      })
+      .prefault({}),
+    drain: z
+      .strictObject({
+        /**
+         * After SIGTERM or POST /drain, how long the inbound listener still accepts new
+         * connections: callers learn of the pod's end (its endpoint removed once readiness
+         * fails) only after a while. Istio's terminationDrainDuration.
+         */
+        delay: duration.prefault('5s'),
+        /** The most the whole drain may take: connections still open then are closed and the proxy exits. */
+        timeout: duration.prefault('30s'),
+      })
+      .prefault({}),
     proxy: z
       .strictObject({
         /**
@@ -241,7 +262,7 @@ export const configSchema = z
       .prefault({}),
     log: z
       .strictObject({
-        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+        level: z.enum(LOG_LEVELS).default('info'),
       })
       .prefault({}),
   })

@@ -8,7 +8,8 @@ import { startProxy } from './proxy.ts';
 const USAGE = `usage: meshlet proxy [--config FILE]
 
 Runs the sidecar: outbound listener (15001), inbound listener (15006), health and
-metrics (15020). Configuration: defaults, then the YAML file (--config or
+metrics (15020), admin (127.0.0.1:15000). SIGTERM drains gracefully (drain.delay,
+drain.timeout; docs/observability.md). Configuration: defaults, then the YAML file (--config or
 MESHLET_CONFIG), then MESHLET_* environment variables. See docs/proxy.md.`;
 
 /** `meshlet proxy`; resolves with an exit code only when start-up fails. */
@@ -42,15 +43,25 @@ export async function proxyCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     return code;
   }
   log.info(
-    { outbound: proxy.outbound.port, inbound: proxy.inbound.port, health: proxy.health.port, uid: process.getuid?.() },
+    { outbound: proxy.outbound.port, inbound: proxy.inbound.port, health: proxy.health.port, admin: proxy.admin.port, uid: process.getuid?.() },
     'ready',
   );
-  const stop = (signal: string) => {
-    log.info({ signal }, 'shutting down');
-    proxy.shutdown(5000).then(() => process.exit(0));
+  // SIGTERM (the kubelet stopping the pod) and SIGINT drain gracefully; a second signal
+  // during the drain ends the proxy at once.
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (proxy.drain.draining) {
+      log.warn({ signal }, 'second signal while draining: stopping now');
+      void proxy.stop().then(() => process.exit(0));
+      return;
+    }
+    void proxy.drainAndStop(signal);
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  void proxy.ended.then((how) => {
+    log.info({ how }, 'stopped');
+    process.exit(0);
+  });
   return new Promise<number>(() => {});
 }
 

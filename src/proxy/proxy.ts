@@ -1,7 +1,10 @@
 import type http from 'node:http';
 import type net from 'node:net';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { startAdminServer, type AdminServer } from '../admin/admin-server.ts';
+import { Drain, type DrainEnd } from '../admin/drain.ts';
 import { startHealthServer, type HealthServer } from '../admin/health.ts';
+import { Readiness } from '../admin/readiness.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import { createTcpMetrics } from '../telemetry/tcp-metrics.ts';
@@ -14,22 +17,30 @@ import { inboundStack } from './inbound/stack.ts';
 import { listenRedirected, type RedirectListener } from './listener.ts';
 import { LocalAddresses } from './loop-guard.ts';
 import { outboundStack } from './outbound/stack.ts';
-import type { StackDeps } from './stack-deps.ts';
+import { adminControls, drainTargets, isValidNow } from './operations.ts';
+import { newStackParts, type StackDeps } from './stack-deps.ts';
 import { checkProxyIdentity } from './uid-check.ts';
 
 export interface RunningProxy {
   outbound: RedirectListener;
   inbound: RedirectListener;
   health: HealthServer;
+  admin: AdminServer;
   registry: Registry;
-  /** Stop accepting, wait up to `graceMs` for open connections, then close the rest. */
-  shutdown(graceMs: number): Promise<void>;
+  /** The graceful drain: SIGTERM and POST /drain start it. */
+  drain: Drain;
+  /** Starts the graceful drain; once it is over, everything is closed and `ended` resolves. */
+  drainAndStop(reason: string): Promise<ProxyEnd>;
+  /** Closes everything now, connections in flight included (POST /quitquitquit, tests). */
+  stop(): Promise<void>;
+  /** Resolves once the proxy has stopped: drained, drain.timeout reached, or quit. */
+  readonly ended: Promise<ProxyEnd>;
 }
 
-const METRIC_PREFIX = 'meshlet';
+/** How the proxy ended. */
+export type ProxyEnd = DrainEnd | 'quit';
 
-/** Reserved for the admin server (127.0.0.1 only; not served yet): never forwarded to. */
-const ADMIN_PORT = 15000;
+const METRIC_PREFIX = 'meshlet';
 
 /**
  * Starts everything or nothing. First it refuses to run under a UID/GID whose traffic
@@ -47,42 +58,69 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
     const tcpMetrics = createTcpMetrics(registry, METRIC_PREFIX);
     const watcher = startIdentity(config, log, registry);
     if (watcher) opened.push(() => watcher.close());
-    const health = await bound('health server', config.health.port, () => startHealthServer(config.health.port, registry));
+    const parts = newStackParts();
+    const listeners: Partial<Record<Direction, RedirectListener>> = {};
+    const drain = new Drain(drainTargets(listeners, parts), { delayMs: config.drain.delay, timeoutMs: config.drain.timeout }, log);
+    const readiness = new Readiness()
+      .require('outbound listener bound', () => listeners.outbound?.server.listening === true)
+      .require('inbound listener bound', () => listeners.inbound?.server.listening === true)
+      .require('not draining', () => !drain.draining);
+    if (watcher) readiness.require('identity loaded and within its validity', () => isValidNow(watcher.current));
+
+    // Closes what start-up opened, in reverse order; once only.
+    let stopping: Promise<void> | undefined;
+    const stop = () => (stopping ??= (async () => {
+      for (const close of [...opened].reverse()) await close();
+    })());
+    let end!: (how: ProxyEnd) => void;
+    const ended = new Promise<ProxyEnd>((resolve) => (end = resolve));
+    const drainAndStop = (reason: string): Promise<ProxyEnd> => {
+      if (!drain.draining) void drain.start(reason).then(async (how) => {
+        await stop();
+        end(how);
+      });
+      return ended;
+    };
+    const quit = () => {
+      log.info({ open: drain.status().openConnections }, 'quitting at once (POST /quitquitquit)');
+      void stop().then(() => end('quit'));
+    };
+
+    const health = await bound('health server', config.health.port, () => startHealthServer(config.health.port, registry, readiness));
     opened.push(() => closeServer(health.server));
+    const admin = await bound('admin server', config.admin.port, () =>
+      startAdminServer(config.admin.port, adminControls({ config, log, parts, watcher, drain, drainAndStop, quit })),
+    );
+    opened.push(() => closeServer(admin.server));
     const deps: StackDeps = {
       config,
       log,
       tcpMetrics,
       localAddresses: new LocalAddresses(),
-      proxyPorts: new Set([config.outbound.port, config.inbound.port, config.health.port, ADMIN_PORT]),
+      proxyPorts: new Set([config.outbound.port, config.inbound.port, config.health.port, admin.port]),
       identity: () => watcher?.current,
       peers: new StaticPeers(config.mesh.peers, watcher?.current.trustDomain ?? 'cluster.local'),
+      parts,
     };
     const listen = async (direction: Direction, port: number, stack: Handler<AcceptedConnection, ConnectionOutcome>) => {
       const listener = await bound(`${direction} listener`, port, () => listenRedirected(direction, port, stack, { log, metrics: tcpMetrics }));
       opened.push(() => closeListener(listener));
+      listeners[direction] = listener;
       return listener;
     };
     const outbound = await listen('outbound', config.outbound.port, outboundStack(deps));
     const inbound = await listen('inbound', config.inbound.port, inboundStack(deps));
-    health.setReady(true);
 
     return {
       outbound,
       inbound,
       health,
+      admin,
       registry,
-      async shutdown(graceMs) {
-        health.setReady(false);
-        const listeners = [outbound, inbound];
-        for (const l of listeners) l.server.close();
-        const open = () => listeners.reduce((n, l) => n + l.active.size, 0);
-        const deadline = Date.now() + graceMs;
-        while (open() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-        for (const l of listeners) for (const s of l.active) s.destroy();
-        watcher?.close();
-        await new Promise((r) => health.server.close(r));
-      },
+      drain,
+      drainAndStop,
+      stop,
+      ended,
     };
   } catch (err) {
     for (const close of opened.reverse()) await close();

@@ -22,7 +22,7 @@ const USAGE_LINE = /^(meshlet(?: [a-z]+)*): MESHLET_ERR_USAGE: (.+) \(see (meshl
 
 t.test('usage errors: one line, the same format for every subcommand, exit 2', async (t) => {
   const cases: Array<[string[], string, RegExp]> = [
-    [[], 'meshlet', /^missing command: init, proxy, ca, inject, uninject, webhook, demo$/],
+    [[], 'meshlet', /^missing command: init, proxy, wait, ca, inject, uninject, webhook, demo$/],
     [['prox'], 'meshlet', /^unknown command 'prox'; did you mean proxy\?$/],
     [['init', '--bogus'], 'meshlet init', /^unknown flag '--bogus'$/],
     [['init', '--proxy-uid'], 'meshlet init', /^flag --proxy-uid needs a value$/],
@@ -76,7 +76,7 @@ t.test('configuration errors: MESHLET_ERR_CONFIG, one line per problem, exit 2, 
   ];
   for (const [env, problems] of cases) {
     // Any free ports, should the configuration load after all.
-    const run = meshlet(['proxy'], { MESHLET_OUTBOUND_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0', ...env });
+    const run = meshlet(['proxy'], { MESHLET_OUTBOUND_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0', MESHLET_ADMIN_PORT: '0', ...env });
     const label = JSON.stringify(env);
     t.equal(run.code, 2, `${label}: exit 2`);
     const lines = run.stderr.split('\n').filter((l) => l !== '');

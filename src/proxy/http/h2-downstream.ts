@@ -5,6 +5,7 @@ import { bodyAbort } from '../../pipeline/body.ts';
 import { formatHostPort } from '../../net/addresses.ts';
 import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
 import type { Handler } from '../../pipeline/compose.ts';
+import type { DrainableServer } from '../stack-deps.ts';
 import { h2Body, pipeBodyToH2 } from './h2-body.ts';
 import { CONNECTION_WINDOW, endWithPeer, sessionMemoryMb, STREAM_WINDOW, track } from './h2-session.ts';
 import { errorResponse } from './error-response.ts';
@@ -37,6 +38,18 @@ export const appH2: H2ServerFraming = {
   responseTrailers: () => ({}),
 };
 
+/** How long a client has to close a session after its GOAWAY before the proxy closes it (gracefully). */
+const GOAWAY_GRACE_MS = 1000;
+
+const goneAway = new WeakSet<http2.ServerHttp2Session>();
+
+function goAway(session: http2.ServerHttp2Session): void {
+  if (goneAway.has(session) || session.closed || session.destroyed) return;
+  goneAway.add(session);
+  session.goaway();
+  setTimeout(() => session.close(), GOAWAY_GRACE_MS).unref();
+}
+
 export interface H2DownstreamOptions {
   maxHeaderBytes: number;
   /** SETTINGS_MAX_CONCURRENT_STREAMS we announce to the client. */
@@ -49,10 +62,11 @@ export interface H2DownstreamOptions {
  * pipeline. RST_STREAM from the client cancels the upstream exchange; an upstream reset
  * after the response started resets the client's stream.
  */
-export class H2Downstream {
+export class H2Downstream implements DrainableServer {
   readonly #handler: Handler<ProxyRequest, ProxyResponse>;
   readonly #options: H2DownstreamOptions;
   readonly #log: Logger;
+  readonly #sessions = new Set<http2.ServerHttp2Session>();
 
   constructor(handler: Handler<ProxyRequest, ProxyResponse>, options: H2DownstreamOptions, log: Logger) {
     this.#handler = handler;
@@ -80,12 +94,35 @@ export class H2Downstream {
       const open = new Set<http2.Http2Stream>();
       // The listeners' sockets are half-open (for opaque TCP): a client's FIN ends the session here.
       endWithPeer(session, socket, open);
+      this.#sessions.add(session);
       session.on('stream', (stream, headers, flags: number, raw: string[]) => {
         void this.#onStream(conn, framing, track(open, stream), headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || stream.endAfterHeaders, raw, state);
       });
       // The client's socket is closed when the session ends; keep going until then.
-      session.once('close', () => socket.destroy());
+      session.once('close', () => {
+        this.#sessions.delete(session);
+        socket.destroy();
+      });
     });
+  }
+
+  /**
+   * GOAWAY (NO_ERROR, naming the last stream taken) on every session: the client opens
+   * no more streams on it, its open ones finish, and the client closes the connection
+   * itself, which ends the session here. A stream the client sent before it saw the
+   * GOAWAY is refused (REFUSED_STREAM), which clients, meshlet's pools among them, may
+   * safely send again. Closing the session from this side at once instead would race
+   * the client: its connection could end before it had read the GOAWAY, and its streams
+   * would be cut, not refused. So the session is closed here (gracefully: its open
+   * streams finish) only GOAWAY_GRACE_MS later, for clients that do not close it.
+   */
+  drain(): void {
+    for (const session of this.#sessions) goAway(session);
+  }
+
+  /** The drain delay is over: sessions opened since drain() (clients that had not heard yet) get their GOAWAY now. */
+  closeIdle(): void {
+    this.drain();
   }
 
   async #onStream(

@@ -6,6 +6,7 @@ import { RequestAbort } from '../../pipeline/abort.ts';
 import { bodyAbort, PushBody, type BodyAbort, type BodyProducer } from '../../pipeline/body.ts';
 import type { Handler } from '../../pipeline/compose.ts';
 import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
+import type { DrainableServer } from '../stack-deps.ts';
 import { hasNoBody, isGrpc, type ProxyRequest, type ProxyResponse, type WorkloadMetadata } from '../../pipeline/exchange.ts';
 import { errorResponse, rawErrorResponse } from './error-response.ts';
 import { MessageWriter, type OutgoingFraming } from './h1/message-writer.ts';
@@ -53,11 +54,15 @@ const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
  * upstream's header case. Pipelined requests are taken one at a time, so responses leave
  * in order; the parser waits at the end of a request until its response is written.
  */
-export class Http1Downstream {
+export class Http1Downstream implements DrainableServer {
   readonly #handler: Handler<ProxyRequest, ProxyResponse>;
   readonly #tunnel: TunnelHandler;
   readonly #options: Http1DownstreamOptions;
   readonly #log: Logger;
+  /** Read by every response (a property read or two): see DrainFlag. */
+  readonly #drain: DrainFlag = { on: false, closeIdle: false };
+  /** Connections being served, for closeIdle(); added and removed once per connection. */
+  readonly #live = new Set<ClientConnection>();
 
   constructor(handler: Handler<ProxyRequest, ProxyResponse>, tunnel: TunnelHandler, options: Http1DownstreamOptions, log: Logger) {
     this.#handler = handler;
@@ -68,8 +73,26 @@ export class Http1Downstream {
 
   /** Serves one connection; resolves when it is closed. */
   serve(conn: AcceptedConnection, framing: Http1ServerFraming = appHttp1): Promise<ConnectionOutcome> {
-    return new Promise((resolve) => new ClientConnection(conn, framing, this.#handler, this.#tunnel, this.#options, this.#log, resolve));
+    return new Promise((resolve) => new ClientConnection(conn, framing, this.#handler, this.#tunnel, this.#options, this.#log, resolve, this.#drain, this.#live));
   }
+
+  /** From now on every response says Connection: close and its connection closes after it. */
+  drain(): void {
+    this.#drain.on = true;
+  }
+
+  /** Closes the connections with no request under way (and no tunnel); the others close after their response. */
+  closeIdle(): void {
+    this.#drain.closeIdle = true;
+    for (const c of this.#live) c.closeIfIdle();
+  }
+}
+
+interface DrainFlag {
+  /** Responses from now on carry Connection: close, and their connection closes after them. */
+  on: boolean;
+  /** The drain delay is over: a connection closes after its response even if that response went out keep-alive. */
+  closeIdle: boolean;
 }
 
 /** One request in progress on a client connection. */
@@ -107,6 +130,10 @@ class ClientConnection implements BodyProducer {
   #headTimer: NodeJS.Timeout | undefined;
   /** No further request is taken: the client or a response asked to close, or the input is broken. */
   #closing = false;
+  readonly #drain: DrainFlag;
+  readonly #live: Set<ClientConnection>;
+  /** Upgraded or CONNECT: a tunnel owns the socket now. */
+  #handedOver = false;
 
   constructor(
     conn: AcceptedConnection,
@@ -116,7 +143,12 @@ class ClientConnection implements BodyProducer {
     options: Http1DownstreamOptions,
     log: Logger,
     resolve: (outcome: ConnectionOutcome) => void,
+    drain: DrainFlag,
+    live: Set<ClientConnection>,
   ) {
+    this.#drain = drain;
+    this.#live = live;
+    live.add(this);
     this.#conn = conn;
     this.#framing = framing;
     this.#socket = conn.socket;
@@ -313,6 +345,7 @@ class ClientConnection implements BodyProducer {
       framing = 'close'; // an HTTP/1.0 client reads to the end of the connection
       this.#closing = true;
     }
+    if (this.#drain.on) this.#closing = true;
     if (this.#closing) added = added.concat('Connection', 'close');
     else if (head.versionMinor === 0) added = added.concat('Connection', 'keep-alive');
     let text: Buffer;
@@ -336,7 +369,7 @@ class ClientConnection implements BodyProducer {
       this.#socket.destroy();
       return;
     }
-    if (this.#closing) {
+    if (this.#closing || this.#drain.closeIdle) {
       this.#socket.end();
       return;
     }
@@ -380,6 +413,7 @@ class ClientConnection implements BodyProducer {
   #handOver(head: Head): void {
     if (this.#exchange) return; // after the response in progress
     this.#upgrade = undefined;
+    this.#handedOver = true;
     const socket = this.#socket;
     socket.off('data', this.#onData);
     socket.pause();
@@ -392,7 +426,16 @@ class ClientConnection implements BodyProducer {
     else this.#closing = true;
   }
 
+  /** Draining: a connection between requests goes now; bytes of a request arriving meanwhile are not read. */
+  closeIfIdle(): void {
+    if (this.#exchange || this.#handedOver || this.#upgrade || this.#parser.inMessage) return;
+    this.#closing = true;
+    this.#socket.off('data', this.#onData);
+    this.#socket.destroySoon();
+  }
+
   #onClose(): void {
+    this.#live.delete(this);
     if (this.#headTimer) clearTimeout(this.#headTimer);
     const exchange = this.#exchange;
     if (exchange) {

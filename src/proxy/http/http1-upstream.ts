@@ -1,6 +1,7 @@
 import type net from 'node:net';
+import type { DestinationSnapshot, PoolSnapshotSource } from '../../admin/clusters.ts';
 import { MeshletError } from '../../errors.ts';
-import type { OrigDst } from '../../net/addresses.ts';
+import { formatHostPort, type OrigDst } from '../../net/addresses.ts';
 import { bodyAbort, PushBody, type BodyAbort, type BodyProducer } from '../../pipeline/body.ts';
 import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
 import type { RawHeaders } from '../../pipeline/headers.ts';
@@ -49,9 +50,11 @@ const RESPONSE_LIMITS = { maxHeadBytes: 256 * 1024, maxHeaders: 500 };
  * closed by the server); idle ones are closed after idleTimeoutMs. Header names keep
  * their case: requests are written from raw header lists.
  */
-export class Http1Upstream {
+export class Http1Upstream implements PoolSnapshotSource {
   readonly #options: Required<Http1UpstreamOptions>;
   readonly #idle = new Map<string, UpstreamConnection[]>();
+  /** Open connections per destination, busy or idle (for /clusters; counted per connection, not per request). */
+  readonly #open = new Map<string, { dst: OrigDst; count: number }>();
   #sweeper: NodeJS.Timeout | undefined;
 
   constructor(options: Http1UpstreamOptions) {
@@ -77,14 +80,31 @@ export class Http1Upstream {
     return undefined;
   }
 
+  /** Destinations with open connections, and how many of those are idle. */
+  snapshot(): DestinationSnapshot[] {
+    return [...this.#open.values()].map(({ dst, count }) => ({
+      destination: formatHostPort(dst.address, dst.port),
+      connections: count,
+      idle: this.#idle.get(dst.key)?.filter((c) => c.usable).length ?? 0,
+    }));
+  }
+
   #connect(dst: OrigDst): UpstreamConnection {
-    return new UpstreamConnection(this.#options.connector(dst), this.#options, {
+    const c = new UpstreamConnection(this.#options.connector(dst), this.#options, {
       release: (c) => this.#release(dst.key, c),
       // A reused connection the server had closed, before any byte of the response: the
       // keep-alive race. A request without a body (or whose body never started) never
       // reached the app: it goes again on a fresh connection.
       resend: (req) => this.#connect(dst).exchange(req),
     });
+    const open = this.#open.get(dst.key);
+    if (open) open.count++;
+    else this.#open.set(dst.key, { dst, count: 1 });
+    c.socket.once('close', () => {
+      const entry = this.#open.get(dst.key);
+      if (entry && --entry.count === 0) this.#open.delete(dst.key);
+    });
+    return c;
   }
 
   #release(key: string, c: UpstreamConnection): void {

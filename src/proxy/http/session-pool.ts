@@ -1,4 +1,5 @@
 import type http2 from 'node:http2';
+import type { DestinationSnapshot, PoolSnapshotSource } from '../../admin/clusters.ts';
 import { MeshletError } from '../../errors.ts';
 import { formatHostPort, type OrigDst } from '../../net/addresses.ts';
 import { endWithPeer, track } from './h2-session.ts';
@@ -32,8 +33,10 @@ export interface PooledSession {
  * them) and the next request opens a new one. Streams beyond the peer's
  * SETTINGS_MAX_CONCURRENT_STREAMS wait inside nghttp2 until one finishes.
  */
-export class SessionPool {
+export class SessionPool implements PoolSnapshotSource {
   readonly #sessions = new Map<string, PooledSession>();
+  /** Each pooled session's destination and open streams, for /clusters. */
+  readonly #described = new WeakMap<PooledSession, { dst: OrigDst; open: ReadonlySet<http2.Http2Stream> }>();
   readonly #factory: SessionFactory;
   readonly #connectTimeoutMs: number;
   readonly #idleTimeoutMs: number;
@@ -66,6 +69,7 @@ export class SessionPool {
     const open = new Set<http2.Http2Stream>();
     const pooled: PooledSession = { session, request: (headers, options) => track(open, session.request(headers, options)), connected: () => connected, ready };
     this.#sessions.set(key, pooled);
+    this.#described.set(pooled, { dst, open });
     const leave = () => {
       if (this.#sessions.get(key) === pooled) this.#sessions.delete(key);
     };
@@ -82,7 +86,15 @@ export class SessionPool {
     return pooled;
   }
 
-  /** Number of sessions, for tests and /clusters. */
+  /** One session per destination, with its open streams. */
+  snapshot(): DestinationSnapshot[] {
+    return [...this.#sessions.values()].flatMap((pooled) => {
+      const about = this.#described.get(pooled);
+      return about ? [{ destination: formatHostPort(about.dst.address, about.dst.port), connections: 1, idle: 0, streams: about.open.size }] : [];
+    });
+  }
+
+  /** Number of sessions, for tests. */
   get size(): number {
     return this.#sessions.size;
   }

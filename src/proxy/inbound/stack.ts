@@ -32,6 +32,7 @@ export function inboundStack(deps: StackDeps): Handler<AcceptedConnection, Conne
   const requests = inboundRequests(deps);
   const http1 = new Http1Downstream(requests, tunnelHandler(() => plainConnector, config.inbound.connectTimeout, log), downstreamOptions(config), log);
   const h2 = new H2Downstream(requests, downstreamOptions(config), log);
+  deps.parts.servers.inbound.push(http1, h2);
   const fromPeerSidecar = meshServerFraming(workloadOf(config.workload));
   const http1FromPeerSidecar = meshHttp1ServerFraming(workloadOf(config.workload));
 
@@ -63,7 +64,12 @@ function inboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse> 
   const { config } = deps;
   const pool = { connectTimeoutMs: config.inbound.connectTimeout, idleTimeoutMs: config.http.upstreamIdleTimeout };
   const http1 = new Http1Upstream(pool);
-  const h2c = new H2Upstream(new SessionPool(h2cSessions, pool));
+  const h2cPool = new SessionPool(h2cSessions, pool);
+  const h2c = new H2Upstream(h2cPool);
+  deps.parts.pools.push(
+    { name: 'inbound/http1', direction: 'inbound', protocol: 'http1', mtls: false, source: http1 },
+    { name: 'inbound/h2c', direction: 'inbound', protocol: 'h2c', mtls: false, source: h2cPool },
+  );
   return compose([requestIdLayer(config.http.requestId), requestLogLayer(deps.log)], (req) =>
     req.protocol === 'h2' ? h2c.send(req, req.conn.origDst) : http1.send(req, req.conn.origDst),
   );

@@ -33,6 +33,7 @@ export function outboundStack(deps: StackDeps): Handler<AcceptedConnection, Conn
   const requests = outboundRequests(deps);
   const http1 = new Http1Downstream(requests, tunnelHandler(connectorFor, config.outbound.connectTimeout, log), downstreamOptions(config), log);
   const h2 = new H2Downstream(requests, downstreamOptions(config), log);
+  deps.parts.servers.outbound.push(http1, h2);
 
   return compose(
     [
@@ -62,9 +63,17 @@ function outboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse>
   const { config, log } = deps;
   const pool = { connectTimeoutMs: config.outbound.connectTimeout, idleTimeoutMs: config.http.upstreamIdleTimeout };
   const http1 = new Http1Upstream(pool);
-  const h2c = new H2Upstream(new SessionPool(h2cSessions, pool));
-  const mesh = new H2Upstream(new SessionPool(meshSessions(deps.identity, deps.peers, log), pool), meshClientFraming(workloadOf(config.workload)));
+  const h2cPool = new SessionPool(h2cSessions, pool);
+  const h2c = new H2Upstream(h2cPool);
+  const meshPool = new SessionPool(meshSessions(deps.identity, deps.peers, log), pool);
+  const mesh = new H2Upstream(meshPool, meshClientFraming(workloadOf(config.workload)));
   const meshHttp1 = new Http1Upstream({ ...pool, connector: meshHttp1Connector(deps.identity, deps.peers, log), framing: meshHttp1ClientFraming(workloadOf(config.workload)) });
+  deps.parts.pools.push(
+    { name: 'outbound/http1', direction: 'outbound', protocol: 'http1', mtls: false, source: http1 },
+    { name: 'outbound/h2c', direction: 'outbound', protocol: 'h2c', mtls: false, source: h2cPool },
+    { name: 'outbound/mesh-http1', direction: 'outbound', protocol: 'meshlet/http1', mtls: true, source: meshHttp1 },
+    { name: 'outbound/mesh-h2', direction: 'outbound', protocol: 'meshlet/h2', mtls: true, source: meshPool },
+  );
   return compose([requestIdLayer(config.http.requestId), requestLogLayer(deps.log)], (req) => {
     if (req.conn.upstreamPeer) return req.protocol === 'http1' ? meshHttp1.send(req, req.conn.origDst) : mesh.send(req, req.conn.origDst);
     return req.protocol === 'h2' ? h2c.send(req, req.conn.origDst) : http1.send(req, req.conn.origDst);

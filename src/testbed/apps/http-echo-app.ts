@@ -8,7 +8,8 @@
 //
 // Paths (the same on both ports):
 //   /trailers?bytes=N   a streamed body of N random bytes (chunked on HTTP/1.1) followed
-//                       by the trailer X-Body-Sha256 (its sha256) and X-Trailer-Case.
+//                       by the trailer X-Body-Sha256 (its sha256) and X-Trailer-Case;
+//                       with &pace=MS, a pause of MS ms after each 16 KiB (a long response).
 //   /nodate             no Date header in the response (Node adds one otherwise).
 //   anything else       200, the JSON report; headers X-Resp-MiXeD: yes and X-Served-By.
 // The report: {proto, httpVersion, method, url, rawHeaders, bodyBytes, bodySha256,
@@ -63,20 +64,22 @@ function readBody(body: NodeJS.ReadableStream): Promise<{ bytes: number; sha256:
   });
 }
 
-/** Writes `total` random bytes with backpressure through `write`; returns their sha256. */
-async function streamRandom(total: number, write: (chunk: Buffer) => boolean, drain: () => Promise<void>): Promise<string> {
+/** Writes `total` random bytes with backpressure through `write`, `paceMs` apart per 16 KiB; returns their sha256. */
+async function streamRandom(total: number, write: (chunk: Buffer) => boolean, drain: () => Promise<void>, paceMs = 0): Promise<string> {
   const hash = createHash('sha256');
   for (let left = total; left > 0; ) {
     const chunk = randomBytes(Math.min(16384, left));
     hash.update(chunk);
     left -= chunk.length;
     if (!write(chunk)) await drain();
+    if (paceMs > 0) await new Promise((r) => setTimeout(r, paceMs));
   }
   return hash.digest('hex');
 }
 
 const pathOf = (url: string) => new URL(url, 'http://x').pathname;
 const bytesParam = (url: string) => Number(new URL(url, 'http://x').searchParams.get('bytes') ?? '1000');
+const paceParam = (url: string) => Number(new URL(url, 'http://x').searchParams.get('pace') ?? '0');
 
 // --- HTTP/1.1 -----------------------------------------------------------------------
 
@@ -102,7 +105,7 @@ const h1 = http.createServer({ keepAliveTimeout: 60_000 }, async (req, res) => {
       ['Content-Type', 'application/octet-stream'],
       ['Trailer', 'X-Body-Sha256, X-Trailer-Case'],
     ]);
-    const sha = await streamRandom(bytesParam(report.url), (c) => res.write(c), () => new Promise((r) => res.once('drain', r)));
+    const sha = await streamRandom(bytesParam(report.url), (c) => res.write(c), () => new Promise((r) => res.once('drain', r)), paceParam(report.url));
     res.addTrailers([
       ['X-Body-Sha256', sha],
       ['X-Trailer-Case', 'MiXeD'],
@@ -151,7 +154,7 @@ if (values['h2c-port']) {
     const path = pathOf(url);
     if (path === '/trailers') {
       stream.respond({ ':status': 200, 'content-type': 'application/octet-stream' }, { waitForTrailers: true });
-      const sha = await streamRandom(bytesParam(url), (c) => stream.write(c), () => new Promise((r) => stream.once('drain', r)));
+      const sha = await streamRandom(bytesParam(url), (c) => stream.write(c), () => new Promise((r) => stream.once('drain', r)), paceParam(url));
       stream.once('wantTrailers', () => stream.sendTrailers({ 'x-body-sha256': sha, 'x-trailer-case': 'MiXeD' }));
       stream.end();
       return;

@@ -253,6 +253,17 @@ t.test("the proxy's own ports: listeners on one port, or on the admin port, are 
     "inbound.port: 15000 is the admin port, reserved for the proxy's admin server; choose another port (from MESHLET_INBOUND_PORT)",
   ]);
   t.match(problems({ env: { MESHLET_HEALTH_PORT: '15000' } }), [/^health\.port: 15000 is the admin port/]);
+  t.match(problems({ env: { MESHLET_ADMIN_PORT: '15020' } }), [/^health\.port: 15020 is the admin port, reserved .*\(by default\)$/], 'a moved admin port is the one reserved');
+  t.same(loadConfig({ env: { MESHLET_ADMIN_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_OUTBOUND_PORT: '0' } }).admin.port, 0, 'port 0 never clashes');
+});
+
+t.test('drain: defaults, and a delay longer than the timeout is an error naming both', async (t) => {
+  t.same(loadConfig({ env: {} }).drain, { delay: 5000, timeout: 30_000 });
+  t.same(problems({ env: { MESHLET_DRAIN_DELAY: '40s' } }), [
+    'drain.delay: 40000 ms is longer than drain.timeout (30000 ms), which ends the whole drain; shorten the delay or lengthen the timeout (from MESHLET_DRAIN_DELAY)',
+  ]);
+  t.same(loadConfig({ env: { MESHLET_DRAIN_DELAY: '0s', MESHLET_DRAIN_TIMEOUT: '0s' } }).drain, { delay: 0, timeout: 0 }, 'both 0: the drain ends at once');
+  t.match(problems({ env: { MESHLET_DRAIN_TIMEOUT: '30' } }), [/^drain\.timeout: 30 needs a unit/]);
 });
 
 t.test('health.appProbes: what meshlet inject writes is accepted, anything else named', async (t) => {

@@ -26,10 +26,10 @@ function start(env: NodeJS.ProcessEnv, args: string[] = []) {
   return { child, ready, exited, output: () => ({ stdout, stderr }) };
 }
 
-const anyPorts = { MESHLET_OUTBOUND_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0' };
+const anyPorts = { MESHLET_OUTBOUND_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0', MESHLET_ADMIN_PORT: '0' };
 
-t.test('starts with no config file, serves health and metrics, stops on SIGTERM', async (t) => {
-  const proxy = start({ ...anyPorts, MESHLET_CONFIG: '' });
+t.test('starts with no config file, serves health and metrics, drains and exits by itself on SIGTERM', async (t) => {
+  const proxy = start({ ...anyPorts, MESHLET_CONFIG: '', MESHLET_DRAIN_DELAY: '100ms' });
   const ready = await proxy.ready;
   t.equal(ready.level, 'info', 'logs are JSON');
   const base = `http://127.0.0.1:${ready.health as number}`;
@@ -42,15 +42,16 @@ t.test('starts with no config file, serves health and metrics, stops on SIGTERM'
   t.equal((await fetch(`${base}/nope`)).status, 404);
   proxy.child.kill('SIGTERM');
   t.equal(await proxy.exited, 0);
+  t.match(proxy.output().stdout, /"msg":"draining".*\n.*"how":"drained"/s, 'drained, with nothing open, and stopped');
 });
 
 t.test('a config file is read and a typo in it is named', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'meshlet-proxy-'));
   const file = path.join(dir, 'meshlet.yaml');
-  writeFileSync(file, 'inbound:\n  port: 0\noutbound:\n  port: 0\nhealth:\n  port: 0\nlog:\n  level: warn\n  formatt: json\n');
+  writeFileSync(file, 'inbound:\n  port: 0\noutbound:\n  port: 0\nhealth:\n  port: 0\nadmin:\n  port: 0\nlog:\n  level: warn\n  formatt: json\n');
   const proxy = start({}, ['--config', file]);
   t.equal(await proxy.exited, 2);
-  t.match(proxy.output().stderr, /log\.formatt: unknown field \(in .*meshlet\.yaml, line 9\)/);
+  t.match(proxy.output().stderr, /log\.formatt: unknown field \(in .*meshlet\.yaml, line 11\)/);
 });
 
 t.test('a bad environment override names the variable and the field', async (t) => {

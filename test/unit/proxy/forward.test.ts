@@ -5,6 +5,7 @@ import { origDst, peerOf } from '../../../src/net/addresses.ts';
 import type { AcceptedConnection, ConnectionOutcome } from '../../../src/pipeline/connection.ts';
 import { listenRedirected } from '../../../src/proxy/listener.ts';
 import { LocalAddresses } from '../../../src/proxy/loop-guard.ts';
+import { newStackParts } from '../../../src/proxy/stack-deps.ts';
 import { outboundStack } from '../../../src/proxy/outbound/stack.ts';
 import { forwardTcp, type TcpForwardOptions } from '../../../src/proxy/tcp/forward.ts';
 import { loadConfig } from '../../../src/config/load.ts';
@@ -124,7 +125,7 @@ t.test('a connection that was not redirected is refused as a loop, and the liste
   const metrics = createTcpMetrics(registry, 'meshlet');
   const log = createLogger('silent');
   const config = loadConfig({ env: {} });
-  const stack = outboundStack({ config, log, tcpMetrics: metrics, localAddresses: new LocalAddresses(), proxyPorts: new Set([0]), identity: () => undefined, peers: { lookup: () => undefined } });
+  const stack = outboundStack({ config, log, tcpMetrics: metrics, localAddresses: new LocalAddresses(), proxyPorts: new Set([0]), identity: () => undefined, peers: { lookup: () => undefined }, parts: newStackParts() });
   const listener = await listenRedirected('outbound', 0, stack, { log, metrics });
   t.teardown(() => listener.server.close());
   for (let i = 0; i < 2; i++) {

@@ -9,6 +9,7 @@ import { origDst, peerOf } from '../../../src/net/addresses.ts';
 import type { AcceptedConnection, ConnectionOutcome, Direction } from '../../../src/pipeline/connection.ts';
 import { inboundStack } from '../../../src/proxy/inbound/stack.ts';
 import { LocalAddresses } from '../../../src/proxy/loop-guard.ts';
+import { newStackParts, type StackParts } from '../../../src/proxy/stack-deps.ts';
 import { outboundStack } from '../../../src/proxy/outbound/stack.ts';
 import type { Handler } from '../../../src/pipeline/compose.ts';
 import { createTcpMetrics } from '../../../src/telemetry/tcp-metrics.ts';
@@ -35,6 +36,8 @@ export async function makeIdentity(root: string, caDir: string, name: string, sp
 
 export interface Sidecar {
   port: number;
+  /** The HTTP servers and pools its stack built (drain, /clusters). */
+  parts: StackParts;
   registry: Registry;
   lines: Array<Record<string, unknown>>;
   outcomes: Promise<ConnectionOutcome>[];
@@ -60,6 +63,7 @@ export async function sidecar(
     proxyPorts: new Set([15001, 15006]),
     identity,
     peers: { lookup: () => (typeof options.peer === 'function' ? options.peer() : options.peer) },
+    parts: newStackParts(),
   };
   const stack: Handler<AcceptedConnection, ConnectionOutcome> = direction === 'outbound' ? outboundStack(deps) : inboundStack(deps);
   const outcomes: Promise<ConnectionOutcome>[] = [];
@@ -68,7 +72,7 @@ export async function sidecar(
     outcomes.push(stack({ id: id++, direction, socket, peer: peerOf(socket), origDst: origDst('127.0.0.1', target()), security: 'none' }));
   });
   const port = await listen(server);
-  return { port, registry, lines, outcomes, close: () => server.close() };
+  return { port, parts: deps.parts, registry, lines, outcomes, close: () => server.close() };
 }
 
 // ---- Clients, apps and readers shared by the mtls*.test.ts files ----

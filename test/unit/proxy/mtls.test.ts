@@ -659,10 +659,10 @@ t.test("openssl s_client without ALPN (the app's own TLS): permissive passes it 
 // The proxy as started by `meshlet proxy`: identity.dir, the expiry gauge, and refusals.
 
 t.test('startProxy: identity.dir is loaded and its expiry exported; mTLS settings without an identity refuse to start', async (t) => {
-  const ports = { MESHLET_OUTBOUND_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0' };
+  const ports = { MESHLET_OUTBOUND_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0', MESHLET_ADMIN_PORT: '0' };
   const { log, lines } = captureLog();
   const proxy = await startProxy(loadConfig({ env: { ...ports, MESHLET_IDENTITY_DIR: serverDir, MESHLET_INBOUND_MTLS: 'strict' } }), log);
-  t.teardown(() => proxy.shutdown(0));
+  t.teardown(() => proxy.stop());
   const notAfter = new X509Certificate(readFileSync(path.join(serverDir, 'tls.crt'))).validToDate;
   t.equal(await metric(proxy.registry, 'meshlet_identity_cert_expiration_timestamp_seconds'), notAfter.getTime() / 1000, 'the gauge holds notAfter');
   t.ok(lines.some((l) => l.msg === 'identity loaded' && l.spiffeId === SERVER_ID && l.serial === serial(serverDir)), 'the identity in use is logged');
@@ -674,7 +674,7 @@ t.test('startProxy: identity.dir is loaded and its expiry exported; mTLS setting
   ] as const) {
     const err = await startProxy(loadConfig({ env: { ...ports, ...env } }), captureLog().log).then(
       async (p) => {
-        await p.shutdown(0);
+        await p.stop();
         return undefined;
       },
       (e: unknown) => e,
@@ -684,7 +684,7 @@ t.test('startProxy: identity.dir is loaded and its expiry exported; mTLS setting
   }
   const unusable = await startProxy(loadConfig({ env: { ...ports, MESHLET_IDENTITY_DIR: expiredServerDir } }), captureLog().log).then(
     async (p) => {
-      await p.shutdown(0);
+      await p.stop();
       return undefined;
     },
     (e: unknown) => e,

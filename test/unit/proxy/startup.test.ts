@@ -55,15 +55,16 @@ for (const [taken, field, host] of [
   ['outbound', 'MESHLET_OUTBOUND_PORT', '::'],
   ['inbound', 'MESHLET_INBOUND_PORT', '127.0.0.1'],
   ['health', 'MESHLET_HEALTH_PORT', '::'],
+  ['admin', 'MESHLET_ADMIN_PORT', '127.0.0.1'],
 ] as const) {
   t.test(`the ${taken} port taken (on ${host}): exit 1 with the reason, the other ports free again`, async (t) => {
     const blocker = await hold(host);
     t.teardown(blocker.release);
-    const ports = { MESHLET_OUTBOUND_PORT: String(await freePort()), MESHLET_INBOUND_PORT: String(await freePort()), MESHLET_HEALTH_PORT: String(await freePort()) };
+    const ports = { MESHLET_OUTBOUND_PORT: String(await freePort()), MESHLET_INBOUND_PORT: String(await freePort()), MESHLET_HEALTH_PORT: String(await freePort()), MESHLET_ADMIN_PORT: String(await freePort()) };
     ports[field] = String(blocker.port);
     const r = await run(ports);
     t.equal(r.code, 1, 'exits 1, and at once (not killed by the timeout)');
-    const what = taken === 'health' ? 'health server' : `${taken} listener`;
+    const what = taken === 'health' || taken === 'admin' ? `${taken} server` : `${taken} listener`;
     const reason = new RegExp(`MESHLET_ERR_LISTEN: ${what}: port ${blocker.port} is in use by another process \\(EADDRINUSE\\)`);
     t.match(r.lastErr, reason, 'the last line on stderr says why');
     t.match(JSON.parse(r.lastOut), { level: 'fatal', msg: 'cannot start', err: reason }, 'so does the last log line');
@@ -76,7 +77,7 @@ for (const [taken, field, host] of [
 
 t.test('an identity that does not load: exit 1 with the file and the reason, nothing left bound', async (t) => {
   const dir = tempDir();
-  const ports = { MESHLET_OUTBOUND_PORT: String(await freePort()), MESHLET_INBOUND_PORT: String(await freePort()), MESHLET_HEALTH_PORT: String(await freePort()) };
+  const ports = { MESHLET_OUTBOUND_PORT: String(await freePort()), MESHLET_INBOUND_PORT: String(await freePort()), MESHLET_HEALTH_PORT: String(await freePort()), MESHLET_ADMIN_PORT: String(await freePort()) };
   const r = await run({ ...ports, MESHLET_IDENTITY_DIR: path.join(dir, 'missing') });
   t.equal(r.code, 1);
   t.match(r.lastErr, /cannot start: MESHLET_ERR_IDENTITY: .*missing/);
@@ -89,7 +90,7 @@ t.test('with an identity loaded and watched, a taken port still ends the process
   await caOk(['issue', '--ca', path.join(dir, 'ca'), '--spiffe-id', 'spiffe://cluster.local/ns/shop/sa/cart', '--out', path.join(dir, 'id')]);
   const blocker = await hold('::');
   t.teardown(blocker.release);
-  const ports = { MESHLET_OUTBOUND_PORT: String(await freePort()), MESHLET_INBOUND_PORT: String(blocker.port), MESHLET_HEALTH_PORT: String(await freePort()) };
+  const ports = { MESHLET_OUTBOUND_PORT: String(await freePort()), MESHLET_INBOUND_PORT: String(blocker.port), MESHLET_HEALTH_PORT: String(await freePort()), MESHLET_ADMIN_PORT: String(await freePort()) };
   const r = await run({ ...ports, MESHLET_IDENTITY_DIR: path.join(dir, 'id') });
   t.equal(r.code, 1);
   t.match(r.lastErr, /inbound listener: port \d+ is in use/);
