@@ -348,7 +348,7 @@ class ClientConnection implements BodyProducer {
     if (this.#drain.on) this.#closing = true;
     if (this.#closing) added = added.concat('Connection', 'close');
     else if (head.versionMinor === 0) added = added.concat('Connection', 'keep-alive');
-    let text: Buffer;
+    let text: string;
     try {
       text = responseHead(response.status, response.reason ?? '', headers, added);
     } catch (err) {

@@ -238,7 +238,7 @@ class UpstreamConnection implements BodyProducer {
       const added = this.#options.framing.addedRequestHeaders(req);
       const body = req.body;
       const chunked = body !== undefined && get(req.headers, 'content-length') === undefined;
-      let text: Buffer;
+      let text: string;
       try {
         text = requestHead(req.method, req.path, req.headers, chunked ? added.concat(CHUNKED) : added, req.authority, req.hostName);
       } catch (err) {

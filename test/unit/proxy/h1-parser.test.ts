@@ -417,13 +417,13 @@ t.test('idle and inMessage', async (t) => {
 });
 
 t.test('serializer', async (t) => {
-  t.equal(requestHead('GET', '/a?b', ['Host', 'x', 'X-Two', '1', 'X-Two', '2']).toString('latin1'), 'GET /a?b HTTP/1.1\r\nHost: x\r\nX-Two: 1\r\nX-Two: 2\r\n\r\n');
-  t.equal(responseHead(200, '', ['Content-Length', '0']).toString('latin1'), 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
-  t.equal(responseHead(404, 'Nope', []).toString('latin1'), 'HTTP/1.1 404 Nope\r\n\r\n');
-  t.equal(responseHead(599, '', []).toString('latin1'), 'HTTP/1.1 599 Unknown\r\n\r\n');
+  t.equal(requestHead('GET', '/a?b', ['Host', 'x', 'X-Two', '1', 'X-Two', '2']), 'GET /a?b HTTP/1.1\r\nHost: x\r\nX-Two: 1\r\nX-Two: 2\r\n\r\n');
+  t.equal(responseHead(200, '', ['Content-Length', '0']), 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+  t.equal(responseHead(404, 'Nope', []), 'HTTP/1.1 404 Nope\r\n\r\n');
+  t.equal(responseHead(599, '', []), 'HTTP/1.1 599 Unknown\r\n\r\n');
   t.equal(reasonPhrase(503), 'Service Unavailable');
-  t.equal(trailerBlock([]).toString('latin1'), '0\r\n\r\n');
-  t.equal(trailerBlock(['grpc-status', '0']).toString('latin1'), '0\r\ngrpc-status: 0\r\n\r\n');
+  t.equal(trailerBlock([]), '0\r\n\r\n');
+  t.equal(trailerBlock(['grpc-status', '0']), '0\r\ngrpc-status: 0\r\n\r\n');
   t.equal(chunkHeader(255), 'ff\r\n');
   t.equal(CRLF, '\r\n');
   const refused = (fn: () => unknown, field: string, what: string) => {
@@ -449,5 +449,5 @@ t.test('serializer', async (t) => {
   refused(() => responseHead(200, 'OK\r\nX: 1', []), 'reason', 'CRLF in a reason');
   refused(() => responseHead(20, '', []), 'status', 'a 2-digit status');
   refused(() => chunkHeader(0), 'chunk size', 'a zero chunk (the last-chunk is trailerBlock)');
-  t.same(heads(record('response', responseHead(200, 'Fine', ['X', 'caf\xe9']).toString('latin1')))[0]?.headers, ['X', 'caf\xe9'], 'obs-text passes');
+  t.same(heads(record('response', responseHead(200, 'Fine', ['X', 'caf\xe9']) + trailerBlock([]).slice(0, 0)))[0]?.headers, ['X', 'caf\xe9'], 'obs-text passes');
 });

@@ -18,10 +18,10 @@ export class MessageWriter {
   readonly #chunked: boolean;
   readonly #done: (err: BodyAbort | undefined) => void;
   /** The head, until it is written. */
-  #head: Buffer | undefined;
+  #head: string | undefined;
   #finished = false;
 
-  constructor(socket: net.Socket, head: Buffer, body: Body | undefined, framing: OutgoingFraming, done: (err: BodyAbort | undefined) => void) {
+  constructor(socket: net.Socket, head: string, body: Body | undefined, framing: OutgoingFraming, done: (err: BodyAbort | undefined) => void) {
     this.#socket = socket;
     this.#head = head;
     this.#body = body;
@@ -43,7 +43,7 @@ export class MessageWriter {
       end: (trailers: RawHeaders) => {
         this.#finished = true;
         if (!socket.destroyed) {
-          if (this.#chunked) socket.write(this.#withHead(trailerBlock(trailers)));
+          if (this.#chunked) socket.write(this.#withHead(trailerBlock(trailers)), 'latin1');
           else this.#flushHead();
         }
         this.#done(undefined);
@@ -73,14 +73,16 @@ export class MessageWriter {
     const head = this.#head;
     if (head === undefined || this.#socket.destroyed) return;
     this.#head = undefined;
-    this.#socket.write(head);
+    // A string, not a Buffer made from it: the stream layer copies a small string straight
+    // into its write, with no Buffer object or allocation of ours per message.
+    this.#socket.write(head, 'latin1');
   }
 
-  #withHead(bytes: Buffer): Buffer {
+  #withHead(text: string): string {
     const head = this.#head;
-    if (head === undefined) return bytes;
+    if (head === undefined) return text;
     this.#head = undefined;
-    return Buffer.concat([head, bytes]);
+    return head + text;
   }
 
   /** One buffer: the head if it is still to go, the chunk's framing and the chunk. */
@@ -88,14 +90,12 @@ export class MessageWriter {
     const head = this.#head;
     if (head === undefined && !this.#chunked) return chunk;
     this.#head = undefined;
-    const size = this.#chunked ? chunkHeader(chunk.length) : '';
-    const headLength = head?.length ?? 0;
+    const before = (head ?? '') + (this.#chunked ? chunkHeader(chunk.length) : '');
     const after = this.#chunked ? 2 : 0;
-    const out = Buffer.allocUnsafe(headLength + size.length + chunk.length + after);
-    head?.copy(out, 0);
-    out.write(size, headLength, 'latin1');
-    chunk.copy(out, headLength + size.length);
-    if (after) out.write(CRLF, headLength + size.length + chunk.length, 'latin1');
+    const out = Buffer.allocUnsafe(before.length + chunk.length + after);
+    out.write(before, 0, 'latin1');
+    chunk.copy(out, before.length);
+    if (after) out.write(CRLF, before.length + chunk.length, 'latin1');
     return out;
   }
 }

@@ -46,51 +46,20 @@ export function reasonPhrase(status: number): string {
 
 const NO_FIELDS: readonly string[] = [];
 
-/** Checks each pair of a flat list; its `name: value CRLF` lines' length in bytes. */
-function fieldsLength(headers: readonly string[]): number {
+/** `name: value CRLF` for each pair of a flat list. */
+function fields(headers: readonly string[]): string {
+  let out = '';
   const n = headers.length;
+  if (n === 0) return out;
   if (n % 2 !== 0) throw new Http1SerializeError(String(headers[n - 1]), 'header list has a name without a value');
-  let length = 0;
-  for (let i = 0; i < n; i += 2) length += fieldLength(headers[i]!, headers[i + 1]!);
-  return length;
+  for (let i = 0; i < n; i += 2) out += field(headers[i]!, headers[i + 1]!);
+  return out;
 }
 
-function fieldLength(name: string, value: string): number {
+function field(name: string, value: string): string {
   if (!TOKEN.test(name)) throw new Http1SerializeError(name, 'header name is not a token');
   if (UNSAFE_VALUE.test(value)) throw new Http1SerializeError(name, 'header value contains CR, LF, NUL or a character above 0xff');
-  return name.length + value.length + 4; // every character is one latin1 byte: checked above
-}
-
-function writeFields(buf: Buffer, at: number, headers: readonly string[]): number {
-  for (let i = 0; i < headers.length; i += 2) at = writeField(buf, at, headers[i]!, headers[i + 1]!);
-  return at;
-}
-
-function writeField(buf: Buffer, at: number, name: string, value: string): number {
-  at += buf.write(name, at, 'latin1');
-  buf[at++] = 58; // :
-  buf[at++] = 32;
-  at += buf.write(value, at, 'latin1');
-  buf[at++] = 13;
-  buf[at++] = 10;
-  return at;
-}
-
-/**
- * A head as one buffer: the start line, the Host field when `host` is given (named
- * `hostName`), the fields of `headers` then `extra`, and the empty line. Written in
- * place once every part is checked and measured, rather than concatenated as strings
- * that the socket would then flatten and copy again.
- */
-function head(start: string, headers: readonly string[], extra: readonly string[], host?: string, hostName = 'Host'): Buffer {
-  const length = start.length + (host === undefined ? 0 : fieldLength(hostName, host)) + fieldsLength(headers) + fieldsLength(extra) + 2;
-  const buf = Buffer.allocUnsafe(length);
-  let at = buf.write(start, 0, 'latin1');
-  if (host !== undefined) at = writeField(buf, at, hostName, host);
-  at = writeFields(buf, writeFields(buf, at, headers), extra);
-  buf[at++] = 13;
-  buf[at] = 10;
-  return buf;
+  return name + ': ' + value + CRLF;
 }
 
 /**
@@ -98,22 +67,23 @@ function head(start: string, headers: readonly string[], extra: readonly string[
  * is given (named `hostName`), then `headers`, then `extra` (the fields the sender adds,
  * so that the message's own list is written as it is, never copied to append to it).
  */
-export function requestHead(method: string, target: string, headers: readonly string[], extra = NO_FIELDS, host?: string, hostName = 'Host'): Buffer {
+export function requestHead(method: string, target: string, headers: readonly string[], extra = NO_FIELDS, host?: string, hostName = 'Host'): string {
   if (!TOKEN.test(method)) throw new Http1SerializeError('method', 'not a token');
   if (!TARGET.test(target)) throw new Http1SerializeError('target', 'empty, or not visible ASCII');
-  return head(method + ' ' + target + ' HTTP/1.1\r\n', headers, extra, host, hostName);
+  const hostField = host === undefined ? '' : field(hostName, host);
+  return method + ' ' + target + ' HTTP/1.1\r\n' + hostField + fields(headers) + fields(extra) + CRLF;
 }
 
 /** `HTTP/1.1 status reason CRLF` + fields of `headers` then `extra` + CRLF; an empty reason becomes the standard phrase. */
-export function responseHead(status: number, reason: string, headers: readonly string[], extra = NO_FIELDS): Buffer {
+export function responseHead(status: number, reason: string, headers: readonly string[], extra = NO_FIELDS): string {
   if (!Number.isInteger(status) || status < 100 || status > 999) throw new Http1SerializeError('status', `${status} is not a 3-digit status code`);
   if (UNSAFE_VALUE.test(reason)) throw new Http1SerializeError('reason', 'contains CR, LF, NUL or a character above 0xff');
-  return head('HTTP/1.1 ' + status + ' ' + (reason === '' ? reasonPhrase(status) : reason) + CRLF, headers, extra);
+  return 'HTTP/1.1 ' + status + ' ' + (reason === '' ? reasonPhrase(status) : reason) + CRLF + fields(headers) + fields(extra) + CRLF;
 }
 
 /** The last-chunk and trailer section that end a chunked body: `0 CRLF` + fields + CRLF. */
-export function trailerBlock(trailers: string[]): Buffer {
-  return head('0\r\n', trailers, NO_FIELDS);
+export function trailerBlock(trailers: string[]): string {
+  return trailers.length === 0 ? '0\r\n\r\n' : '0\r\n' + fields(trailers) + CRLF;
 }
 
 /** The chunk-size line ahead of `length` bytes of chunk data (which CRLF follows). Never 0: that is the last-chunk, written by trailerBlock(). */
