@@ -3,6 +3,7 @@ import type net from 'node:net';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { startAdminServer, type AdminServer } from '../admin/admin-server.ts';
 import { Drain, type DrainEnd } from '../admin/drain.ts';
+import { createAppProbes } from '../admin/app-probes.ts';
 import { startHealthServer, type HealthServer } from '../admin/health.ts';
 import { Readiness } from '../admin/readiness.ts';
 import type { Config } from '../config/schema.ts';
@@ -86,7 +87,8 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
       void stop().then(() => end('quit'));
     };
 
-    const health = await bound('health server', config.health.port, () => startHealthServer(config.health.port, registry, readiness));
+    const appProbes = await createAppProbes(config.health.appProbes);
+    const health = await bound('health server', config.health.port, () => startHealthServer(config.health.port, registry, readiness, appProbes));
     opened.push(() => closeServer(health.server));
     const admin = await bound('admin server', config.admin.port, () =>
       startAdminServer(config.admin.port, adminControls({ config, log, parts, watcher, drain, drainAndStop, quit })),
