@@ -224,8 +224,8 @@ export const configSchema = z
          * The app's own probes, by path on this port (`/app-health/<container>/livez`):
          * what kubelet would have checked (httpGet, tcpSocket or grpc, ports as numbers),
          * for the sidecar to check against the app over localhost when strict mTLS keeps
-         * kubelet's plaintext probes out. meshlet inject writes it. Accepted, not served
-         * yet: docs/kubernetes.md, "Probes under strict mTLS".
+         * kubelet's plaintext probes out. meshlet inject writes it; the health server
+         * answers each path by running its probe (docs/kubernetes.md, "Probes under strict mTLS").
          */
         appProbes: z.record(z.string().regex(/^\/app-health\/[^/]+\/(livez|readyz|startupz)$/, { error: 'expected a path /app-health/<container>/livez, readyz or startupz' }), appProbe).default({}),
       })

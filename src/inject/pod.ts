@@ -34,9 +34,12 @@ export type PodResult =
   | { readonly changed: false; readonly reason: string }
   | { readonly changed: true; readonly ops: Operation[]; readonly warnings?: readonly string[] };
 
-/** Said whenever probes are rewritten, until the sidecar answers for them. */
+/**
+ * Said whenever probes are rewritten: kubectl then shows probes the user did not write,
+ * and the app's liveness now also depends on the sidecar answering on 15020.
+ */
 export const APP_PROBES_WARNING =
-  "the app's probes now go to the sidecar's /app-health/... on 15020, which meshlet proxy does not serve yet: they will fail (docs/kubernetes.md, \"Probes under strict mTLS\"); annotate meshlet.io/rewrite-app-probes: \"false\" to keep them as they were";
+  "the app's probes now go to the sidecar's /app-health/... on 15020, which runs them against the app over localhost (docs/kubernetes.md, \"Probes under strict mTLS\"); annotate meshlet.io/rewrite-app-probes: \"false\" to keep them as they were";
 
 const PROMETHEUS = { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '15020', 'prometheus.io/path': '/stats/prometheus' };
 

@@ -8,10 +8,8 @@ import { PROBE_KINDS, type Container, type Probe, type ProbeKind } from './kube.
 // tcpSocket and grpc probes are pointed at the sidecar's 15020, under a path per
 // container and kind, and the original probe goes to the sidecar in
 // MESHLET_HEALTH_APP_PROBES for it to run against the app over localhost (which is not
-// intercepted). exec probes run inside the app's container and are left alone.
-//
-// NOT BUILT YET: the sidecar's side. src/admin/health.ts answers 404 on /app-health/...
-// until it serves these paths (see docs/kubernetes.md, "Probes under strict mTLS").
+// intercepted; src/admin/app-probes.ts). exec probes run inside the app's container and
+// are left alone.
 
 const SHORT: Record<ProbeKind, string> = { livenessProbe: 'livez', readinessProbe: 'readyz', startupProbe: 'startupz' };
 

@@ -123,7 +123,7 @@ t.test('a probe on an undeclared port name is refused, naming container and prob
   t.notOk(plain.changed && plain.warnings, 'no probes rewritten, no warning');
   const fixed = pod({ containers: [{ name: 'web', image: 'x', livenessProbe: { httpGet: { port: 8080 } } }] });
   const rewritten = injectPod(fixed, { where: 'Pod shop/web' }, settingsFromFlags({ mtls: 'strict' }));
-  t.match(rewritten.changed && rewritten.warnings, [/does not serve yet/], 'rewritten probes come with a warning until the sidecar serves them');
+  t.match(rewritten.changed && rewritten.warnings, [/runs them against the app over localhost/], 'rewritten probes come with a note that says where they went');
 });
 
 t.test('a status annotation that is not meshlet\'s is an error for uninject, not a guess', async (t) => {

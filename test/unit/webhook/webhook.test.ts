@@ -63,7 +63,7 @@ t.test('webhook over HTTPS', async (t) => {
     t.equal(reply.body.response.uid, REVIEW.request.uid, 'the answer carries the request uid');
     t.equal(reply.body.response.allowed, true);
     t.equal(reply.body.response.patchType, 'JSONPatch');
-    t.match(reply.body.response.warnings, [/^meshlet: Pod shop\/cart-7c9d8f6b5d-\*: the app's probes now go to the sidecar's \/app-health\/\.\.\. on 15020, which meshlet proxy does not serve yet/], 'kubectl shows that the rewritten probes are not served yet');
+    t.match(reply.body.response.warnings, [/^meshlet: Pod shop\/cart-7c9d8f6b5d-\*: the app's probes now go to the sidecar's \/app-health\/\.\.\. on 15020, which runs them against the app over localhost/], 'kubectl says where the rewritten probes went');
     const ops: Operation[] = JSON.parse(Buffer.from(reply.body.response.patch, 'base64').toString('utf8'));
     t.ok(ops.every((o) => ['add', 'replace', 'remove'].includes(o.op) && o.path.startsWith('/')), 'RFC 6902 operations');
     const pod = applyPatch(REVIEW.request.object, ops) as PodTemplate;
