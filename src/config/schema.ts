@@ -200,14 +200,44 @@ export const configSchema = z
       .prefault({}),
     workload: z
       .strictObject({
-        /** This pod's workload (Deployment or other owner) name, namespace, app and version labels, sent to peer sidecars for their telemetry. */
+        /**
+         * This pod's workload (Deployment or other owner) name, namespace, app and version
+         * labels, sent to peer sidecars and used in metric labels; in a pod they come from the
+         * downward API (docs/observability.md). An empty namespace is the SPIFFE ID's.
+         */
         name: z.string().default(''),
         namespace: z.string().default(''),
         app: z.string().default(''),
         version: z.string().default(''),
-        /** The pod's own name and service account (meshlet inject sets them from the downward API); kept for logs and the admin server's config dump. */
+        /**
+         * The pod's own name and service account (meshlet inject sets them from the downward
+         * API); kept for logs and the admin server's config dump. An empty `name`, or one
+         * that is the pod's own name, is derived from `pod` the way Deployments, ReplicaSets,
+         * StatefulSets and Jobs name their pods (telemetry/workload.ts).
+         */
         pod: z.string().default(''),
         serviceAccount: z.string().default(''),
+      })
+      .prefault({}),
+    metrics: z
+      .strictObject({
+        /** The metric names' prefix: `meshlet`, or `istio` so Istio's dashboards and Kiali read them unchanged. */
+        prefix: z
+          .string()
+          .regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, { error: (issue) => `${showValue(issue.input)} is not a metric name prefix (letters, digits and _, not starting with a digit)` })
+          .default('meshlet'),
+      })
+      .prefault({}),
+    accessLog: z
+      .strictObject({
+        /** One JSON line per HTTP request and per opaque TCP connection, on stdout. Off by default, as in Istio. */
+        enabled: z.boolean().default(false),
+        /** The share of requests and connections logged when enabled: 1 logs all of them, 0.01 one in a hundred. */
+        sampleRatio: z
+          .number({ error: (issue) => `expected a ratio between 0 and 1, got ${showValue(issue.input)}` })
+          .min(0, { error: (issue) => `${showValue(issue.input)} is not a ratio between 0 and 1` })
+          .max(1, { error: (issue) => `${showValue(issue.input)} is not a ratio between 0 and 1` })
+          .default(1),
       })
       .prefault({}),
     tcp: z

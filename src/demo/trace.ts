@@ -6,14 +6,14 @@ import { formatHostPort } from '../net/addresses.ts';
 // Nothing here assumes the rules worked; a hop is shown only if a log line proves it.
 
 /**
- * One `"msg":"connection"` line of a sidecar's log (src/telemetry/access-log.ts), or one
- * `"msg":"request"` line (src/telemetry/request-log-layer.ts; it has `request`): HTTP
- * between sidecars shares one long-lived connection, so its hops show as requests.
+ * One `"msg":"connection"` or `"msg":"request"` line of a sidecar's access log
+ * (src/telemetry/access-log.ts; a request line has a request id): HTTP between sidecars
+ * shares one long-lived connection, so its hops show as requests.
  */
 export interface ConnectionLog {
   direction: 'outbound' | 'inbound';
   conn: number;
-  request?: number;
+  request?: string;
   peer: string;
   dst: string;
   received: number;
@@ -90,8 +90,19 @@ function parseJsonLines(stdout: string): Array<Record<string, unknown>> {
 export function parseConnectionLogs(stdout: string): ConnectionLog[] {
   return parseJsonLines(stdout)
     .filter((o) => (o.msg === 'connection' || o.msg === 'request') && (o.direction === 'outbound' || o.direction === 'inbound'))
-    .filter((o) => typeof o.peer === 'string' && typeof o.dst === 'string' && typeof o.conn === 'number')
-    .map((o) => o as unknown as ConnectionLog);
+    .filter((o) => typeof o.downstream_remote_address === 'string' && typeof o.upstream_host === 'string' && typeof o.conn === 'number')
+    .map((o) => ({
+      direction: o.direction as ConnectionLog['direction'],
+      conn: o.conn as number,
+      ...(o.msg === 'request' ? { request: String(o.request_id ?? o.start_time) } : {}),
+      peer: o.downstream_remote_address as string,
+      dst: o.upstream_host as string,
+      received: Number(o.bytes_received),
+      sent: Number(o.bytes_sent),
+      flag: String(o.response_flags),
+      ...(typeof o.reason === 'string' ? { reason: o.reason } : {}),
+      durationMs: Number(o.duration),
+    }));
 }
 
 export function parseReadyPorts(stdout: string): ReadyPorts | undefined {

@@ -8,7 +8,7 @@ import { startHealthServer, type HealthServer } from '../admin/health.ts';
 import { Readiness } from '../admin/readiness.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
-import { createTcpMetrics } from '../telemetry/tcp-metrics.ts';
+import { createTelemetry } from '../telemetry/telemetry.ts';
 import { IdentityWatcher } from '../tls/identity-watcher.ts';
 import { StaticPeers } from '../tls/mesh-peers.ts';
 import { describeError, MeshletError } from '../errors.ts';
@@ -41,8 +41,6 @@ export interface RunningProxy {
 /** How the proxy ended. */
 export type ProxyEnd = DrainEnd | 'quit';
 
-const METRIC_PREFIX = 'meshlet';
-
 /**
  * Starts everything or nothing. First it refuses to run under a UID/GID whose traffic
  * the interception rules would send back to it (uid-check.ts). Then, when a step fails
@@ -56,9 +54,10 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
   try {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
-    const tcpMetrics = createTcpMetrics(registry, METRIC_PREFIX);
     const watcher = startIdentity(config, log, registry);
     if (watcher) opened.push(() => watcher.close());
+    const telemetry = createTelemetry(registry, config, log, watcher?.current.spiffeId);
+    const { tcpMetrics } = telemetry;
     const parts = newStackParts();
     const listeners: Partial<Record<Direction, RedirectListener>> = {};
     const drain = new Drain(drainTargets(listeners, parts), { delayMs: config.drain.delay, timeoutMs: config.drain.timeout }, log);
@@ -95,9 +94,9 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
     );
     opened.push(() => closeServer(admin.server));
     const deps: StackDeps = {
+      ...telemetry,
       config,
       log,
-      tcpMetrics,
       localAddresses: new LocalAddresses(),
       proxyPorts: new Set([config.outbound.port, config.inbound.port, config.health.port, admin.port]),
       identity: () => watcher?.current,
@@ -165,7 +164,7 @@ function startIdentity(config: Config, log: Logger, registry: Registry): Identit
     return undefined;
   }
   const expiry = new Gauge({
-    name: `${METRIC_PREFIX}_identity_cert_expiration_timestamp_seconds`,
+    name: `${config.metrics.prefix}_identity_cert_expiration_timestamp_seconds`,
     help: 'When the workload certificate in use expires (Unix time)',
     registers: [registry],
   });

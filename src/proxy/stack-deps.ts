@@ -2,16 +2,15 @@ import type { NamedPool } from '../admin/clusters.ts';
 import type { Config } from '../config/schema.ts';
 import type { Direction } from '../pipeline/connection.ts';
 import type { Logger } from '../log.ts';
-import type { TcpMetrics } from '../telemetry/tcp-metrics.ts';
+import type { Telemetry } from '../telemetry/telemetry.ts';
 import type { Identity } from '../tls/identity.ts';
 import type { PeerLookup } from '../tls/mesh-peers.ts';
 import type { LocalAddresses } from './loop-guard.ts';
 
 /** What the inbound and outbound recipes are built from; created once per proxy. */
-export interface StackDeps {
+export interface StackDeps extends Telemetry {
   config: Config;
   log: Logger;
-  tcpMetrics: TcpMetrics;
   localAddresses: LocalAddresses;
   /** Every port this proxy listens on: a connection to one of them on a local address is a loop. */
   proxyPorts: ReadonlySet<number>;

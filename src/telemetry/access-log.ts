@@ -1,35 +1,149 @@
-import { formatHostPort } from '../net/addresses.ts';
-import type { AcceptedConnection, ConnectionOutcome } from '../pipeline/connection.ts';
-import type { Layer } from '../pipeline/compose.ts';
+import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { formatHostPort } from '../net/addresses.ts';
+import type { Layer } from '../pipeline/compose.ts';
+import type { AcceptedConnection, ConnectionOutcome } from '../pipeline/connection.ts';
+import { get } from '../pipeline/headers.ts';
+import type { ExchangeSink, FinishedExchange } from './exchange-layer.ts';
+import { traceIdOf } from './trace-context.ts';
+
+// The access log: one JSON line per HTTP request (`"msg":"request"`) and per connection
+// that carried no HTTP (`"msg":"connection"`), with Envoy's field names where Envoy has
+// one (docs/observability.md explains each). Bodies and header values are never logged,
+// except the few named below: the request id, the user agent and the trace id. The path
+// goes without its query, which often carries tokens (OAuth, signed URLs).
+
+export interface AccessLogSettings {
+  /** Lines at info level, whatever the log level. */
+  readonly enabled: boolean;
+  /** The share of requests and connections logged when enabled. */
+  readonly sampleRatio: number;
+}
 
 /**
- * One line per finished connection at debug level (off by default, like Istio's access
- * log). It sits after the layers that refuse connections (they log those themselves),
- * so it sees the connection as they left it: security and the peer's identity.
+ * Where access lines go. Enabled, a sampled share of them at info level through their
+ * own logger, so the proxy's log level does not silence them; disabled, all of them at
+ * debug level through the proxy's log, when that is at debug (the level can change at
+ * run time, so it is checked per line).
  */
-export function accessLogLayer(log: Logger): Layer<AcceptedConnection, ConnectionOutcome> {
+export class AccessLog {
+  readonly #log: Logger;
+  readonly #access: Logger | undefined;
+  readonly #ratio: number;
+
+  constructor(log: Logger, settings: AccessLogSettings) {
+    this.#log = log;
+    this.#access = settings.enabled ? log.child({}, { level: 'info' }) : undefined;
+    this.#ratio = settings.sampleRatio;
+  }
+
+  /** Writes `line` when this one is to be logged; `make` runs only then. */
+  write(msg: string, make: () => Record<string, unknown>): void {
+    const access = this.#access;
+    if (access) {
+      if (this.#ratio >= 1 || Math.random() < this.#ratio) access.info(make(), msg);
+    } else if (this.#log.isLevelEnabled('debug')) {
+      this.#log.debug(make(), msg);
+    }
+  }
+
+  /** The proxy's log is at debug level: every connection gets a line, HTTP ones too. */
+  get debug(): boolean {
+    return this.#log.isLevelEnabled('debug');
+  }
+
+  /** No line can be written now: neither enabled nor at debug level. */
+  get silent(): boolean {
+    return this.#access === undefined && !this.debug;
+  }
+}
+
+/** The request line of each finished exchange. */
+export function requestLogSink(log: AccessLog): ExchangeSink {
+  return { finished: (ex) => log.write('request', () => requestLine(ex)) };
+}
+
+function requestLine(ex: FinishedExchange): Record<string, unknown> {
+  const { req } = ex;
+  const conn = req.conn;
+  const query = req.path.indexOf('?');
+  const requestId = get(req.headers, 'x-request-id');
+  const userAgent = get(req.headers, 'user-agent');
+  const traceId = traceIdOf(req.headers);
+  const peerPrincipal = peerPrincipalOf(conn);
+  return {
+    start_time: new Date(performance.timeOrigin + ex.started).toISOString(),
+    direction: conn.direction,
+    conn: conn.id,
+    method: req.method,
+    authority: withoutUserinfo(req.authority),
+    path: query === -1 ? req.path : req.path.slice(0, query),
+    protocol: req.protocol === 'h2' ? 'HTTP/2' : 'HTTP/1.1',
+    response_code: ex.status,
+    response_flags: ex.flag,
+    ...(req.grpc ? { grpc_status: ex.grpcStatus } : {}),
+    bytes_received: ex.requestBytes,
+    bytes_sent: ex.responseBytes,
+    duration: roundMs(ex.durationMs),
+    upstream_host: formatHostPort(conn.origDst.address, conn.origDst.port),
+    downstream_remote_address: formatHostPort(conn.peer.address, conn.peer.port),
+    connection_security_policy: conn.security,
+    ...(peerPrincipal ? { peer_principal: peerPrincipal } : {}),
+    ...(ex.peer?.name ? { peer_workload: `${ex.peer.namespace}/${ex.peer.name}` } : {}),
+    ...(requestId !== undefined ? { request_id: requestId.slice(0, 128) } : {}),
+    ...(traceId !== undefined ? { trace_id: traceId } : {}),
+    ...(userAgent !== undefined ? { user_agent: userAgent.slice(0, 256) } : {}),
+    ...(ex.cause ? { meshlet_error: ex.cause } : {}),
+    ...(ex.error !== undefined ? { error: describeError(ex.error) } : {}),
+  };
+}
+
+/**
+ * The line of each accepted connection that carried no HTTP (opaque TCP, an unknown
+ * protocol); at debug level, of every connection. It sits after the layers that refuse
+ * connections (they log those themselves), so it sees the connection as they left it.
+ */
+export function connectionLogLayer(log: AccessLog): Layer<AcceptedConnection, ConnectionOutcome> {
   return (next) => async (conn) => {
-    if (!log.isLevelEnabled('debug')) return next(conn);
+    if (log.silent) return next(conn);
     const started = performance.now();
     const outcome = await next(conn);
-    log.debug(
-      {
+    const http = conn.protocol !== undefined && conn.protocol !== 'tcp';
+    if (http && !log.debug) return outcome;
+    log.write('connection', () => {
+      const peerPrincipal = peerPrincipalOf(conn);
+      return {
+        start_time: new Date(performance.timeOrigin + started).toISOString(),
         direction: conn.direction,
         conn: conn.id,
-        peer: formatHostPort(conn.peer.address, conn.peer.port),
-        dst: formatHostPort(conn.origDst.address, conn.origDst.port),
-        security: conn.security,
-        ...(conn.peerPrincipal ? { principal: conn.peerPrincipal } : {}),
-        ...(conn.upstreamPeer ? { expected: conn.upstreamPeer.spiffeId ?? `trust domain ${conn.upstreamPeer.trustDomain}` } : {}),
-        received: outcome.receivedBytes,
-        sent: outcome.sentBytes,
-        flag: outcome.flag,
-        reason: outcome.reason,
-        durationMs: Math.round(performance.now() - started),
-      },
-      'connection',
-    );
+        protocol: conn.protocol ?? 'tcp',
+        upstream_host: formatHostPort(conn.origDst.address, conn.origDst.port),
+        downstream_remote_address: formatHostPort(conn.peer.address, conn.peer.port),
+        connection_security_policy: conn.security,
+        ...(peerPrincipal ? { peer_principal: peerPrincipal } : {}),
+        ...(conn.upstreamPeer && !conn.upstreamPeer.spiffeId ? { peer_trust_domain: conn.upstreamPeer.trustDomain } : {}),
+        bytes_received: outcome.receivedBytes,
+        bytes_sent: outcome.sentBytes,
+        duration: roundMs(performance.now() - started),
+        response_flags: outcome.flag,
+        ...(outcome.reason ? { reason: outcome.reason } : {}),
+      };
+    });
     return outcome;
   };
+}
+
+/** The other side's SPIFFE ID: verified inbound; outbound, the one the destination was required to present. */
+function peerPrincipalOf(conn: AcceptedConnection): string | undefined {
+  return conn.direction === 'inbound' ? conn.peerPrincipal : conn.upstreamPeer?.spiffeId;
+}
+
+/** An authority never carries credentials into the log (`user:pass@host` is not valid HTTP, but a client may send it). */
+function withoutUserinfo(authority: string): string {
+  const at = authority.lastIndexOf('@');
+  return at === -1 ? authority : authority.slice(at + 1);
+}
+
+function roundMs(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
 }

@@ -15,20 +15,37 @@ interface Family {
 }
 
 export class Scrape {
+  /** Every sample line by its name; a histogram's are under `<name>_bucket`, `<name>_sum` and `<name>_count`. */
   readonly families: Map<string, Family>;
+  /** The declared type of each family (COUNTER, GAUGE, HISTOGRAM, ...). */
+  readonly types: Map<string, string>;
 
   constructor(text: string) {
-    const parsed = parsePrometheusTextFormat(text) as Family[];
-    this.families = new Map(parsed.map((f) => [f.name, f]));
+    this.types = new Map([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!.toUpperCase()]));
+    // The parser folds a histogram's lines into one sample and keeps their labels only when
+    // `le` is the sole label; read as untyped, each line is a sample with all its labels.
+    const parsed = parsePrometheusTextFormat(text.replace(/^# TYPE (\S+) histogram$/gm, '# TYPE $1 untyped')) as Family[];
+    this.families = new Map();
+    for (const f of parsed) {
+      const known = this.families.get(f.name);
+      if (known) known.metrics.push(...f.metrics);
+      else this.families.set(f.name, { ...f, metrics: [...f.metrics] });
+    }
   }
 
   /** Sum of the samples of `name` whose labels include all of `labels`. */
   value(name: string, labels: Record<string, string> = {}): number {
-    const family = this.families.get(name);
-    if (!family) return 0;
-    return family.metrics
-      .filter((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))
-      .reduce((sum, m) => sum + Number(m.value ?? 0), 0);
+    return this.samples(name, labels).reduce((sum, m) => sum + Number(m.value ?? 0), 0);
+  }
+
+  /** The samples of `name` whose labels include all of `labels`. */
+  samples(name: string, labels: Record<string, string> = {}): Sample[] {
+    return (this.families.get(name)?.metrics ?? []).filter((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v));
+  }
+
+  /** A histogram's count and sum over its series whose labels include all of `labels`. */
+  histogram(name: string, labels: Record<string, string> = {}): { count: number; sum: number } {
+    return { count: this.value(`${name}_count`, labels), sum: this.value(`${name}_sum`, labels) };
   }
 }
 

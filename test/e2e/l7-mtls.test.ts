@@ -53,11 +53,11 @@ t.test('L7 through a sidecar pair over mTLS: a (meshlet) → b (meshlet, strict)
         .filter((l) => l.includes('"msg":"request"') && l.includes('/metadata'))
         .map((l) => JSON.parse(l) as Record<string, unknown>);
     const inbound = requestLines(proxyB).find((l) => l.direction === 'inbound');
-    t.equal(inbound?.peerWorkload, 'ns-a/client-a', "b's sidecar labels the request with a's workload");
-    t.equal(inbound?.principal, idA.spiffeId, "and with a's verified SPIFFE ID");
-    t.equal(inbound?.protocol, 'http1', 'b learnt that the app spoke HTTP/1.1');
+    t.equal(inbound?.peer_workload, 'ns-a/client-a', "b's sidecar labels the request with a's workload");
+    t.equal(inbound?.peer_principal, idA.spiffeId, "and with a's verified SPIFFE ID");
+    t.equal(inbound?.protocol, 'HTTP/1.1', 'b learnt that the app spoke HTTP/1.1');
     const outbound = requestLines(proxyA).find((l) => l.direction === 'outbound');
-    t.equal(outbound?.peerWorkload, 'ns-b/server-b', "a's sidecar labels the request with b's workload (from the response)");
+    t.equal(outbound?.peer_workload, 'ns-b/server-b', "a's sidecar labels the request with b's workload (from the response)");
   });
 
   await checkClients(t, s, [proxyA, proxyB]);

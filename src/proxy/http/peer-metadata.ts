@@ -1,12 +1,7 @@
-import type { Config } from '../../config/schema.ts';
 import type { WorkloadMetadata } from '../../pipeline/exchange.ts';
 
 // The workload metadata travels in `meshlet-peer-metadata`; it never reaches an app: the
 // receiving sidecar removes it.
-
-export function workloadOf(config: Config['workload']): WorkloadMetadata {
-  return { name: config.name, namespace: config.namespace, app: config.app, version: config.version };
-}
 
 /** base64url(JSON): one header value of visible ASCII whatever the labels hold. */
 export function encodeMetadata(meta: WorkloadMetadata): string {

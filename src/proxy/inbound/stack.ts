@@ -1,5 +1,6 @@
-import { accessLogLayer } from '../../telemetry/access-log.ts';
-import { requestLogLayer } from '../../telemetry/request-log-layer.ts';
+import { connectionLogLayer, requestLogSink } from '../../telemetry/access-log.ts';
+import { exchangeLayer } from '../../telemetry/exchange-layer.ts';
+import { httpMetricsSink } from '../../telemetry/http-metrics-sink.ts';
 import { tcpMetricsLayer } from '../../telemetry/tcp-metrics-layer.ts';
 import type { AcceptedConnection, ConnectionOutcome } from '../../pipeline/connection.ts';
 import { detectLayer } from '../detect/detect-layer.ts';
@@ -10,7 +11,6 @@ import { Http1Downstream } from '../http/http1-downstream.ts';
 import { Http1Upstream } from '../http/http1-upstream.ts';
 import { meshHttp1ServerFraming, meshServerFraming } from '../http/mesh-framing.ts';
 import { downstreamOptions } from '../http/options.ts';
-import { workloadOf } from '../http/peer-metadata.ts';
 import { requestIdLayer } from '../http/request-id-layer.ts';
 import { h2cSessions } from '../http/session-factories.ts';
 import { SessionPool } from '../http/session-pool.ts';
@@ -33,8 +33,8 @@ export function inboundStack(deps: StackDeps): Handler<AcceptedConnection, Conne
   const http1 = new Http1Downstream(requests, tunnelHandler(() => plainConnector, config.inbound.connectTimeout, log), downstreamOptions(config), log);
   const h2 = new H2Downstream(requests, downstreamOptions(config), log);
   deps.parts.servers.inbound.push(http1, h2);
-  const fromPeerSidecar = meshServerFraming(workloadOf(config.workload));
-  const http1FromPeerSidecar = meshHttp1ServerFraming(workloadOf(config.workload));
+  const fromPeerSidecar = meshServerFraming(deps.workload.metadata);
+  const http1FromPeerSidecar = meshHttp1ServerFraming(deps.workload.metadata);
 
   return compose(
     [
@@ -44,8 +44,8 @@ export function inboundStack(deps: StackDeps): Handler<AcceptedConnection, Conne
       authorizationLayer(config.inbound.authorization, log, tcpMetrics),
       // What the (decrypted) connection carries; meshlet/h2 from a peer sidecar is known already.
       detectLayer(config.protocols, config.inbound.detectTimeout, tcpMetrics.detections, log),
-      // From here on the connection is accepted: one access log line and the TCP metrics.
-      accessLogLayer(log),
+      // From here on the connection is accepted: its access log line (opaque TCP) and the TCP metrics.
+      connectionLogLayer(deps.accessLog),
       tcpMetricsLayer(tcpMetrics),
     ],
     (conn) => {
@@ -70,7 +70,12 @@ function inboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse> 
     { name: 'inbound/http1', direction: 'inbound', protocol: 'http1', mtls: false, source: http1 },
     { name: 'inbound/h2c', direction: 'inbound', protocol: 'h2c', mtls: false, source: h2cPool },
   );
-  return compose([requestIdLayer(config.http.requestId), requestLogLayer(deps.log)], (req) =>
-    req.protocol === 'h2' ? h2c.send(req, req.conn.origDst) : http1.send(req, req.conn.origDst),
+  return compose(
+    [
+      requestIdLayer(config.http.requestId),
+      // Metrics and the access log follow each request to the end of its response, or its failure.
+      exchangeLayer([httpMetricsSink(deps.httpMetrics, 'inbound', deps.workload), requestLogSink(deps.accessLog)]),
+    ],
+    (req) => (req.protocol === 'h2' ? h2c.send(req, req.conn.origDst) : http1.send(req, req.conn.origDst)),
   );
 }

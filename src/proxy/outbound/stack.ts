@@ -1,5 +1,6 @@
-import { accessLogLayer } from '../../telemetry/access-log.ts';
-import { requestLogLayer } from '../../telemetry/request-log-layer.ts';
+import { connectionLogLayer, requestLogSink } from '../../telemetry/access-log.ts';
+import { exchangeLayer } from '../../telemetry/exchange-layer.ts';
+import { httpMetricsSink } from '../../telemetry/http-metrics-sink.ts';
 import { tcpMetricsLayer } from '../../telemetry/tcp-metrics-layer.ts';
 import type { AcceptedConnection, ConnectionOutcome } from '../../pipeline/connection.ts';
 import { detectLayer } from '../detect/detect-layer.ts';
@@ -10,7 +11,6 @@ import { Http1Downstream } from '../http/http1-downstream.ts';
 import { Http1Upstream } from '../http/http1-upstream.ts';
 import { meshClientFraming, meshHttp1ClientFraming } from '../http/mesh-framing.ts';
 import { downstreamOptions } from '../http/options.ts';
-import { workloadOf } from '../http/peer-metadata.ts';
 import { requestIdLayer } from '../http/request-id-layer.ts';
 import { h2cSessions, meshSessions } from '../http/session-factories.ts';
 import { SessionPool } from '../http/session-pool.ts';
@@ -42,8 +42,8 @@ export function outboundStack(deps: StackDeps): Handler<AcceptedConnection, Conn
       detectLayer(config.protocols, config.outbound.detectTimeout, tcpMetrics.detections, log),
       // Meshed destinations (mesh.peers) are reached over mTLS, everything else as it is.
       meshRouteLayer(deps),
-      // From here on the connection is accepted: one access log line and the TCP metrics.
-      accessLogLayer(log),
+      // From here on the connection is accepted: its access log line (opaque TCP) and the TCP metrics.
+      connectionLogLayer(deps.accessLog),
       tcpMetricsLayer(tcpMetrics),
     ],
     (conn) => {
@@ -66,16 +66,23 @@ function outboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse>
   const h2cPool = new SessionPool(h2cSessions, pool);
   const h2c = new H2Upstream(h2cPool);
   const meshPool = new SessionPool(meshSessions(deps.identity, deps.peers, log), pool);
-  const mesh = new H2Upstream(meshPool, meshClientFraming(workloadOf(config.workload)));
-  const meshHttp1 = new Http1Upstream({ ...pool, connector: meshHttp1Connector(deps.identity, deps.peers, log), framing: meshHttp1ClientFraming(workloadOf(config.workload)) });
+  const mesh = new H2Upstream(meshPool, meshClientFraming(deps.workload.metadata));
+  const meshHttp1 = new Http1Upstream({ ...pool, connector: meshHttp1Connector(deps.identity, deps.peers, log), framing: meshHttp1ClientFraming(deps.workload.metadata) });
   deps.parts.pools.push(
     { name: 'outbound/http1', direction: 'outbound', protocol: 'http1', mtls: false, source: http1 },
     { name: 'outbound/h2c', direction: 'outbound', protocol: 'h2c', mtls: false, source: h2cPool },
     { name: 'outbound/mesh-http1', direction: 'outbound', protocol: 'meshlet/http1', mtls: true, source: meshHttp1 },
     { name: 'outbound/mesh-h2', direction: 'outbound', protocol: 'meshlet/h2', mtls: true, source: meshPool },
   );
-  return compose([requestIdLayer(config.http.requestId), requestLogLayer(deps.log)], (req) => {
-    if (req.conn.upstreamPeer) return req.protocol === 'http1' ? meshHttp1.send(req, req.conn.origDst) : mesh.send(req, req.conn.origDst);
-    return req.protocol === 'h2' ? h2c.send(req, req.conn.origDst) : http1.send(req, req.conn.origDst);
-  });
+  return compose(
+    [
+      requestIdLayer(config.http.requestId),
+      // Metrics and the access log follow each request to the end of its response, or its failure.
+      exchangeLayer([httpMetricsSink(deps.httpMetrics, 'outbound', deps.workload), requestLogSink(deps.accessLog)]),
+    ],
+    (req) => {
+      if (req.conn.upstreamPeer) return req.protocol === 'http1' ? meshHttp1.send(req, req.conn.origDst) : mesh.send(req, req.conn.origDst);
+      return req.protocol === 'h2' ? h2c.send(req, req.conn.origDst) : http1.send(req, req.conn.origDst);
+    },
+  );
 }

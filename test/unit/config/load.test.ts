@@ -282,3 +282,16 @@ t.test('health.appProbes: what meshlet inject writes is accepted, anything else 
   t.match(problems('{"/app-health/web/livez": {"tcpSocket": {"port": 1}, "grpc": {"port": 2}}}'), /health\.appProbes\.\/app-health\/web\/livez: needs exactly one of httpGet, tcpSocket, grpc/);
   t.match(problems('{"/app-health/web/livez": {"httpGet": {"port": "http"}}}'), /health\.appProbes\.\/app-health\/web\/livez\.httpGet\.port: expected a port number/, 'named ports must have been resolved');
 });
+
+t.test('telemetry settings: the metric prefix and the access log, with errors that name the field', async (t) => {
+  const config = loadConfig({ env: {} });
+  t.equal(config.metrics.prefix, 'meshlet');
+  t.same(config.accessLog, { enabled: false, sampleRatio: 1 }, 'the access log is off by default');
+  const set = loadConfig({ env: { MESHLET_METRICS_PREFIX: 'istio', MESHLET_ACCESS_LOG_ENABLED: 'true', MESHLET_ACCESS_LOG_SAMPLE_RATIO: '0.25', MESHLET_WORKLOAD_POD: 'cart-7d4b9c8f6d-x2x9q' } });
+  t.equal(set.metrics.prefix, 'istio');
+  t.same(set.accessLog, { enabled: true, sampleRatio: 0.25 });
+  t.equal(set.workload.pod, 'cart-7d4b9c8f6d-x2x9q');
+  t.same(problems({ env: { MESHLET_ACCESS_LOG_SAMPLE_RATIO: '1.5' } }), ['accessLog.sampleRatio: 1.5 is not a ratio between 0 and 1 (from MESHLET_ACCESS_LOG_SAMPLE_RATIO)']);
+  t.same(problems({ env: { MESHLET_METRICS_PREFIX: 'my-mesh' } }), ['metrics.prefix: "my-mesh" is not a metric name prefix (letters, digits and _, not starting with a digit) (from MESHLET_METRICS_PREFIX)']);
+  t.match(problems({ file: file('log.yaml', 'accessLog:\n  sampleRatio: half\n'), env: {} })[0], /^accessLog\.sampleRatio: expected a ratio between 0 and 1, got "half" \(in .*log\.yaml, line 2\)$/);
+});

@@ -11,6 +11,7 @@ import { forwardTcp, type TcpForwardOptions } from '../../../src/proxy/tcp/forwa
 import { loadConfig } from '../../../src/config/load.ts';
 import { createLogger } from '../../../src/log.ts';
 import { createTcpMetrics } from '../../../src/telemetry/tcp-metrics.ts';
+import { createTelemetry } from '../../../src/telemetry/telemetry.ts';
 
 // Real sockets on loopback. Without netfilter there is no original destination to
 // recover, so these tests hand forwardTcp the destination directly; the listener test
@@ -125,7 +126,7 @@ t.test('a connection that was not redirected is refused as a loop, and the liste
   const metrics = createTcpMetrics(registry, 'meshlet');
   const log = createLogger('silent');
   const config = loadConfig({ env: {} });
-  const stack = outboundStack({ config, log, tcpMetrics: metrics, localAddresses: new LocalAddresses(), proxyPorts: new Set([0]), identity: () => undefined, peers: { lookup: () => undefined }, parts: newStackParts() });
+  const stack = outboundStack({ ...createTelemetry(new Registry(), config, log, undefined), tcpMetrics: metrics, config, log, localAddresses: new LocalAddresses(), proxyPorts: new Set([0]), identity: () => undefined, peers: { lookup: () => undefined }, parts: newStackParts() });
   const listener = await listenRedirected('outbound', 0, stack, { log, metrics });
   t.teardown(() => listener.server.close());
   for (let i = 0; i < 2; i++) {

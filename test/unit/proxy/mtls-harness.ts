@@ -12,7 +12,7 @@ import { LocalAddresses } from '../../../src/proxy/loop-guard.ts';
 import { newStackParts, type StackParts } from '../../../src/proxy/stack-deps.ts';
 import { outboundStack } from '../../../src/proxy/outbound/stack.ts';
 import type { Handler } from '../../../src/pipeline/compose.ts';
-import { createTcpMetrics } from '../../../src/telemetry/tcp-metrics.ts';
+import { createTelemetry } from '../../../src/telemetry/telemetry.ts';
 import { Scrape } from '../../../src/testbed/metrics.ts';
 import { loadIdentity, type Identity } from '../../../src/tls/identity.ts';
 import type { MeshPeer } from '../../../src/tls/mesh-peers.ts';
@@ -52,13 +52,12 @@ export async function sidecar(
 ): Promise<Sidecar> {
   const config = loadConfig({ env: { ...options.env } });
   const registry = new Registry();
-  const tcpMetrics = createTcpMetrics(registry, 'meshlet');
   const { log, lines } = captureLog();
   const identity = options.identity ?? (options.identityDir ? ((id) => () => id)(loadIdentity(options.identityDir)) : () => undefined);
   const deps = {
+    ...createTelemetry(registry, config, log, identity()?.spiffeId),
     config,
     log,
-    tcpMetrics,
     localAddresses: new LocalAddresses(),
     proxyPorts: new Set([15001, 15006]),
     identity,

@@ -1,0 +1,145 @@
+import type { Handler, Layer } from '../pipeline/compose.ts';
+import { answerStatus, shapeOf } from '../pipeline/error-shape.ts';
+import type { ProxyRequest, ProxyResponse, WorkloadMetadata } from '../pipeline/exchange.ts';
+import { get, type RawHeaders } from '../pipeline/headers.ts';
+import { CountingBody, type BodyWatcher } from './counting-body.ts';
+
+/** What telemetry knows of an HTTP exchange once its response has ended (or failed). */
+export interface FinishedExchange {
+  readonly req: ProxyRequest;
+  /** performance.now() when the request entered the layer. */
+  readonly started: number;
+  /** Until the response's last byte was handed on, or the exchange failed. */
+  readonly durationMs: number;
+  /** The status the client was answered; 0 when nobody was (the client went away first). */
+  readonly status: number;
+  /** Envoy's response flags: '-' for the upstream's own complete answers. */
+  readonly flag: string;
+  /** grpc-status of a gRPC exchange, from the headers or the trailers; '' when there is none. */
+  readonly grpcStatus: string;
+  /** Body bytes, as they flowed. */
+  readonly requestBytes: number;
+  readonly responseBytes: number;
+  /** The other side's workload: the caller's inbound, the callee's outbound, when its sidecar said. */
+  readonly peer: WorkloadMetadata | undefined;
+  /** The `meshlet-error` cause when the proxy answered for itself; '' otherwise. */
+  readonly cause: string;
+  /** What failed the exchange, when something did. */
+  readonly error: unknown;
+}
+
+/** Where finished exchanges go: metrics, the access log. */
+export interface ExchangeSink {
+  /** A request entered the layer (called before it is sent on). */
+  started?(req: ProxyRequest): void;
+  /** Its response ended, or it failed; exactly once per started request. */
+  finished(exchange: FinishedExchange): void;
+}
+
+/**
+ * Follows each request to the end of its response, counting the bodies' bytes as they
+ * flow, and hands the outcome to `sinks`. Failures get the status and flag of their error
+ * shape, as the listener answers them (pipeline/error-shape.ts). With no sink, the layer
+ * is not there at all.
+ */
+export function exchangeLayer(sinks: readonly ExchangeSink[]): Layer<ProxyRequest, ProxyResponse> {
+  if (sinks.length === 0) return (next) => next;
+  const starts = sinks.filter((s) => s.started !== undefined);
+  return (next) => (req) => observe(next, req, sinks, starts);
+}
+
+async function observe(next: Handler<ProxyRequest, ProxyResponse>, req: ProxyRequest, sinks: readonly ExchangeSink[], starts: readonly ExchangeSink[]): Promise<ProxyResponse> {
+  const exchange = new Exchange(req, sinks);
+  for (let i = 0; i < starts.length; i++) starts[i]!.started!(req);
+  let response: ProxyResponse;
+  try {
+    // A request body is counted on its way up; only then is the request copied.
+    response = await next(req.body ? { ...req, body: (exchange.requestBody = new CountingBody(req.body)) } : req);
+  } catch (err) {
+    exchange.fail(err);
+    throw err;
+  }
+  return exchange.respond(response);
+}
+
+class Exchange implements FinishedExchange, BodyWatcher {
+  readonly req: ProxyRequest;
+  readonly started = performance.now();
+  durationMs = 0;
+  status = 0;
+  flag = '-';
+  grpcStatus = '';
+  peer: WorkloadMetadata | undefined;
+  cause = '';
+  error: unknown = undefined;
+  requestBody: CountingBody | undefined;
+  #responseBody: CountingBody | undefined;
+  readonly #sinks: readonly ExchangeSink[];
+  #finished = false;
+
+  constructor(req: ProxyRequest, sinks: readonly ExchangeSink[]) {
+    this.req = req;
+    this.peer = req.peer;
+    this.#sinks = sinks;
+  }
+
+  get requestBytes(): number {
+    return this.requestBody?.bytes ?? 0;
+  }
+
+  get responseBytes(): number {
+    return this.#responseBody?.bytes ?? 0;
+  }
+
+  respond(response: ProxyResponse): ProxyResponse {
+    this.status = response.status;
+    this.flag = response.flag;
+    this.peer ??= response.peer;
+    if (this.req.grpc) this.grpcStatus = get(response.headers, 'grpc-status') ?? '';
+    if (!response.body) {
+      this.#finish();
+      return response;
+    }
+    this.#responseBody = new CountingBody(response.body, this);
+    return { ...response, body: this.#responseBody };
+  }
+
+  fail(err: unknown): void {
+    this.error = err;
+    if (this.req.abort.aborted) {
+      this.flag = 'DC'; // nobody to answer
+    } else {
+      const shape = shapeOf(err);
+      this.status = answerStatus(shape, this.req.grpc);
+      this.flag = shape.flag;
+      this.cause = shape.cause;
+      if (this.req.grpc) this.grpcStatus = String(shape.grpc);
+    }
+    this.#finish();
+  }
+
+  ended(trailers: RawHeaders): void {
+    if (this.req.grpc && this.grpcStatus === '') this.grpcStatus = get(trailers, 'grpc-status') ?? '';
+    this.#finish();
+  }
+
+  aborted(): void {
+    // The response was cut short upstream, unless it was the client that went.
+    if (this.flag === '-') this.flag = this.req.abort.aborted ? 'DC' : 'UC';
+    this.#finish();
+  }
+
+  cancelled(): void {
+    // Its reader gave the body up: the client went away (or a body that must not be sent, which is no failure).
+    if (this.req.abort.aborted && this.flag === '-') this.flag = 'DC';
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.durationMs = performance.now() - this.started;
+    const sinks = this.#sinks;
+    for (let i = 0; i < sinks.length; i++) sinks[i]!.finished(this);
+  }
+}

@@ -1,0 +1,183 @@
+import type { AcceptedConnection, Direction } from '../pipeline/connection.ts';
+import type { WorkloadMetadata } from '../pipeline/exchange.ts';
+import type { ExchangeSink, FinishedExchange } from './exchange-layer.ts';
+import type { HttpLabels, HttpMetrics, HttpSeries } from './http-metrics.ts';
+import { reporterOf } from './tcp-metrics.ts';
+import type { LocalWorkload } from './workload.ts';
+
+const UNKNOWN = 'unknown';
+
+/**
+ * Records each finished exchange in the HTTP metrics of one side (outbound reports as
+ * `source`, inbound as `destination`). Finding a request's series walks four small maps,
+ * by what varies least to most: the connection's peer principal, the peer workload (one
+ * object per peer, decoded once), the authority, then code, gRPC status and flag folded
+ * into one number. Label objects are only built the first time a combination is seen.
+ */
+export function httpMetricsSink(metrics: HttpMetrics, direction: Direction, local: LocalWorkload): ExchangeSink {
+  const reporter = reporterOf(direction);
+  const active = metrics.active;
+  const resolver = new SeriesResolver(metrics, direction, local);
+  return {
+    started: () => {
+      active[reporter]++;
+    },
+    finished: (ex) => {
+      active[reporter]--;
+      const series = resolver.seriesOf(ex);
+      series.requests++;
+      series.duration.observe(ex.durationMs);
+      series.requestBytes.observe(ex.requestBytes);
+      series.responseBytes.observe(ex.responseBytes);
+    },
+  };
+}
+
+/** Caches cleared when they reach this size: they only ever hold what a peer can vary. */
+const MAX_ENTRIES = 256;
+
+/** A principal's (and security mode's) entries, by peer workload. */
+type ByPeer = Map<WorkloadMetadata | undefined, ByAuthority>;
+type ByAuthority = Map<string, Route>;
+
+/** Everything but the outcome is known: series by outcome key (outcomeKey). */
+interface Route {
+  readonly labels: Omit<HttpLabels, 'response_code' | 'grpc_response_status' | 'response_flags' | 'request_protocol'>;
+  readonly http: Map<number, HttpSeries>;
+  readonly grpc: Map<number, HttpSeries>;
+}
+
+class SeriesResolver {
+  readonly #metrics: HttpMetrics;
+  readonly #direction: Direction;
+  readonly #local: LocalWorkload;
+  /** By connection_security_policy, then principal. */
+  readonly #plain = new Map<string, ByPeer>();
+  readonly #mtls = new Map<string, ByPeer>();
+  readonly #flags = new Map<string, number>();
+
+  constructor(metrics: HttpMetrics, direction: Direction, local: LocalWorkload) {
+    this.#metrics = metrics;
+    this.#direction = direction;
+    this.#local = local;
+  }
+
+  seriesOf(ex: FinishedExchange): HttpSeries {
+    const conn = ex.req.conn;
+    const principal = this.#peerPrincipal(conn);
+    const byPrincipal = conn.security === 'mutual_tls' ? this.#mtls : this.#plain;
+    const byPeer = entry(byPrincipal, principal, () => new Map());
+    const byAuthority = entry(byPeer, ex.peer, () => new Map());
+    const route = entry(byAuthority, ex.req.authority, () => this.#route(conn, principal, ex.peer, ex.req.authority));
+    const key = this.#outcomeKey(ex);
+    const bySeries = ex.req.grpc ? route.grpc : route.http;
+    let series = bySeries.get(key);
+    if (series === undefined) {
+      series = this.#metrics.series({
+        ...route.labels,
+        request_protocol: ex.req.grpc ? 'grpc' : 'http',
+        response_code: String(ex.status),
+        grpc_response_status: ex.grpcStatus,
+        response_flags: ex.flag,
+      });
+      bySeries.set(key, series);
+    }
+    return series;
+  }
+
+  /** The other side's principal: verified by the inbound mTLS layer, or the one outbound required of the destination. */
+  #peerPrincipal(conn: AcceptedConnection): string {
+    return (this.#direction === 'inbound' ? conn.peerPrincipal : conn.upstreamPeer?.spiffeId) ?? '';
+  }
+
+  /** Code, flag and gRPC status as one number; a gRPC status that is not 0–16 is one value of its own. */
+  #outcomeKey(ex: FinishedExchange): number {
+    let flag = this.#flags.get(ex.flag);
+    if (flag === undefined) this.#flags.set(ex.flag, (flag = this.#flags.size));
+    const grpc = ex.grpcStatus === '' ? 0 : GRPC_CODES.get(ex.grpcStatus) ?? 18;
+    return (flag * 1000 + ex.status) * 32 + grpc;
+  }
+
+  #route(conn: AcceptedConnection, peerPrincipal: string, peer: WorkloadMetadata | undefined, authority: string): Route {
+    const local = this.#local.metadata;
+    const self = side(local, this.#local.principal);
+    const other = side(peer, peerPrincipal);
+    const [source, destination] = this.#direction === 'outbound' ? [self, other] : [other, self];
+    const service = serviceOf(authority, this.#direction === 'inbound' ? local.namespace : '');
+    return {
+      labels: {
+        reporter: reporterOf(this.#direction),
+        source_workload: source.workload,
+        source_workload_namespace: source.namespace,
+        source_principal: source.principal,
+        source_app: source.app,
+        source_version: source.version,
+        source_canonical_service: source.canonicalService,
+        source_canonical_revision: source.canonicalRevision,
+        destination_workload: destination.workload,
+        destination_workload_namespace: destination.namespace,
+        destination_principal: destination.principal,
+        destination_app: destination.app,
+        destination_version: destination.version,
+        destination_canonical_service: destination.canonicalService,
+        destination_canonical_revision: destination.canonicalRevision,
+        destination_service: service.host,
+        destination_service_name: service.name,
+        destination_service_namespace: service.namespace,
+        connection_security_policy: conn.security,
+      },
+      http: new Map(),
+      grpc: new Map(),
+    };
+  }
+}
+
+/** grpc-status values 0–16, as they are written, to 1–17. */
+const GRPC_CODES = new Map(Array.from({ length: 17 }, (_, i) => [String(i), i + 1] as const));
+
+function entry<K, V>(map: Map<K, V>, key: K, make: () => V): V {
+  let value = map.get(key);
+  if (value === undefined) {
+    if (map.size >= MAX_ENTRIES) map.clear();
+    map.set(key, (value = make()));
+  }
+  return value;
+}
+
+/** One side's workload labels; `unknown` for what is not known, as Istio writes it. */
+function side(meta: WorkloadMetadata | undefined, principal: string) {
+  const known = (v: string | undefined) => v || UNKNOWN;
+  return {
+    workload: known(meta?.name),
+    namespace: known(meta?.namespace),
+    principal: known(principal),
+    app: known(meta?.app),
+    version: known(meta?.version),
+    // Istio's canonical service and revision: the app label, else the workload; the version, else `latest`.
+    canonicalService: known(meta?.app || meta?.name),
+    canonicalRevision: meta?.version || 'latest',
+  };
+}
+
+/**
+ * destination_service from the request's authority: its host, without the port. Its
+ * name and namespace are the first two labels of a Kubernetes service name
+ * (`cart.shop.svc.cluster.local`, `cart.shop`); a bare name (`cart`) is in `namespace`
+ * (this pod's, inbound); an IP address names no service.
+ */
+export function serviceOf(authority: string, namespace: string): { host: string; name: string; namespace: string } {
+  const host = hostOf(authority).toLowerCase();
+  if (host === '') return { host: UNKNOWN, name: UNKNOWN, namespace: UNKNOWN };
+  if (host.startsWith('[') || /^[\d.]+$/.test(host)) return { host, name: host, namespace: UNKNOWN };
+  const [name = host, ns] = host.split('.', 2);
+  return { host, name, namespace: ns || namespace || UNKNOWN };
+}
+
+function hostOf(authority: string): string {
+  if (authority.startsWith('[')) {
+    const end = authority.indexOf(']');
+    return end === -1 ? authority : authority.slice(0, end + 1);
+  }
+  const colon = authority.lastIndexOf(':');
+  return colon === -1 ? authority : authority.slice(0, colon);
+}

@@ -1,0 +1,31 @@
+import type { Registry } from 'prom-client';
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../log.ts';
+import { AccessLog } from './access-log.ts';
+import { HttpMetrics } from './http-metrics.ts';
+import { createTcpMetrics, type TcpMetrics } from './tcp-metrics.ts';
+import { localWorkload, type LocalWorkload } from './workload.ts';
+
+/** The instruments a proxy's stacks record into; made once per proxy, on its own registry. */
+export interface Telemetry {
+  readonly tcpMetrics: TcpMetrics;
+  readonly httpMetrics: HttpMetrics;
+  readonly accessLog: AccessLog;
+  /** This pod's workload: its side of the labels, and what peers are told. */
+  readonly workload: LocalWorkload;
+}
+
+export function createTelemetry(
+  registry: Registry,
+  config: Pick<Config, 'metrics' | 'accessLog' | 'workload'>,
+  log: Logger,
+  /** This pod's SPIFFE ID, when it has an identity. */
+  spiffeId: string | undefined,
+): Telemetry {
+  return {
+    tcpMetrics: createTcpMetrics(registry, config.metrics.prefix),
+    httpMetrics: new HttpMetrics(registry, config.metrics.prefix),
+    accessLog: new AccessLog(log, config.accessLog),
+    workload: localWorkload(config.workload, spiffeId),
+  };
+}
