@@ -1,7 +1,7 @@
 import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { formatHostPort } from '../net/addresses.ts';
-import type { Layer } from '../pipeline/compose.ts';
+import type { Handler, Layer } from '../pipeline/compose.ts';
 import type { AcceptedConnection, ConnectionOutcome } from '../pipeline/connection.ts';
 import { get } from '../pipeline/headers.ts';
 import type { ExchangeSink, FinishedExchange } from './exchange-layer.ts';
@@ -104,33 +104,35 @@ function requestLine(ex: FinishedExchange): Record<string, unknown> {
  * connections (they log those themselves), so it sees the connection as they left it.
  */
 export function connectionLogLayer(log: AccessLog): Layer<AcceptedConnection, ConnectionOutcome> {
-  return (next) => async (conn) => {
-    if (log.silent) return next(conn);
-    const started = performance.now();
-    const outcome = await next(conn);
-    const http = conn.protocol !== undefined && conn.protocol !== 'tcp';
-    if (http && !log.debug) return outcome;
-    log.write('connection', () => {
-      const peerPrincipal = peerPrincipalOf(conn);
-      return {
-        start_time: new Date(performance.timeOrigin + started).toISOString(),
-        direction: conn.direction,
-        conn: conn.id,
-        protocol: conn.protocol ?? 'tcp',
-        upstream_host: formatHostPort(conn.origDst.address, conn.origDst.port),
-        downstream_remote_address: formatHostPort(conn.peer.address, conn.peer.port),
-        connection_security_policy: conn.security,
-        ...(peerPrincipal ? { peer_principal: peerPrincipal } : {}),
-        ...(conn.upstreamPeer && !conn.upstreamPeer.spiffeId ? { peer_trust_domain: conn.upstreamPeer.trustDomain } : {}),
-        bytes_received: outcome.receivedBytes,
-        bytes_sent: outcome.sentBytes,
-        duration: roundMs(performance.now() - started),
-        response_flags: outcome.flag,
-        ...(outcome.reason ? { reason: outcome.reason } : {}),
-      };
-    });
-    return outcome;
-  };
+  // Silent (the default), a connection passes straight through: no async wrapper.
+  return (next) => (conn) => (log.silent ? next(conn) : logged(log, next, conn));
+}
+
+async function logged(log: AccessLog, next: Handler<AcceptedConnection, ConnectionOutcome>, conn: AcceptedConnection): Promise<ConnectionOutcome> {
+  const started = performance.now();
+  const outcome = await next(conn);
+  const http = conn.protocol !== undefined && conn.protocol !== 'tcp';
+  if (http && !log.debug) return outcome;
+  log.write('connection', () => {
+    const peerPrincipal = peerPrincipalOf(conn);
+    return {
+      start_time: new Date(performance.timeOrigin + started).toISOString(),
+      direction: conn.direction,
+      conn: conn.id,
+      protocol: conn.protocol ?? 'tcp',
+      upstream_host: formatHostPort(conn.origDst.address, conn.origDst.port),
+      downstream_remote_address: formatHostPort(conn.peer.address, conn.peer.port),
+      connection_security_policy: conn.security,
+      ...(peerPrincipal ? { peer_principal: peerPrincipal } : {}),
+      ...(conn.upstreamPeer && !conn.upstreamPeer.spiffeId ? { peer_trust_domain: conn.upstreamPeer.trustDomain } : {}),
+      bytes_received: outcome.receivedBytes,
+      bytes_sent: outcome.sentBytes,
+      duration: roundMs(performance.now() - started),
+      response_flags: outcome.flag,
+      ...(outcome.reason ? { reason: outcome.reason } : {}),
+    };
+  });
+  return outcome;
 }
 
 /** The other side's SPIFFE ID: verified inbound; outbound, the one the destination was required to present. */
