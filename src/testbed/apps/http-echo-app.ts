@@ -11,7 +11,8 @@
 //                       by the trailer X-Body-Sha256 (its sha256) and X-Trailer-Case;
 //                       with &pace=MS, a pause of MS ms after each 16 KiB (a long response).
 //   /nodate             no Date header in the response (Node adds one otherwise).
-//   anything else       200, the JSON report; headers X-Resp-MiXeD: yes and X-Served-By.
+//   anything else       200 (HTTP/1.1: the status in ?status=N), the JSON report;
+//                       headers X-Resp-MiXeD: yes and X-Served-By.
 // The report: {proto, httpVersion, method, url, rawHeaders, bodyBytes, bodySha256,
 // rawTrailers, remoteAddress, remotePort, pod}.
 import { createHash, randomBytes } from 'node:crypto';
@@ -80,6 +81,8 @@ async function streamRandom(total: number, write: (chunk: Buffer) => boolean, dr
 const pathOf = (url: string) => new URL(url, 'http://x').pathname;
 const bytesParam = (url: string) => Number(new URL(url, 'http://x').searchParams.get('bytes') ?? '1000');
 const paceParam = (url: string) => Number(new URL(url, 'http://x').searchParams.get('pace') ?? '0');
+/** `?status=404`: the status to answer (HTTP/1.1), for tests that count responses by code. */
+const statusParam = (url: string) => Number(new URL(url, 'http://x').searchParams.get('status') ?? '200');
 
 // --- HTTP/1.1 -----------------------------------------------------------------------
 
@@ -116,7 +119,7 @@ const h1 = http.createServer({ keepAliveTimeout: 60_000 }, async (req, res) => {
   if (path === '/nodate') res.sendDate = false;
   const json = JSON.stringify(report);
   // An array of pairs keeps the names' case on the wire.
-  res.writeHead(200, [
+  res.writeHead(statusParam(report.url), [
     ['Content-Type', 'application/json'],
     ['Content-Length', String(Buffer.byteLength(json))],
     ['X-Resp-MiXeD', 'yes'],
