@@ -28,23 +28,23 @@ export interface AccessLogSettings {
  */
 export class AccessLog {
   readonly #log: Logger;
-  readonly #access: Logger | undefined;
   readonly #ratio: number;
+  /** Writers made once, so choosing one allocates nothing per request. */
+  readonly #info: Writer | undefined;
+  readonly #debug: Writer;
 
   constructor(log: Logger, settings: AccessLogSettings) {
     this.#log = log;
-    this.#access = settings.enabled ? log.child({}, { level: 'info' }) : undefined;
     this.#ratio = settings.sampleRatio;
+    const access = settings.enabled ? log.child({}, { level: 'info' }) : undefined;
+    this.#info = access && ((line, msg) => access.info(line, msg));
+    this.#debug = (line, msg) => log.debug(line, msg);
   }
 
-  /** Writes `line` when this one is to be logged; `make` runs only then. */
-  write(msg: string, make: () => Record<string, unknown>): void {
-    const access = this.#access;
-    if (access) {
-      if (this.#ratio >= 1 || Math.random() < this.#ratio) access.info(make(), msg);
-    } else if (this.#log.isLevelEnabled('debug')) {
-      this.#log.debug(make(), msg);
-    }
+  /** Where this line goes, when it is to be written at all (sampled when enabled). */
+  writer(): Writer | undefined {
+    if (this.#info) return this.#ratio >= 1 || Math.random() < this.#ratio ? this.#info : undefined;
+    return this.#log.isLevelEnabled('debug') ? this.#debug : undefined;
   }
 
   /** The proxy's log is at debug level: every connection gets a line, HTTP ones too. */
@@ -54,13 +54,20 @@ export class AccessLog {
 
   /** No line can be written now: neither enabled nor at debug level. */
   get silent(): boolean {
-    return this.#access === undefined && !this.debug;
+    return this.#info === undefined && !this.debug;
   }
 }
 
+type Writer = (line: Record<string, unknown>, msg: string) => void;
+
 /** The request line of each finished exchange. */
 export function requestLogSink(log: AccessLog): ExchangeSink {
-  return { finished: (ex) => log.write('request', () => requestLine(ex)) };
+  return {
+    finished: (ex) => {
+      const write = log.writer();
+      if (write) write(requestLine(ex), 'request');
+    },
+  };
 }
 
 function requestLine(ex: FinishedExchange): Record<string, unknown> {
@@ -112,10 +119,11 @@ async function logged(log: AccessLog, next: Handler<AcceptedConnection, Connecti
   const started = performance.now();
   const outcome = await next(conn);
   const http = conn.protocol !== undefined && conn.protocol !== 'tcp';
-  if (http && !log.debug) return outcome;
-  log.write('connection', () => {
-    const peerPrincipal = peerPrincipalOf(conn);
-    return {
+  const write = (!http || log.debug) && log.writer();
+  if (!write) return outcome;
+  const peerPrincipal = peerPrincipalOf(conn);
+  write(
+    {
       start_time: new Date(performance.timeOrigin + started).toISOString(),
       direction: conn.direction,
       conn: conn.id,
@@ -130,8 +138,9 @@ async function logged(log: AccessLog, next: Handler<AcceptedConnection, Connecti
       duration: roundMs(performance.now() - started),
       response_flags: outcome.flag,
       ...(outcome.reason ? { reason: outcome.reason } : {}),
-    };
-  });
+    },
+    'connection',
+  );
   return outcome;
 }
 

@@ -66,9 +66,11 @@ class SeriesResolver {
     const conn = ex.req.conn;
     const principal = this.#peerPrincipal(conn);
     const byPrincipal = conn.security === 'mutual_tls' ? this.#mtls : this.#plain;
-    const byPeer = entry(byPrincipal, principal, () => new Map());
-    const byAuthority = entry(byPeer, ex.peer, () => new Map());
-    const route = entry(byAuthority, ex.req.authority, () => this.#route(conn, principal, ex.peer, ex.req.authority));
+    // Looked up without closures: this runs per request, the makers only on a miss.
+    const byPeer = byPrincipal.get(principal) ?? put(byPrincipal, principal, new Map());
+    const byAuthority = byPeer.get(ex.peer) ?? put(byPeer, ex.peer, new Map());
+    const authority = ex.req.authority;
+    const route = byAuthority.get(authority) ?? put(byAuthority, authority, this.#route(conn, principal, ex.peer, authority));
     const key = this.#outcomeKey(ex);
     const bySeries = ex.req.grpc ? route.grpc : route.http;
     let series = bySeries.get(key);
@@ -135,12 +137,10 @@ class SeriesResolver {
 /** grpc-status values 0–16, as they are written, to 1–17. */
 const GRPC_CODES = new Map(Array.from({ length: 17 }, (_, i) => [String(i), i + 1] as const));
 
-function entry<K, V>(map: Map<K, V>, key: K, make: () => V): V {
-  let value = map.get(key);
-  if (value === undefined) {
-    if (map.size >= MAX_ENTRIES) map.clear();
-    map.set(key, (value = make()));
-  }
+/** Adds an entry to a cache, emptying it first when it is full. */
+function put<K, V>(map: Map<K, V>, key: K, value: V): V {
+  if (map.size >= MAX_ENTRIES) map.clear();
+  map.set(key, value);
   return value;
 }
 
