@@ -6,6 +6,7 @@ import type { AcceptedConnection, ConnectionOutcome } from '../pipeline/connecti
 import { get } from '../pipeline/headers.ts';
 import type { ExchangeSink, FinishedExchange } from './exchange-layer.ts';
 import { traceIdOf } from './trace-context.ts';
+import { peerPrincipalOf } from './workload-labels.ts';
 
 // The access log: one JSON line per HTTP request (`"msg":"request"`) and per connection
 // that carried no HTTP (`"msg":"connection"`), with Envoy's field names where Envoy has
@@ -142,11 +143,6 @@ async function logged(log: AccessLog, next: Handler<AcceptedConnection, Connecti
     'connection',
   );
   return outcome;
-}
-
-/** The other side's SPIFFE ID: verified inbound; outbound, the one the destination was required to present. */
-function peerPrincipalOf(conn: AcceptedConnection): string | undefined {
-  return conn.direction === 'inbound' ? conn.peerPrincipal : conn.upstreamPeer?.spiffeId;
 }
 
 /** An authority never carries credentials into the log (`user:pass@host` is not valid HTTP, but a client may send it). */

@@ -4,8 +4,8 @@ import type { ExchangeSink, FinishedExchange } from './exchange-layer.ts';
 import type { HttpLabels, HttpMetrics, HttpSeries } from './http-metrics.ts';
 import { reporterOf } from './tcp-metrics.ts';
 import type { LocalWorkload } from './workload.ts';
+import { peerPrincipalOf, UNKNOWN, workloadLabels } from './workload-labels.ts';
 
-const UNKNOWN = 'unknown';
 
 /**
  * Records each finished exchange in the HTTP metrics of one side (outbound reports as
@@ -64,7 +64,7 @@ class SeriesResolver {
 
   seriesOf(ex: FinishedExchange): HttpSeries {
     const conn = ex.req.conn;
-    const principal = this.#peerPrincipal(conn);
+    const principal = peerPrincipalOf(conn) ?? '';
     const byPrincipal = conn.security === 'mutual_tls' ? this.#mtls : this.#plain;
     // Looked up without closures: this runs per request, the makers only on a miss.
     const byPeer = byPrincipal.get(principal) ?? put(byPrincipal, principal, new Map());
@@ -87,11 +87,6 @@ class SeriesResolver {
     return series;
   }
 
-  /** The other side's principal: verified by the inbound mTLS layer, or the one outbound required of the destination. */
-  #peerPrincipal(conn: AcceptedConnection): string {
-    return (this.#direction === 'inbound' ? conn.peerPrincipal : conn.upstreamPeer?.spiffeId) ?? '';
-  }
-
   /** Code, flag and gRPC status as one number; a gRPC status that is not 0–16 is one value of its own. */
   #outcomeKey(ex: FinishedExchange): number {
     let flag = this.#flags.get(ex.flag);
@@ -101,28 +96,11 @@ class SeriesResolver {
   }
 
   #route(conn: AcceptedConnection, peerPrincipal: string, peer: WorkloadMetadata | undefined, authority: string): Route {
-    const local = this.#local.metadata;
-    const self = side(local, this.#local.principal);
-    const other = side(peer, peerPrincipal);
-    const [source, destination] = this.#direction === 'outbound' ? [self, other] : [other, self];
-    const service = serviceOf(authority, this.#direction === 'inbound' ? local.namespace : '');
+    const service = serviceOf(authority, this.#direction === 'inbound' ? this.#local.metadata.namespace : '');
     return {
       labels: {
         reporter: reporterOf(this.#direction),
-        source_workload: source.workload,
-        source_workload_namespace: source.namespace,
-        source_principal: source.principal,
-        source_app: source.app,
-        source_version: source.version,
-        source_canonical_service: source.canonicalService,
-        source_canonical_revision: source.canonicalRevision,
-        destination_workload: destination.workload,
-        destination_workload_namespace: destination.namespace,
-        destination_principal: destination.principal,
-        destination_app: destination.app,
-        destination_version: destination.version,
-        destination_canonical_service: destination.canonicalService,
-        destination_canonical_revision: destination.canonicalRevision,
+        ...workloadLabels(this.#direction, this.#local, peer, peerPrincipal),
         destination_service: service.host,
         destination_service_name: service.name,
         destination_service_namespace: service.namespace,
@@ -142,21 +120,6 @@ function put<K, V>(map: Map<K, V>, key: K, value: V): V {
   if (map.size >= MAX_ENTRIES) map.clear();
   map.set(key, value);
   return value;
-}
-
-/** One side's workload labels; `unknown` for what is not known, as Istio writes it. */
-function side(meta: WorkloadMetadata | undefined, principal: string) {
-  const known = (v: string | undefined) => v || UNKNOWN;
-  return {
-    workload: known(meta?.name),
-    namespace: known(meta?.namespace),
-    principal: known(principal),
-    app: known(meta?.app),
-    version: known(meta?.version),
-    // Istio's canonical service and revision: the app label, else the workload; the version, else `latest`.
-    canonicalService: known(meta?.app || meta?.name),
-    canonicalRevision: meta?.version || 'latest',
-  };
 }
 
 /**

@@ -1,5 +1,6 @@
 import { Gauge, type Registry } from 'prom-client';
 import { HistogramData, registerCounter, registerHistogram, type Labels } from './series.ts';
+import { WORKLOAD_LABELS } from './workload-labels.ts';
 
 // Istio's HTTP metrics (design.md): names, label keys and buckets, so Istio's dashboards
 // and Kiali read them unchanged with the prefix `istio`. All four share one label set
@@ -14,20 +15,7 @@ export const BYTES_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000
 /** Label keys of every HTTP series, in the order they are written. */
 export const HTTP_LABELS = [
   'reporter',
-  'source_workload',
-  'source_workload_namespace',
-  'source_principal',
-  'source_app',
-  'source_version',
-  'source_canonical_service',
-  'source_canonical_revision',
-  'destination_workload',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_app',
-  'destination_version',
-  'destination_canonical_service',
-  'destination_canonical_revision',
+  ...WORKLOAD_LABELS,
   'destination_service',
   'destination_service_name',
   'destination_service_namespace',

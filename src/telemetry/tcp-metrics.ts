@@ -1,14 +1,43 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Direction } from '../pipeline/connection.ts';
+import { registerCounter, type Labels } from './series.ts';
 
 // Istio's TCP metric names and label keys (design.md), so existing dashboards apply.
-// Labels stay bounded: no addresses, no ids.
+// Labels stay bounded: no addresses, no ids. Like the HTTP ones, the connection series
+// are plain objects a connection finds once and bumps (see series.ts for why).
+
+/** One label set's connections and bytes; closed connections also by response flag. */
+export class TcpSeries {
+  readonly labels: Labels;
+  opened = 0;
+  sentBytes = 0;
+  receivedBytes = 0;
+  readonly #closed = new Map<string, ClosedSeries>();
+
+  constructor(labels: Labels) {
+    this.labels = labels;
+  }
+
+  /** The closed-connection counter of `flag`. */
+  closed(flag: string): ClosedSeries {
+    let series = this.#closed.get(flag);
+    if (!series) this.#closed.set(flag, (series = { labels: Object.freeze({ ...this.labels, response_flags: flag }), value: 0 }));
+    return series;
+  }
+
+  get allClosed(): Iterable<ClosedSeries> {
+    return this.#closed.values();
+  }
+}
+
+export interface ClosedSeries {
+  readonly labels: Labels;
+  value: number;
+}
 
 export interface TcpMetrics {
-  opened: Counter<string>;
-  closed: Counter<string>;
-  sentBytes: Counter<string>;
-  receivedBytes: Counter<string>;
+  /** The series of `labels` (reporter, workloads, principals, connection_security_policy): made the first time. */
+  series(labels: Labels): TcpSeries;
   refused: Counter<string>;
   /** What protocol detection decided per connection, and how (sniffed, configured, opaque_port, timeout, closed). */
   detections: Counter<string>;
@@ -16,11 +45,15 @@ export interface TcpMetrics {
   readonly active: { source: number; destination: number };
 }
 
-const LABELS = ['reporter', 'connection_security_policy', 'response_flags'] as const;
-
 export function createTcpMetrics(registry: Registry, prefix: string): TcpMetrics {
   const registers = [registry];
   const active = { source: 0, destination: 0 };
+  const all = new Map<string, TcpSeries>();
+  const series = () => all.values();
+  registerCounter(registry, `${prefix}_tcp_connections_opened_total`, 'TCP connections opened', series, (s) => s.opened);
+  registerCounter(registry, `${prefix}_tcp_connections_closed_total`, 'TCP connections closed', () => [...all.values()].flatMap((s) => [...s.allClosed]), (s) => s.value);
+  registerCounter(registry, `${prefix}_tcp_sent_bytes_total`, 'Bytes sent to the downstream peer', series, (s) => s.sentBytes);
+  registerCounter(registry, `${prefix}_tcp_received_bytes_total`, 'Bytes received from the downstream peer', series, (s) => s.receivedBytes);
   new Gauge({
     name: `${prefix}_proxy_active_connections`,
     help: 'Accepted connections not yet closed (HTTP ones included)',
@@ -33,10 +66,12 @@ export function createTcpMetrics(registry: Registry, prefix: string): TcpMetrics
   });
   return {
     active,
-    opened: new Counter({ name: `${prefix}_tcp_connections_opened_total`, help: 'TCP connections opened', labelNames: LABELS.slice(0, 2), registers }),
-    closed: new Counter({ name: `${prefix}_tcp_connections_closed_total`, help: 'TCP connections closed', labelNames: LABELS, registers }),
-    sentBytes: new Counter({ name: `${prefix}_tcp_sent_bytes_total`, help: 'Bytes sent to the downstream peer', labelNames: LABELS.slice(0, 2), registers }),
-    receivedBytes: new Counter({ name: `${prefix}_tcp_received_bytes_total`, help: 'Bytes received from the downstream peer', labelNames: LABELS.slice(0, 2), registers }),
+    series(labels) {
+      const key = Object.values(labels).join('\u0000');
+      let found = all.get(key);
+      if (!found) all.set(key, (found = new TcpSeries(Object.freeze({ ...labels }))));
+      return found;
+    },
     refused: new Counter({
       name: `${prefix}_proxy_connections_refused_total`,
       help: 'Accepted connections the proxy refused to forward, by reason',

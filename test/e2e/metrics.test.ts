@@ -65,7 +65,10 @@ t.test('after N requests with known codes, both sides count N per code, with bot
   t.ok(okBytes.sum > 5 * 100, "the app's JSON reports, counted as they flowed");
   t.equal(afterA.value('meshlet_proxy_active_requests'), 0, 'nothing under way any more');
   t.equal(afterB.value('istio_proxy_active_requests'), 0);
-  t.ok(afterA.value('meshlet_proxy_active_connections', { reporter: 'source' }) >= 0);
+  t.ok(
+    afterB.value('istio_tcp_connections_opened_total', { reporter: 'destination', source_principal: idA.spiffeId, ...destination, connection_security_policy: 'mutual_tls' }) >= 1,
+    "b's TCP metrics: the pooled connection from a, labelled with a's principal and b's workload",
+  );
   t.ok(afterB.value('istio_identity_cert_expiration_timestamp_seconds') > Date.now() / 1000, "b's certificate expiry, under b's prefix");
 
   await t.test("b's access log: a line per request, with the caller's identity and never its credentials", async (t) => {

@@ -46,7 +46,7 @@ export function inboundStack(deps: StackDeps): Handler<AcceptedConnection, Conne
       detectLayer(config.protocols, config.inbound.detectTimeout, tcpMetrics.detections, log),
       // From here on the connection is accepted: its access log line (opaque TCP) and the TCP metrics.
       connectionLogLayer(deps.accessLog),
-      tcpMetricsLayer(tcpMetrics),
+      tcpMetricsLayer(tcpMetrics, deps.workload),
     ],
     (conn) => {
       if (conn.protocol === 'mesh-h2') return h2.serve(conn, fromPeerSidecar);

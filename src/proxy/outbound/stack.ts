@@ -44,7 +44,7 @@ export function outboundStack(deps: StackDeps): Handler<AcceptedConnection, Conn
       meshRouteLayer(deps),
       // From here on the connection is accepted: its access log line (opaque TCP) and the TCP metrics.
       connectionLogLayer(deps.accessLog),
-      tcpMetricsLayer(tcpMetrics),
+      tcpMetricsLayer(tcpMetrics, deps.workload),
     ],
     (conn) => {
       if (conn.protocol === 'http1') return http1.serve(conn);
