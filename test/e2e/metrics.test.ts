@@ -1,7 +1,7 @@
 import t from 'tap';
 import { scrape, type Scrape } from '../../src/testbed/metrics.ts';
 import { testbedUnavailable } from '../../src/testbed/netns.ts';
-import { curl, eventually, meshedPair, PORT } from './l7-common.ts';
+import { curl, eventually, grpcClient, meshedPair, PORT } from './l7-common.ts';
 
 // The HTTP metrics and the access log of a sidecar pair over mTLS, read as Prometheus and
 // a log collector would: real pods, real curl, both proxies' /stats/prometheus scraped on
@@ -70,6 +70,21 @@ t.test('after N requests with known codes, both sides count N per code, with bot
     "b's TCP metrics: the pooled connection from a, labelled with a's principal and b's workload",
   );
   t.ok(afterB.value('istio_identity_cert_expiration_timestamp_seconds') > Date.now() / 1000, "b's certificate expiry, under b's prefix");
+
+  await t.test('gRPC: counted with grpc_response_status from the trailers, or from the headers of a trailers-only answer', async (t) => {
+    const [before1, before2] = [await scrape(a), await scrape(b)];
+    const calls = await grpcClient(a, b.ipv4, PORT.grpc, ['unary', 'fail']);
+    t.equal(calls.unary?.code, 0, 'unary OK');
+    t.equal(calls.fail?.code, 5, 'fail: NOT_FOUND');
+    let after2 = await scrape(b);
+    await eventually(async () => (after2 = await scrape(b)).value('istio_requests_total', { request_protocol: 'grpc' }) - before2.value('istio_requests_total', { request_protocol: 'grpc' }) >= 2, "b's gRPC counters");
+    const after1 = await scrape(a);
+    for (const [status, name] of [['0', 'OK'], ['5', 'NOT_FOUND']] as const) {
+      const labels = { ...both, request_protocol: 'grpc', response_code: '200', grpc_response_status: status };
+      t.equal(delta(before1, after1, 'meshlet_requests_total', { ...labels, reporter: 'source' }), 1, `a: one call ${name}`);
+      t.equal(delta(before2, after2, 'istio_requests_total', { ...labels, reporter: 'destination' }), 1, `b: one call ${name}`);
+    }
+  });
 
   await t.test("b's access log: a line per request, with the caller's identity and never its credentials", async (t) => {
     const lines = proxyB
