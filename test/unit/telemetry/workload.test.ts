@@ -39,3 +39,8 @@ t.test('the local workload: configured values first, then the pod name and the S
   t.same(localWorkload({ name: 'basket', namespace: 'store', app: '', version: '', pod: 'cart-7d4b9c8f6d-x2x9q' }, id).metadata, { name: 'basket', namespace: 'store', app: '', version: '' });
   t.same(localWorkload({ name: '', namespace: '', app: '', version: '', pod: '' }, undefined), { metadata: { name: '', namespace: '', app: '', version: '' }, principal: '' });
 });
+
+t.test("a name that is the pod's own (what meshlet inject sets when the owner is unknown) is derived too", async (t) => {
+  const pod = 'cart-7d4b9c8f6d-x2x9q';
+  t.equal(localWorkload({ name: pod, namespace: 'shop', app: '', version: '', pod }, undefined).metadata.name, 'cart');
+});
