@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'MESHLET_ERR_REQUEST_HEADERS_TOO_LARGE'
   | 'MESHLET_ERR_REQUEST_HEADERS_TIMEOUT'
   | 'MESHLET_ERR_IDLE_TIMEOUT'
+  | 'MESHLET_ERR_OVERFLOW'
+  | 'MESHLET_ERR_RATE_LIMITED'
   | 'MESHLET_ERR_IPTABLES_MISSING'
   | 'MESHLET_ERR_IPTABLES_PERMISSION'
   | 'MESHLET_ERR_IPTABLES_KERNEL'
@@ -30,13 +32,38 @@ export type ErrorCode =
   | 'MESHLET_ERR_MANIFEST'
   | 'MESHLET_ERR_INJECT';
 
+/**
+ * How an exchange with an upstream failed, set once where the error is classified
+ * (proxy/http/upstream-errors.ts, the timeout layer): retries decide on it, never on text.
+ */
+export type UpstreamFailure = 'connect-failure' | 'refused-stream' | 'reset' | 'timeout' | 'protocol';
+
+export interface MeshletErrorOptions {
+  cause?: unknown;
+  upstreamFailure?: UpstreamFailure;
+  /** The request provably never reached the upstream (no connection, refused stream): always safe to send again. */
+  unsent?: boolean;
+  /** Retries were allowed and ran out (attempts or budget): the answer's flag gains URX. */
+  retriesExhausted?: boolean;
+  /** Seconds the client should wait before trying again (429 from the rate limit). */
+  retryAfterSeconds?: number;
+}
+
 export class MeshletError extends Error {
   readonly code: ErrorCode;
+  readonly upstreamFailure: UpstreamFailure | undefined;
+  readonly unsent: boolean;
+  readonly retriesExhausted: boolean;
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: ErrorCode, message: string, options?: MeshletErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.name = 'MeshletError';
+    this.upstreamFailure = options?.upstreamFailure;
+    this.unsent = options?.unsent ?? false;
+    this.retriesExhausted = options?.retriesExhausted ?? false;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }
 

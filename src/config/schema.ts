@@ -1,68 +1,17 @@
 import { z } from 'zod';
-import net from 'node:net';
 import { parseSpiffeId, parseTrustDomain } from '../tls/spiffe.ts';
-import { parseDuration } from './duration.ts';
+import { cidr, duration, initNumber, listenerPort, port, portKey, showValue, wholeNumber } from './fields.ts';
+import { resilienceSchema } from './resilience-schema.ts';
+
+export { showValue } from './fields.ts';
 
 // The proxy's configuration. Every field has a default, so no file is needed; a YAML
 // file (--config / MESHLET_CONFIG) and MESHLET_* variables override. Unknown fields (and
 // MESHLET_* variables, see load.ts) are errors, so a typo is reported instead of silently
 // ignored. Every error message shows the bad value and what would be accepted.
 
-/** A value as it appears in an error message: text quoted, numbers and the rest as YAML/JSON would show them. */
-export function showValue(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
-}
-
-const PORT_RANGE = '1–65535';
-
 /** pino's levels, from the most to the least verbose. */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
-
-/** A whole number in [min, max] (or `extra`), whose every error shows the value and the range. */
-const wholeNumber = (what: string, min: number, max: number, extra?: number) => {
-  const range = `${min}–${max}`;
-  return z
-    .number({ error: (issue) => `expected ${what} (${range}), got ${showValue(issue.input)}` })
-    .int({ error: (issue) => `${showValue(issue.input)} is not ${what} (${range})` })
-    .refine((n) => n === extra || (n >= min && n <= max), { error: (issue) => `${showValue(issue.input)} is out of range ${range}` });
-};
-
-/**
- * A number shared with `meshlet init`'s variables, read by init's rule: an empty
- * variable is the same as an unset one (how pod templates leave a setting alone).
- */
-const initNumber = <T extends z.ZodType>(schema: T) => z.preprocess((value) => (value === '' ? undefined : value), schema);
-
-/** A port of the app or of a destination. */
-const port = wholeNumber('a port number', 1, 65535);
-
-/** A port the proxy listens on; 0 asks the kernel for a free one (tests bind that way). */
-const listenerPort = wholeNumber('a port number', 1, 65535, 0);
-
-/** A map key that must be a port number: YAML gives keys as text. */
-const portKey = z.string().superRefine((text, ctx) => {
-  if (!/^\d+$/.test(text)) ctx.addIssue({ code: 'custom', message: `the key ${showValue(text)} is not a port number (${PORT_RANGE})` });
-  else if (Number(text) < 1 || Number(text) > 65535) ctx.addIssue({ code: 'custom', message: `the key ${text} is out of range ${PORT_RANGE}` });
-});
-
-/** A Go-style duration string, parsed to milliseconds. */
-const duration = z
-  .union([z.string(), z.number()], { error: (issue) => `expected a duration such as 500ms, 1s or 1h30m, got ${showValue(issue.input)}` })
-  .transform((value, ctx) => {
-    // YAML reads `idleTimeout: 5` as a number: say which unit was forgotten, not "expected string".
-    if (typeof value === 'number') {
-      ctx.addIssue({ code: 'custom', message: `${value} needs a unit, e.g. ${value}s or ${value}ms (Go syntax: 500ms, 1s, 1m, 1h30m)` });
-      return z.NEVER;
-    }
-    const ms = parseDuration(value);
-    if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration (use e.g. "500ms", "1s", "1h30m")` });
-      return z.NEVER;
-    }
-    return ms;
-  });
 
 const listener = (defaults: { port: number; connectTimeout: string }) => ({
   /** Port the listener binds (dual-stack). */
@@ -87,15 +36,6 @@ const checked = (parse: (text: string) => unknown) =>
       ctx.addIssue({ code: 'custom', message: (err as Error).message });
     }
   });
-
-const cidr = z.string().superRefine((text, ctx) => {
-  const [address = '', bits, ...rest] = text.split('/');
-  const family = net.isIPv4(address) ? 4 : net.isIPv6(address) ? 6 : 0;
-  const max = family === 4 ? 32 : 128;
-  if (family === 0 || rest.length > 0 || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))) {
-    ctx.addIssue({ code: 'custom', message: `"${text}" is not a CIDR (e.g. 10.0.0.0/8 or fd00::/8)` });
-  }
-});
 
 /** `permissive` accepts mTLS and plaintext; `strict` only mTLS; `disable` never terminates mTLS. */
 const mtlsMode = z.enum(['permissive', 'strict', 'disable']);
@@ -246,6 +186,8 @@ export const configSchema = z
         idleTimeout: duration.prefault('1h'),
       })
       .prefault({}),
+    /** Timeouts, retries, limits, rate limits and fault injection per destination (docs/resilience.md); hot-reloaded. */
+    resilience: resilienceSchema,
     health: z
       .strictObject({
         /** /healthz/ready, /healthz/live and /stats/prometheus. */

@@ -34,9 +34,12 @@ export type ConnectionProtocol = 'tcp' | 'http1' | 'h2' | 'mesh-h2' | 'mesh-http
  * failed mTLS handshake), UC upstream closed (reset), UT upstream timeout, UPE upstream
  * protocol error (an invalid response), DPE downstream protocol error (an invalid
  * request), DC downstream closed (reset), NR no route (loop), RBAC denied by
- * authorization or by the mTLS mode, '-' none.
+ * authorization or by the mTLS mode, UO overflow (a limit, or later an open breaker),
+ * RL rate limited, FI fault injected (abort), DI delay injected, URX retries exhausted,
+ * '-' none. URX joins the flag of the last attempt's failure: `UT,URX`, `UF,URX`.
  */
-export type ResponseFlag = '-' | 'UF' | 'UC' | 'UT' | 'UPE' | 'DPE' | 'DC' | 'NR' | 'RBAC';
+export type SingleFlag = 'UF' | 'UC' | 'UT' | 'UPE' | 'DPE' | 'DC' | 'NR' | 'RBAC' | 'UO' | 'RL' | 'FI' | 'DI';
+export type ResponseFlag = '-' | SingleFlag | 'URX' | `${SingleFlag},URX`;
 
 /** What happened to a connection once both sides are closed. */
 export interface ConnectionOutcome {

@@ -23,7 +23,16 @@ const SHAPES: Partial<Record<ErrorCode, ErrorShape>> = {
   MESHLET_ERR_BAD_REQUEST: { cause: 'bad_request', status: 400, flag: 'DPE', grpc: 13 },
   MESHLET_ERR_REQUEST_HEADERS_TOO_LARGE: { cause: 'request_header_too_large', status: 431, flag: 'DPE', grpc: 13 },
   MESHLET_ERR_REQUEST_HEADERS_TIMEOUT: { cause: 'request_header_timeout', status: 408, flag: 'DPE', grpc: 4 },
+  // A limit of the destination's (or the inbound port's) policy was full: shed, not queued without end.
+  MESHLET_ERR_OVERFLOW: { cause: 'overflow', status: 503, flag: 'UO', grpc: 14 },
+  // The inbound port's local rate limit; the answer carries Retry-After. RESOURCE_EXHAUSTED, as Envoy's.
+  MESHLET_ERR_RATE_LIMITED: { cause: 'rate_limited', status: 429, flag: 'RL', grpc: 8 },
 };
+
+/** The same answers once retries ran out: the flag gains URX (`UF,URX`), made once here, not per error. */
+const EXHAUSTED: Partial<Record<ErrorCode, ErrorShape>> = Object.fromEntries(
+  Object.entries(SHAPES).map(([code, shape]) => [code, { ...shape, flag: shape.flag === '-' ? 'URX' : `${shape.flag},URX` }]),
+);
 
 /** Anything not classified is the proxy's own failure: 502, gRPC INTERNAL. */
 const UNKNOWN: ErrorShape = { cause: 'proxy_error', status: 502, flag: 'UPE', grpc: 13 };
@@ -34,7 +43,8 @@ export function hasShape(err: unknown): err is MeshletError {
 }
 
 export function shapeOf(err: unknown): ErrorShape {
-  return (err instanceof MeshletError && SHAPES[err.code]) || UNKNOWN;
+  if (!(err instanceof MeshletError)) return UNKNOWN;
+  return (err.retriesExhausted ? EXHAUSTED[err.code] : SHAPES[err.code]) || UNKNOWN;
 }
 
 /** The HTTP status of the answer to `err`: gRPC gets a trailers-only 200 carrying grpc-status. */

@@ -9,6 +9,8 @@ import { Readiness } from '../admin/readiness.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import { createTelemetry } from '../telemetry/telemetry.ts';
+import { createResilienceMetrics } from '../telemetry/resilience-metrics.ts';
+import { ResilienceRuntime } from '../resilience/runtime.ts';
 import { IdentityWatcher } from '../tls/identity-watcher.ts';
 import { StaticPeers } from '../tls/mesh-peers.ts';
 import { describeError, MeshletError } from '../errors.ts';
@@ -36,6 +38,8 @@ export interface RunningProxy {
   stop(): Promise<void>;
   /** Resolves once the proxy has stopped: drained, drain.timeout reached, or quit. */
   readonly ended: Promise<ProxyEnd>;
+  /** The resilience policies in force (update() on reload) and per-destination state (for /clusters). */
+  resilience: ResilienceRuntime;
 }
 
 /** How the proxy ended. */
@@ -54,6 +58,7 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
   try {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
+    const resilience = ResilienceRuntime.fromConfig(config, createResilienceMetrics(registry, config.metrics.prefix));
     const watcher = startIdentity(config, log, registry);
     if (watcher) opened.push(() => watcher.close());
     const telemetry = createTelemetry(registry, config, log, watcher?.current.spiffeId);
@@ -102,6 +107,7 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
       identity: () => watcher?.current,
       peers: new StaticPeers(config.mesh.peers, watcher?.current.trustDomain ?? 'cluster.local'),
       parts,
+      resilience,
     };
     const listen = async (direction: Direction, port: number, stack: Handler<AcceptedConnection, ConnectionOutcome>) => {
       const listener = await bound(`${direction} listener`, port, () => listenRedirected(direction, port, stack, { log, metrics: tcpMetrics }));
@@ -122,6 +128,7 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
       drainAndStop,
       stop,
       ended,
+      resilience,
     };
   } catch (err) {
     for (const close of opened.reverse()) await close();

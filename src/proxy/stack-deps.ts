@@ -5,6 +5,7 @@ import type { Logger } from '../log.ts';
 import type { Telemetry } from '../telemetry/telemetry.ts';
 import type { Identity } from '../tls/identity.ts';
 import type { PeerLookup } from '../tls/mesh-peers.ts';
+import type { ResilienceRuntime } from '../resilience/runtime.ts';
 import type { LocalAddresses } from './loop-guard.ts';
 
 /** What the inbound and outbound recipes are built from; created once per proxy. */
@@ -19,6 +20,8 @@ export interface StackDeps extends Telemetry {
   /** Which destinations are meshed. */
   peers: PeerLookup;
   parts: StackParts;
+  /** The resilience policies in force (hot-reloaded) and their per-destination state. */
+  resilience: ResilienceRuntime;
 }
 
 /** An HTTP server side (HTTP/1.1 or HTTP/2) that takes part in the graceful drain. */

@@ -1,4 +1,4 @@
-import type { MeshletError } from '../../errors.ts';
+import { MeshletError } from '../../errors.ts';
 import { answerStatus, shapeOf } from '../../pipeline/error-shape.ts';
 import type { ProxyResponse } from '../../pipeline/exchange.ts';
 import { BufferedBody } from '../../pipeline/body.ts';
@@ -15,10 +15,12 @@ export function errorResponse(err: unknown, grpc: boolean): ProxyResponse {
   const shape = shapeOf(err);
   const status = answerStatus(shape, grpc);
   const message = err instanceof Error ? err.message : String(err);
+  // The rate limit says when to come back (RFC 9110 10.2.3); gRPC clients read it too (as Envoy sends it).
+  const retryAfter = err instanceof MeshletError && err.retryAfterSeconds !== undefined ? ['retry-after', String(err.retryAfterSeconds)] : [];
   if (grpc) {
     return {
       status,
-      headers: ['content-type', 'application/grpc', 'grpc-status', String(shape.grpc), 'grpc-message', encodeURIComponent(message), ERROR_HEADER, shape.cause],
+      headers: ['content-type', 'application/grpc', 'grpc-status', String(shape.grpc), 'grpc-message', encodeURIComponent(message), ERROR_HEADER, shape.cause, ...retryAfter],
       body: undefined,
       flag: shape.flag,
     };
@@ -26,7 +28,7 @@ export function errorResponse(err: unknown, grpc: boolean): ProxyResponse {
   const text = `${shape.cause}: ${message}\n`;
   return {
     status,
-    headers: ['content-type', 'text/plain; charset=utf-8', 'content-length', String(Buffer.byteLength(text)), ERROR_HEADER, shape.cause],
+    headers: ['content-type', 'text/plain; charset=utf-8', 'content-length', String(Buffer.byteLength(text)), ERROR_HEADER, shape.cause, ...retryAfter],
     body: new BufferedBody([Buffer.from(text)]),
     flag: shape.flag,
   };

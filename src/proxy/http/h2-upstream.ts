@@ -4,7 +4,8 @@ import { h2Body, pipeBodyToH2 } from './h2-body.ts';
 import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
 import { fromH2Raw, isMeshHop, toH2, without, type RawHeaders } from './headers.ts';
 import type { SessionPool } from './session-pool.ts';
-import { beforeResponse } from './upstream-errors.ts';
+import { beforeResponse, refusedStream } from './upstream-errors.ts';
+import { isMeshletError } from '../../errors.ts';
 
 const { NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM, NGHTTP2_CANCEL } = http2.constants;
 
@@ -46,8 +47,10 @@ export class H2Upstream {
     try {
       return await this.#attempt(req, dst);
     } catch (err) {
-      // REFUSED_STREAM means the server did not process the stream (RFC 9113 8.7): safe to send again once.
-      if (!(err instanceof Refused) || req.body) throw (err instanceof Refused ? err.cause : err);
+      // REFUSED_STREAM means the server did not process the stream (RFC 9113 8.7): a
+      // request without a body is sent again once here; one with a body is the retry
+      // layer's to send again (it can replay the body), so it leaves flagged refused-stream.
+      if (!isMeshletError(err) || err.upstreamFailure !== 'refused-stream' || req.body) throw err;
       return this.#attempt(req, dst);
     }
   }
@@ -88,7 +91,7 @@ export class H2Upstream {
       });
       stream.on('error', (err) => {
         if (responded) return; // the body's reader sees it
-        if (stream.rstCode === NGHTTP2_REFUSED_STREAM) reject(new Refused(beforeResponse(err, true)));
+        if (stream.rstCode === NGHTTP2_REFUSED_STREAM) reject(refusedStream(err));
         else reject(beforeResponse(err, pooled.connected()));
       });
       stream.once('close', () => {
@@ -97,13 +100,5 @@ export class H2Upstream {
       if (!req.body) return;
       pipeBodyToH2(req.body, stream, (trailers) => stream.sendTrailers(toH2(trailers, this.#framing.requestTrailers(trailers, req))), NGHTTP2_CANCEL);
     });
-  }
-}
-
-class Refused extends Error {
-  override readonly cause: Error;
-  constructor(cause: Error) {
-    super(cause.message);
-    this.cause = cause;
   }
 }

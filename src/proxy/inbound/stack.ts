@@ -22,6 +22,7 @@ import { plainConnector } from '../tcp/connectors.ts';
 import { forwardTcp } from '../tcp/forward.ts';
 import { authorizationLayer } from './authorization-layer.ts';
 import { inboundMtlsLayer } from './mtls-layer.ts';
+import { inboundConnectionLimitLayer, inboundRequestLayer } from '../../resilience/inbound.ts';
 
 // The inbound recipe (port 15006): a peer connected to this pod's IP and an app port.
 // The proxy connects on to that same pod IP and port from the proxy UID, which the
@@ -39,6 +40,8 @@ export function inboundStack(deps: StackDeps): Handler<AcceptedConnection, Conne
   return compose(
     [
       loopGuardLayer(deps.proxyPorts, deps.localAddresses, tcpMetrics, log),
+      // resilience.inbound.maxConnections (all ports, and per port): beyond it, reset before any work.
+      inboundConnectionLimitLayer(() => deps.resilience.table.inbound, deps.resilience.inboundEvents, deps.resilience.inboundState),
       // Terminate the peer sidecar's mTLS, or pass plaintext / the app's own TLS (inbound.mtls).
       inboundMtlsLayer({ config: config.inbound, identity: deps.identity, log, metrics: tcpMetrics }),
       authorizationLayer(config.inbound.authorization, log, tcpMetrics),
@@ -70,11 +73,14 @@ function inboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse> 
     { name: 'inbound/http1', direction: 'inbound', protocol: 'http1', mtls: false, source: http1 },
     { name: 'inbound/h2c', direction: 'inbound', protocol: 'h2c', mtls: false, source: h2cPool },
   );
+  const { resilience } = deps;
   return compose(
     [
       requestIdLayer(config.http.requestId),
       // Metrics and the access log follow each request to the end of its response, or its failure.
       exchangeLayer([httpMetricsSink(deps.httpMetrics, 'inbound', deps.workload), requestLogSink(deps.accessLog)]),
+      // resilience.inbound: concurrent requests (all ports, and per port) and each port's rate limit.
+      inboundRequestLayer(() => resilience.table.inbound, resilience.clock, resilience.inboundEvents, resilience.inboundState),
     ],
     (req) => (req.protocol === 'h2' ? h2c.send(req, req.conn.origDst) : http1.send(req, req.conn.origDst)),
   );

@@ -21,6 +21,10 @@ import type { StackDeps } from '../stack-deps.ts';
 import { meshHttp1Connector, mtlsConnector, plainConnector, type Connector } from '../tcp/connectors.ts';
 import { forwardTcp } from '../tcp/forward.ts';
 import { meshRouteLayer } from './mesh-route-layer.ts';
+import { faultLayer } from '../../resilience/fault.ts';
+import { destinationLimitLayer } from '../../resilience/limits.ts';
+import { retryLayer } from '../../resilience/retry.ts';
+import { timeoutLayer } from '../../resilience/timeout.ts';
 
 // The outbound recipe (port 15001): an app in this pod connected somewhere and netfilter
 // sent the connection here. Read top to bottom: the first layer sees the connection first.
@@ -74,14 +78,20 @@ function outboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse>
     { name: 'outbound/mesh-http1', direction: 'outbound', protocol: 'meshlet/http1', mtls: true, source: meshHttp1 },
     { name: 'outbound/mesh-h2', direction: 'outbound', protocol: 'meshlet/h2', mtls: true, source: meshPool },
   );
+  const { clock } = deps.resilience;
   return compose(
     [
       requestIdLayer(config.http.requestId),
       // Metrics and the access log follow each request to the end of its response, or its failure.
       exchangeLayer([httpMetricsSink(deps.httpMetrics, 'outbound', deps.workload), requestLogSink(deps.accessLog)]),
+      // Per destination (the first of resilience.destinations that matches, else
+      // resilience.defaults), built once per destination: fault injection, the whole
+      // request's deadline, the destination's limits, then retries with their budget and
+      // per-try deadline. A circuit breaker per endpoint would go innermost, around the
+      // upstream call (Target.state 'breaker'): not built, its library (opossum) is missing.
+      deps.resilience.requestLayer('outbound', (target) => [faultLayer(target, clock), timeoutLayer(target, clock), destinationLimitLayer(target), retryLayer(target, clock)]),
     ],
     (req) => {
-      if (req.conn.upstreamPeer) return req.protocol === 'http1' ? meshHttp1.send(req, req.conn.origDst) : mesh.send(req, req.conn.origDst);
       return req.protocol === 'h2' ? h2c.send(req, req.conn.origDst) : http1.send(req, req.conn.origDst);
     },
   );

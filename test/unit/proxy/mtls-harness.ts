@@ -13,6 +13,8 @@ import { newStackParts, type StackParts } from '../../../src/proxy/stack-deps.ts
 import { outboundStack } from '../../../src/proxy/outbound/stack.ts';
 import type { Handler } from '../../../src/pipeline/compose.ts';
 import { createTelemetry } from '../../../src/telemetry/telemetry.ts';
+import { createResilienceMetrics } from '../../../src/telemetry/resilience-metrics.ts';
+import { ResilienceRuntime } from '../../../src/resilience/runtime.ts';
 import { Scrape } from '../../../src/testbed/metrics.ts';
 import { loadIdentity, type Identity } from '../../../src/tls/identity.ts';
 import type { MeshPeer } from '../../../src/tls/mesh-peers.ts';
@@ -41,6 +43,8 @@ export interface Sidecar {
   registry: Registry;
   lines: Array<Record<string, unknown>>;
   outcomes: Promise<ConnectionOutcome>[];
+  /** The sidecar's resilience policies (update() them to reload) and per-destination state. */
+  resilience: ResilienceRuntime;
   close(): void;
 }
 
@@ -63,6 +67,7 @@ export async function sidecar(
     identity,
     peers: { lookup: () => (typeof options.peer === 'function' ? options.peer() : options.peer) },
     parts: newStackParts(),
+    resilience: ResilienceRuntime.fromConfig(config, createResilienceMetrics(registry, config.metrics.prefix)),
   };
   const stack: Handler<AcceptedConnection, ConnectionOutcome> = direction === 'outbound' ? outboundStack(deps) : inboundStack(deps);
   const outcomes: Promise<ConnectionOutcome>[] = [];
@@ -71,7 +76,7 @@ export async function sidecar(
     outcomes.push(stack({ id: id++, direction, socket, peer: peerOf(socket), origDst: origDst('127.0.0.1', target()), security: 'none' }));
   });
   const port = await listen(server);
-  return { port, parts: deps.parts, registry, lines, outcomes, close: () => server.close() };
+  return { port, parts: deps.parts, registry, lines, outcomes, resilience: deps.resilience, close: () => server.close() };
 }
 
 // ---- Clients, apps and readers shared by the mtls*.test.ts files ----
