@@ -58,7 +58,7 @@ export class RetryBudget implements TargetStateView {
     if (slot !== this.#slot) {
       const stale = this.#slot < 0 ? SLOTS : Math.min(SLOTS, slot - this.#slot);
       for (let i = 1; i <= stale; i++) {
-        const index = (((slot - SLOTS + i) % SLOTS) + SLOTS) % SLOTS;
+        const index = (((slot - stale + i) % SLOTS) + SLOTS) % SLOTS;
         this.#requests[index] = 0;
         this.#retries[index] = 0;
       }
