@@ -1,0 +1,161 @@
+import type net from 'node:net';
+import t, { type Test } from 'tap';
+import type { Registry } from 'prom-client';
+import { closedPort, h1App, header, RawClient, rawExchange, tcpApp, type H1App } from '../../helpers/http.ts';
+import { through } from '../../helpers/http-sidecars.ts';
+
+// The resilience layers through a real outbound sidecar (real sockets, the real stack)
+// against upstreams that misbehave on purpose, asserting what the upstream saw.
+
+const env = (fields: Record<string, string>) => Object.fromEntries(Object.entries(fields).map(([k, v]) => [`MESHLET_RESILIENCE_DEFAULTS_${k}`, v]));
+
+async function app(t: Test, handle: Parameters<typeof h1App>[0]): Promise<H1App> {
+  const a = await h1App(handle);
+  t.teardown(() => a.close());
+  return a;
+}
+
+async function misbehaving(t: Test, onSocket: (socket: net.Socket) => void) {
+  const a = await tcpApp(onSocket);
+  t.teardown(() => a.close());
+  return a;
+}
+
+/** One request on a new connection through `port`: the parsed response, or how the connection ended without one. */
+async function request(port: number, method = 'GET', body = ''): Promise<{ status: number; flag?: string; cause?: string; body: string } | { closed: true }> {
+  const head = `${method} /x HTTP/1.1\r\nHost: app\r\nConnection: close\r\n${body ? `Content-Length: ${body.length}\r\n` : ''}\r\n`;
+  const r = await rawExchange(port, [head + body]);
+  const text = r.data.toString('latin1');
+  const m = /^HTTP\/1\.1 (\d{3})/.exec(text);
+  if (!m) return { closed: true };
+  const c = new RegExp('^meshlet-error: (.*)$', 'mi').exec(text);
+  return { status: Number(m[1]), ...(c ? { cause: c[1]!.trim() } : {}), body: text.slice(text.indexOf('\r\n\r\n') + 4) };
+}
+
+async function counter(registry: Registry, name: string, labels: Record<string, string>): Promise<number> {
+  const metric = registry.getSingleMetric(name);
+  const values = (await metric?.get())?.values ?? [];
+  return values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((n, v) => n + v.value, 0);
+}
+
+t.test('an upstream that hangs: 504 upstream_timeout after the timeout; per-try timeouts retried under gateway-error', async (t) => {
+  const hang = await app(t, () => {});
+  const one = await through(t, 'one', () => hang.port, env({ TIMEOUT: '300ms' }));
+  const r = await request(one.port);
+  t.match(r, { status: 504, cause: 'upstream_timeout' });
+  t.equal(hang.requests.length, 1, 'one try: no retry condition matched');
+
+  const perTry = await through(t, 'one', () => hang.port, env({ PER_TRY_TIMEOUT: '100ms', RETRIES_ATTEMPTS: '3', RETRIES_RETRY_ON: '[gateway-error]' }));
+  const before = hang.requests.length;
+  t.match(await request(perTry.port), { status: 504, cause: 'upstream_timeout' });
+  t.equal(hang.requests.length - before, 3, 'the upstream saw three tries');
+  t.equal(await counter(perTry.outbound.registry, 'meshlet_upstream_timeouts_total', { kind: 'per_try' }), 3);
+});
+
+t.test('resets before the response head: retried for GET when retryOn has reset, never for POST; after the head, never', async (t) => {
+  const resets = await misbehaving(t, (socket) => socket.once('data', () => socket.resetAndDestroy()));
+  const sidecar = await through(t, 'one', () => resets.port, env({ RETRIES_ATTEMPTS: '3', RETRIES_RETRY_ON: '[reset]' }));
+  t.match(await request(sidecar.port), { status: 503, cause: 'upstream_reset' });
+  t.equal(resets.connections, 3, 'GET: three tries');
+  t.match(await request(sidecar.port, 'POST', 'order=1'), { status: 503 });
+  t.equal(resets.connections, 4, 'POST: one try');
+
+  const plain = await through(t, 'one', () => resets.port);
+  await request(plain.port);
+  t.equal(resets.connections, 5, 'by default a reset is not retried: the request may have been processed');
+
+  const cut = await misbehaving(t, (socket) => socket.once('data', () => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial', () => socket.resetAndDestroy())));
+  const after = await through(t, 'one', () => cut.port, env({ RETRIES_ATTEMPTS: '3', RETRIES_RETRY_ON: '[reset, 5xx]' }));
+  const r = await rawExchange(after.port, ['GET / HTTP/1.1\r\nHost: app\r\n\r\n']);
+  t.match(r.data.toString(), /^HTTP\/1\.1 200 OK/, 'the head went to the client as it came');
+  t.notMatch(r.data.toString(), /\r\n\r\npartial.{93}/, 'and the body was cut short, not completed');
+  t.equal(cut.connections, 1, 'once the head is out there is nothing to retry');
+});
+
+t.test('503 bursts: GET retried until it succeeds; POST not retried after a 5xx unless nonIdempotent, its body replayed then', async (t) => {
+  let failures = 0;
+  const bodies: string[] = [];
+  const burst = await app(t, (req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d));
+    req.on('end', () => {
+      bodies.push(body);
+      if (failures-- > 0) res.writeHead(503).end('busy');
+      else res.writeHead(200).end(`ok ${body}`);
+    });
+  });
+  const sidecar = await through(t, 'one', () => burst.port, env({ RETRIES_ATTEMPTS: '3', RETRIES_RETRY_ON: '[5xx]' }));
+  failures = 2;
+  t.match(await request(sidecar.port), { status: 200 });
+  t.equal(burst.requests.length, 3, 'GET: two 503s, then 200');
+
+  failures = 2;
+  t.match(await request(sidecar.port, 'POST', 'pay=1'), { status: 503, body: 'busy' }, "the upstream's own 503");
+  t.equal(burst.requests.length, 4, 'POST: the upstream saw it once');
+
+  const allowed = await through(t, 'one', () => burst.port, env({ RETRIES_ATTEMPTS: '3', RETRIES_RETRY_ON: '[5xx]', RETRIES_NON_IDEMPOTENT: 'true' }));
+  failures = 1;
+  bodies.length = 0;
+  t.match(await request(allowed.port, 'POST', 'pay=2'), { status: 200, body: 'ok pay=2' });
+  t.same(bodies, ['pay=2', 'pay=2'], 'the body replayed whole');
+
+  failures = 10;
+  const r = await request(sidecar.port);
+  t.match(r, { status: 503 });
+  t.equal(await counter(sidecar.outbound.registry, 'meshlet_upstream_retries_total', { reason: 'status', outcome: 'attempts_exhausted' }), 1);
+});
+
+t.test('a refused port: retried once by default (it never reached the upstream), then 503 UF,URX', async (t) => {
+  const port = await closedPort();
+  const sidecar = await through(t, 'one', () => port);
+  t.match(await request(sidecar.port, 'POST', 'x=1'), { status: 503, cause: 'upstream_connect_failure' });
+  t.equal(await counter(sidecar.outbound.registry, 'meshlet_upstream_retries_total', { reason: 'connect-failure', outcome: 'sent' }), 1, 'a POST too');
+  t.equal(await counter(sidecar.outbound.registry, 'meshlet_upstream_retries_total', { reason: 'connect-failure', outcome: 'attempts_exhausted' }), 1);
+});
+
+t.test('under total failure the retries stay within the budget', async (t) => {
+  const down = await app(t, (_req, res) => res.writeHead(503).end());
+  const sidecar = await through(t, 'one', () => down.port, env({ RETRIES_ATTEMPTS: '3', RETRIES_RETRY_ON: '[5xx]', RETRIES_BUDGET_MIN_PER_SECOND: '1' }));
+  const client = new RawClient(sidecar.port);
+  t.teardown(() => client.close());
+  for (let i = 0; i < 100; i++) {
+    client.write('GET / HTTP/1.1\r\nHost: app\r\n\r\n');
+    await client.read(['GET']);
+  }
+  // 20 % of 100 plus 1/s over the 10 s window: at most 30 retries (without a budget: 200).
+  t.ok(down.requests.length <= 130, `the upstream saw ${down.requests.length} requests for 100`);
+  t.ok(down.requests.length > 100, 'some were retried');
+  t.ok((await counter(sidecar.outbound.registry, 'meshlet_retry_budget_exhausted_total', {})) >= 70, 'the rest were refused by the budget, and counted');
+});
+
+t.test('keep-alive connections closed exactly when reused: no client-visible error over 10 000 requests', async (t) => {
+  // Each upstream connection answers one request, then closes (FIN or RST, alternately)
+  // as soon as the next request arrives on it, without answering: the keep-alive race.
+  let n = 0;
+  let requests = 0;
+  const racy = await misbehaving(t, (socket) => {
+    const close = n++ % 2 === 0 ? () => socket.end() : () => socket.resetAndDestroy();
+    let answered = false;
+    socket.on('data', () => {
+      requests++;
+      if (answered) return close();
+      answered = true;
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    });
+  });
+  const sidecar = await through(t, 'one', () => racy.port);
+  const clients = Array.from({ length: 10 }, () => new RawClient(sidecar.port));
+  t.teardown(() => clients.forEach((c) => c.close()));
+  let errors = 0;
+  await Promise.all(
+    clients.map(async (c) => {
+      for (let i = 0; i < 1000; i++) {
+        c.write('GET / HTTP/1.1\r\nHost: app\r\n\r\n');
+        const [r] = await c.read(['GET']);
+        if (r?.status !== 200 || header(r, 'meshlet-error')) errors++;
+      }
+    }),
+  );
+  t.equal(errors, 0, 'every one of 10 000 requests answered 200');
+  t.ok(requests > 10_000, `the upstream saw ${requests} requests: the reused connections were closed on the proxy ${requests - 10_000} times`);
+});
