@@ -1,11 +1,34 @@
 import { compose, type Handler, type Layer } from '../pipeline/compose.ts';
-import type { Direction } from '../pipeline/connection.ts';
+import type { AcceptedConnection, Direction } from '../pipeline/connection.ts';
+import { backoffMs } from './backoff.ts';
+import { RetryBudget } from './budget.ts';
 import type { ProxyRequest, ProxyResponse } from '../pipeline/exchange.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { noEvents, type ResilienceEvents, type TargetEvents } from './events.ts';
 import type { InboundState } from './inbound.ts';
 import { isInert, PolicyTable } from './policy.ts';
 import type { Config } from '../config/schema.ts';
+
+export interface ConnectPolicy {
+  readonly connectTimeoutMs: number;
+  /** After `failed` attempts: the wait before another, or undefined for none. */
+  readonly retryConnect: ((failed: number) => number | undefined) | undefined;
+  readonly budget: RetryBudget | undefined;
+}
+
+function connectPolicyOf(target: Target, clock: Clock): ConnectPolicy {
+  const { connectTimeoutMs, retries } = target.policy;
+  if (retries.attempts <= 1) return { connectTimeoutMs, retryConnect: undefined, budget: undefined };
+  const budget = new RetryBudget(retries.budget, clock);
+  target.state.set('budget', budget);
+  const events = target.events;
+  const retryConnect = (failed: number): number | undefined => {
+    const outcome = failed >= retries.attempts ? 'attempts_exhausted' : budget.withdraw() ? 'sent' : 'budget_exhausted';
+    events.retry('connect-failure', outcome);
+    return outcome === 'sent' ? backoffMs(failed, retries.backoffBaseMs, retries.backoffMaxMs, clock.random()) : undefined;
+  };
+  return { connectTimeoutMs, retryConnect, budget };
+}
 
 export function policyTable(config: Config): PolicyTable {
   return new PolicyTable(config.resilience, config.outbound.connectTimeout);
@@ -23,7 +46,9 @@ export class ResilienceRuntime implements ResilienceStateView {
   readonly inboundEvents: TargetEvents;
   readonly inboundState: InboundState = { views: new Map() };
   #table: PolicyTable;
-  readonly #views: Array<() => TargetSnapshot[]> = [];
+  readonly #views: Array<() => TargetSnapshot[]> = [() => this.#connectTargets?.targets() ?? []];
+  #connectTable: PolicyTable | undefined;
+  #connectTargets: Targets<ConnectPolicy> | undefined;
 
   constructor(table: PolicyTable, events: ResilienceEvents, clock: Clock = systemClock) {
     this.#table = table;
@@ -67,6 +92,23 @@ export class ResilienceRuntime implements ResilienceStateView {
         return targets!.forConnection(req.conn, req.authority)(req);
       };
     };
+  }
+
+  /**
+   * Opaque TCP to `conn`'s destination: the policy's connect timeout, and connect
+   * retries (nothing of the client's is sent before the connection is made) within its
+   * attempts and budget. One object per destination, counted per connection.
+   */
+  connectPolicy(conn: AcceptedConnection): ConnectPolicy {
+    const current = this.#table;
+    if (current !== this.#connectTable) {
+      this.#connectTable = current;
+      const targets = new Targets(current, conn.direction, (target) => connectPolicyOf(target, this.clock), this.events);
+      this.#connectTargets = targets;
+    }
+    const policy = this.#connectTargets!.forConnection(conn, undefined);
+    policy.budget?.deposit();
+    return policy;
   }
 
   targets(): TargetSnapshot[] {

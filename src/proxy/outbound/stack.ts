@@ -30,7 +30,6 @@ import { timeoutLayer } from '../../resilience/timeout.ts';
 // sent the connection here. Read top to bottom: the first layer sees the connection first.
 export function outboundStack(deps: StackDeps): Handler<AcceptedConnection, ConnectionOutcome> {
   const { config, log, tcpMetrics } = deps;
-  const tcpOptions = { connectTimeoutMs: config.outbound.connectTimeout, idleTimeoutMs: config.tcp.idleTimeout };
   // Opaque bytes (and WebSocket after its upgrade) to a meshed destination: mTLS meshlet/tcp, one connection each.
   const connectorFor = (conn: AcceptedConnection): Connector => (conn.upstreamPeer ? mtlsConnector(() => deps.identity()!, conn.upstreamPeer, log) : plainConnector);
 
@@ -53,7 +52,9 @@ export function outboundStack(deps: StackDeps): Handler<AcceptedConnection, Conn
     (conn) => {
       if (conn.protocol === 'http1') return http1.serve(conn);
       if (conn.protocol === 'h2') return h2.serve(conn, appH2);
-      return forwardTcp(conn, tcpOptions, connectorFor(conn));
+      // The destination's policy: its connect timeout, and connect retries within its attempts and budget.
+      const { connectTimeoutMs, retryConnect } = deps.resilience.connectPolicy(conn);
+      return forwardTcp(conn, { connectTimeoutMs, idleTimeoutMs: config.tcp.idleTimeout, retryConnect }, connectorFor(conn));
     },
   );
 }

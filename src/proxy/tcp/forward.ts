@@ -5,6 +5,8 @@ import { isMtlsHandshakeFailure, plainConnector, type Connector } from './connec
 export interface TcpForwardOptions {
   connectTimeoutMs: number;
   idleTimeoutMs: number;
+  /** Another connect attempt after a failed one (nothing of the client's was sent yet): the wait before it, or undefined for none. */
+  retryConnect?: (failedAttempts: number) => number | undefined;
 }
 
 // Errors on connect() that mean "nobody is there": the app, connecting directly, would
@@ -23,8 +25,10 @@ export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions,
     let reason: string | undefined;
     let connected = false;
     let pending = 2;
-
-    const { socket: upstream, readyEvent } = connect(conn.origDst);
+    let upstream: net.Socket;
+    let connectTimer: NodeJS.Timeout | undefined;
+    let retryTimer: NodeJS.Timeout | undefined;
+    let attempts = 0;
     client.setNoDelay(true);
 
     const end = (f: ResponseFlag, why: string) => {
@@ -36,47 +40,76 @@ export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions,
     const closed = () => {
       if (--pending > 0) return;
       clearTimeout(connectTimer);
+      clearTimeout(retryTimer);
       resolve({ receivedBytes: client.bytesRead, sentBytes: client.bytesWritten, flag, ...(reason ? { reason } : {}) });
     };
     client.once('close', closed);
-    upstream.once('close', closed);
     client.once('close', () => {
       // The app gave up before we reached its destination: don't leave a half-made connection behind.
-      if (!connected) upstream.destroy();
+      if (connected) return;
+      if (retryTimer !== undefined) {
+        // Between attempts no upstream socket is open to close: this side is done too.
+        clearTimeout(retryTimer);
+        retryTimer = undefined;
+        closed();
+      } else {
+        upstream.destroy();
+      }
     });
 
-    const connectTimer = setTimeout(() => {
-      end('UF', 'connect_timeout');
-      upstream.destroy();
-      client.destroy();
-    }, options.connectTimeoutMs);
-
-    upstream.once(readyEvent, () => {
-      // A connector may refuse the connection in its own handler for this event (mTLS: the
-      // server did not agree to meshlet's ALPN); then the error that follows is a connect failure.
-      if (upstream.destroyed) return;
-      connected = true;
-      clearTimeout(connectTimer);
-      upstream.setTimeout(options.idleTimeoutMs);
-      client.setTimeout(options.idleTimeoutMs);
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-
-    upstream.on('error', (err: NodeJS.ErrnoException) => {
-      if (!connected) {
-        const why = connectFailureReason(err);
-        end('UF', why);
-        // A destination we must not talk to (failed mTLS) is as final as a refusal: reset, so
-        // the app cannot take the close for an empty answer.
-        if (REFUSAL.has(err.code ?? '') || why === 'mtls_handshake') reset(client);
-        else client.destroy();
+    /** A connect attempt failed before any byte went: another one when the policy allows, else the client is told. */
+    const connectFailed = (socket: net.Socket, f: ResponseFlag, why: string, refusal: boolean) => {
+      const wait = why === 'mtls_handshake' || client.destroyed ? undefined : options.retryConnect?.(attempts);
+      if (wait !== undefined) {
+        socket.removeListener('close', closed);
+        socket.destroy();
+        retryTimer = setTimeout(() => {
+          retryTimer = undefined;
+          attempt();
+        }, wait);
         return;
       }
-      end('UC', `upstream_${(err.code ?? 'error').toLowerCase()}`);
-      // Carry the reset through, so the app sees what it would have seen directly.
-      if (!client.destroyed) reset(client);
-    });
+      end(f, why);
+      socket.destroy();
+      // A destination we must not talk to (failed mTLS) is as final as a refusal: reset, so
+      // the app cannot take the close for an empty answer.
+      if (refusal) reset(client);
+      else client.destroy();
+    };
+
+    const attempt = () => {
+      attempts++;
+      const made = connect(conn.origDst);
+      const socket = (upstream = made.socket);
+      socket.once('close', closed);
+      connectTimer = setTimeout(() => connectFailed(socket, 'UF', 'connect_timeout', false), options.connectTimeoutMs);
+
+      socket.once(made.readyEvent, () => {
+        // A connector may refuse the connection in its own handler for this event (mTLS: the
+        // server did not agree to meshlet's ALPN); then the error that follows is a connect failure.
+        if (socket.destroyed) return;
+        connected = true;
+        clearTimeout(connectTimer);
+        socket.setTimeout(options.idleTimeoutMs);
+        client.setTimeout(options.idleTimeoutMs);
+        client.pipe(socket);
+        socket.pipe(client);
+        socket.on('timeout', idle);
+      });
+
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        if (!connected) {
+          clearTimeout(connectTimer);
+          const why = connectFailureReason(err);
+          connectFailed(socket, 'UF', why, REFUSAL.has(err.code ?? '') || why === 'mtls_handshake');
+          return;
+        }
+        end('UC', `upstream_${(err.code ?? 'error').toLowerCase()}`);
+        // Carry the reset through, so the app sees what it would have seen directly.
+        if (!client.destroyed) reset(client);
+      });
+    };
+
     client.on('error', (err: NodeJS.ErrnoException) => {
       end('DC', `downstream_${(err.code ?? 'error').toLowerCase()}`);
       if (!upstream.destroyed) reset(upstream);
@@ -90,7 +123,7 @@ export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions,
       upstream.destroy();
     };
     client.on('timeout', idle);
-    upstream.on('timeout', idle);
+    attempt();
   });
 }
 

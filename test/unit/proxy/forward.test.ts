@@ -142,3 +142,60 @@ t.test('a connection that was not redirected is refused as a loop, and the liste
   t.match(text, /meshlet_proxy_connections_refused_total\{reporter="source",reason="(loop|no_original_dst)"\} 2/);
   t.notMatch(text, /meshlet_tcp_connections_opened_total\{/, 'a loop is not counted as a connection');
 });
+
+/** A loopback port nothing listens on (bound, then released). */
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (probe.address() as net.AddressInfo).port;
+      probe.close(() => resolve(p));
+    });
+  });
+
+t.test('connect retries: a destination that refuses at first is tried again, and the client sent its bytes only once', async (t) => {
+  const port = await freePort();
+  const received: Buffer[] = [];
+  const upstream = net.createServer((socket) => socket.on('data', (d: Buffer) => (received.push(d), socket.end('pong'))));
+  t.teardown(() => upstream.close());
+  const asked: number[] = [];
+  const f = await front(t, port, {
+    retryConnect: (failed) => {
+      asked.push(failed);
+      // Nothing listened for the first attempt; something does for the second.
+      if (failed === 1) upstream.listen(port, '127.0.0.1');
+      return failed < 3 ? 20 : undefined;
+    },
+  });
+  const client = net.connect({ port: f.port, host: '127.0.0.1' });
+  client.write('ping');
+  const { data, error } = await collect(client);
+  t.equal(error, undefined);
+  t.equal(data.toString(), 'pong');
+  t.same(asked, [1], 'one retry was needed');
+  t.equal(Buffer.concat(received).toString(), 'ping', 'the bytes went once, to the attempt that connected');
+  t.equal((await f.outcomes[0]!).flag, '-');
+});
+
+t.test('connect retries run out: the client is reset, flag UF, after the attempts the policy allowed', async (t) => {
+  const port = await freePort();
+  const asked: number[] = [];
+  const f = await front(t, port, { retryConnect: (failed) => (asked.push(failed), failed < 3 ? 5 : undefined) });
+  const client = net.connect({ port: f.port, host: '127.0.0.1' });
+  const { error } = await collect(client);
+  t.equal(error, 'ECONNRESET', 'reset, as a refused connection would be');
+  t.same(asked, [1, 2, 3], 'three attempts');
+  t.match(await f.outcomes[0]!, { flag: 'UF', reason: 'connect_econnrefused' });
+});
+
+t.test('a client that leaves while a connect retry waits: the connection is over, nothing is left open', async (t) => {
+  const port = await freePort();
+  let client: net.Socket | undefined;
+  const f = await front(t, port, { retryConnect: () => (setImmediate(() => client?.resetAndDestroy()), 60_000) });
+  client = net.connect({ port: f.port, host: '127.0.0.1' });
+  client.on('error', () => {});
+  await new Promise((r) => client!.once('close', r));
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(f.outcomes.length, 1);
+  const outcome = await f.outcomes[0]!;
+  t.equal(outcome.receivedBytes, 0, 'the forwarding finished without waiting for the retry');
+});
