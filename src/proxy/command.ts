@@ -1,6 +1,8 @@
 import v8 from 'node:v8';
 import { parseOptions, reportError } from '../args.ts';
 import { loadConfig } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
+import { ConfigWatcher } from '../config/watch.ts';
 import { describeError, MeshletError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { startProxy } from './proxy.ts';
@@ -15,8 +17,9 @@ MESHLET_CONFIG), then MESHLET_* environment variables. See docs/proxy.md.`;
 /** `meshlet proxy`; resolves with an exit code only when start-up fails. */
 export async function proxyCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   let config;
+  let values;
   try {
-    const values = parseOptions(argv, { config: { type: 'string' } }, { command: 'proxy' });
+    values = parseOptions(argv, { config: { type: 'string' } }, { command: 'proxy' });
     if (values.help) {
       process.stdout.write(`${USAGE}\n`);
       return 0;
@@ -42,6 +45,18 @@ export async function proxyCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     setTimeout(() => process.exit(code), 1000).unref();
     return code;
   }
+  // Hot reload: the resilience policies (and log.level) of a changed file apply to the
+  // next requests; a file that does not load is refused and the one in force stays.
+  const file = values.config ?? env.MESHLET_CONFIG;
+  const onConfig = (next: Config) => {
+    const restart = proxy.reload(next);
+    if (restart.length > 0) log.warn({ sections: restart }, 'config reload: these sections changed and apply only after a restart');
+  };
+  const watcher = file ? new ConfigWatcher(file, { env, log, onConfig }).start() : undefined;
+  process.on('SIGHUP', () => {
+    if (watcher) watcher.reload('SIGHUP');
+    else log.warn('SIGHUP: no config file (--config, MESHLET_CONFIG) to reload');
+  });
   log.info(
     { outbound: proxy.outbound.port, inbound: proxy.inbound.port, health: proxy.health.port, admin: proxy.admin.port, uid: process.getuid?.() },
     'ready',
@@ -59,6 +74,7 @@ export async function proxyCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   void proxy.ended.then((how) => {
+    watcher?.close();
     log.info({ how }, 'stopped');
     process.exit(0);
   });

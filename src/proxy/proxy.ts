@@ -10,7 +10,7 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import { createTelemetry } from '../telemetry/telemetry.ts';
 import { createResilienceMetrics } from '../telemetry/resilience-metrics.ts';
-import { ResilienceRuntime } from '../resilience/runtime.ts';
+import { policyTable, ResilienceRuntime } from '../resilience/runtime.ts';
 import { IdentityWatcher } from '../tls/identity-watcher.ts';
 import { StaticPeers } from '../tls/mesh-peers.ts';
 import { describeError, MeshletError } from '../errors.ts';
@@ -40,6 +40,12 @@ export interface RunningProxy {
   readonly ended: Promise<ProxyEnd>;
   /** The resilience policies in force (update() on reload) and per-destination state (for /clusters). */
   resilience: ResilienceRuntime;
+  /**
+   * Takes a reloaded configuration: the resilience policies (and the log level) apply to
+   * the next requests and connections; open connections are untouched. Returns the other
+   * sections that changed, which only a restart applies.
+   */
+  reload(next: Config): string[];
 }
 
 /** How the proxy ended. */
@@ -58,6 +64,8 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
   try {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
+    // What needs a restart is compared with what the proxy started with, which stays in force.
+    const started = config;
     const resilience = ResilienceRuntime.fromConfig(config, createResilienceMetrics(registry, config.metrics.prefix));
     const watcher = startIdentity(config, log, registry);
     if (watcher) opened.push(() => watcher.close());
@@ -129,6 +137,12 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
       stop,
       ended,
       resilience,
+      reload(next) {
+        resilience.update(policyTable(next));
+        log.level = next.log.level;
+        const changed = (Object.keys(next) as Array<keyof Config>).filter((k) => k !== 'resilience' && k !== 'log' && JSON.stringify(next[k]) !== JSON.stringify(started[k]));
+        return changed;
+      },
     };
   } catch (err) {
     for (const close of opened.reverse()) await close();

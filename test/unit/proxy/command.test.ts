@@ -75,3 +75,28 @@ t.test('a port already in use fails start-up with the reason', async (t) => {
   first.child.kill('SIGTERM');
   await first.exited;
 });
+
+t.test('SIGHUP and file changes reload the config; an invalid file is refused and the proxy stays up', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'meshlet-proxy-'));
+  const file = path.join(dir, 'meshlet.yaml');
+  const ports = 'inbound:\n  port: 0\noutbound:\n  port: 0\nhealth:\n  port: 0\n';
+  writeFileSync(file, `${ports}resilience:\n  defaults:\n    timeout: 1s\n`);
+  const proxy = start({}, ['--config', file]);
+  const ready = await proxy.ready;
+  t.teardown(() => proxy.child.kill('SIGKILL'));
+  const seen = async (pattern: RegExp) => {
+    for (let i = 0; i < 100 && !pattern.test(proxy.output().stdout); i++) await new Promise((r) => setTimeout(r, 50));
+    return pattern.test(proxy.output().stdout);
+  };
+  writeFileSync(file, `${ports}resilience:\n  defaults:\n    timeout: 2s\n`);
+  t.ok(await seen(/"trigger":"file change","msg":"config reloaded"/), 'a file change reloads');
+  writeFileSync(file, `${ports}resilience:\n  defaults:\n    timeout: soon\n`);
+  t.ok(await seen(/resilience\.defaults\.timeout: \\"soon\\" is not a duration.*"msg":"config reload refused; the configuration in force stays"/), 'an invalid file is refused with the field named');
+  writeFileSync(file, `${ports}resilience:\n  defaults:\n    timeout: 3s\ntcp:\n  idleTimeout: 5m\n`);
+  t.ok(await seen(/"sections":\["tcp"\],"msg":"config reload: these sections changed and apply only after a restart"/), 'what a reload cannot apply is said');
+  proxy.child.kill('SIGHUP');
+  t.ok(await seen(/"trigger":"SIGHUP","msg":"config reloaded"/), 'SIGHUP reloads');
+  t.equal((await fetch(`http://127.0.0.1:${ready.health as number}/healthz/ready`)).status, 200, 'still up and ready');
+  proxy.child.kill('SIGTERM');
+  t.equal(await proxy.exited, 0);
+});

@@ -3,6 +3,8 @@ import t, { type Test } from 'tap';
 import type { Registry } from 'prom-client';
 import { closedPort, h1App, header, RawClient, rawExchange, tcpApp, type H1App } from '../../helpers/http.ts';
 import { through } from '../../helpers/http-sidecars.ts';
+import { loadConfig } from '../../../src/config/load.ts';
+import { policyTable } from '../../../src/resilience/runtime.ts';
 
 // The resilience layers through a real outbound sidecar (real sockets, the real stack)
 // against upstreams that misbehave on purpose, asserting what the upstream saw.
@@ -158,4 +160,31 @@ t.test('keep-alive connections closed exactly when reused: no client-visible err
   );
   t.equal(errors, 0, 'every one of 10 000 requests answered 200');
   t.ok(requests > 10_000, `the upstream saw ${requests} requests: the reused connections were closed on the proxy ${requests - 10_000} times`);
+});
+
+t.test('a reload applies to the next request on the same connection; the connection is not dropped', async (t) => {
+  const ok = await app(t, (_req, res) => res.writeHead(200).end('ok'));
+  const sidecar = await through(t, 'one', () => ok.port, env({ FAULT_ABORT_PERCENT: '100', FAULT_ABORT_STATUS: '418' }));
+  const client = new RawClient(sidecar.port);
+  t.teardown(() => client.close());
+  client.write('GET / HTTP/1.1\r\nHost: app\r\n\r\n');
+  const [before] = await client.read(['GET']);
+  t.equal(before?.status, 418, 'the fault policy in force');
+  t.equal(header(before!, 'meshlet-error'), 'fault_abort');
+  t.equal(ok.requests.length, 0);
+
+  sidecar.outbound.resilience.update(policyTable(loadConfig({ env: {} })));
+  client.write('GET / HTTP/1.1\r\nHost: app\r\n\r\n');
+  const [after] = await client.read(['GET']);
+  t.equal(after?.status, 200, 'the new policy (no fault) on the next request');
+  t.notOk(client.closed, 'the same client connection');
+  t.equal(await counter(sidecar.outbound.registry, 'meshlet_faults_injected_total', { kind: 'abort' }), 1);
+});
+
+t.test('the per-destination state is readable for /clusters', async (t) => {
+  const ok = await app(t, (_req, res) => res.writeHead(200).end('ok'));
+  const sidecar = await through(t, 'one', () => ok.port, env({ LIMITS_MAX_CONCURRENT_REQUESTS: '10' }));
+  t.match(await request(sidecar.port), { status: 200 });
+  const [target] = sidecar.outbound.resilience.targets();
+  t.match(target, { direction: 'outbound', policy: 'default', destination: `127.0.0.1:${ok.port}`, state: { budget: { requests: 1, retries: 0 }, limits: { inFlight: 0, max: 10 } } });
 });
