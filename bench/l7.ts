@@ -57,7 +57,7 @@ const APP = path.join(APPS, 'l7-app.ts');
 const LOAD = path.join(APPS, 'l7-load.ts');
 const GRPC_PATH = '/meshlet.bench.Bench/Call';
 
-const MODES = ['direct', 'plaintext', 'mtls', 'nginx', 'nginx-tls', 'haproxy', 'node', 'node-raw'] as const;
+const MODES = ['direct', 'plaintext', 'plaintext-off', 'mtls', 'nginx', 'nginx-tls', 'haproxy', 'node', 'node-raw'] as const;
 type Mode = (typeof MODES)[number];
 const PROXIED = MODES.filter((m) => m !== 'direct');
 const MESHLET = ['plaintext', 'mtls'] as const;
@@ -65,6 +65,7 @@ type Meshlet = (typeof MESHLET)[number];
 const LABEL: Record<Mode, string> = {
   direct: 'direct',
   plaintext: 'meshlet plaintext pair',
+  'plaintext-off': 'meshlet plaintext pair, resilience off',
   mtls: 'meshlet mTLS pair',
   nginx: 'nginx pair',
   'nginx-tls': 'nginx TLS pair',
@@ -72,10 +73,10 @@ const LABEL: Record<Mode, string> = {
   node: 'Node.js floor pair',
   'node-raw': 'Node.js ceiling pair',
 };
-const SHORT: Record<Mode, string> = { direct: 'direct', plaintext: 'meshlet', mtls: 'meshlet mTLS', nginx: 'nginx', 'nginx-tls': 'nginx TLS', haproxy: 'haproxy', node: 'Node floor', 'node-raw': 'Node ceiling' };
+const SHORT: Record<Mode, string> = { direct: 'direct', plaintext: 'meshlet', 'plaintext-off': 'meshlet, resilience off', mtls: 'meshlet mTLS', nginx: 'nginx', 'nginx-tls': 'nginx TLS', haproxy: 'haproxy', node: 'Node floor', 'node-raw': 'Node ceiling' };
 const SECURITY: Record<Meshlet, string> = { plaintext: 'none', mtls: 'mutual_tls' };
 /** Second octet of each testbed's addresses (the L4 scenario uses 44–46). */
-const SUBNET: Record<Mode, number> = { direct: 50, plaintext: 51, mtls: 52, nginx: 53, 'nginx-tls': 54, haproxy: 55, node: 56, 'node-raw': 57 };
+const SUBNET: Record<Mode, number> = { direct: 50, plaintext: 51, 'plaintext-off': 58, mtls: 52, nginx: 53, 'nginx-tls': 54, haproxy: 55, node: 56, 'node-raw': 57 };
 
 const KINDS = ['h1', 'latency', 'h2', 'grpc'] as const;
 type Kind = (typeof KINDS)[number];
@@ -441,8 +442,11 @@ export const l7Scenario: Scenario = {
       for (const mode of MODES) {
         ctx.log(`l7: building the ${mode} pods`);
         const subnet = SUBNET[mode];
-        const meshlet = mode === 'plaintext' || mode === 'mtls';
-        const topology = await createTopology(meshlet ? mode : 'direct', { subnet, proxyEnv: mode === 'mtls' ? mtlsEnv(ids, subnet) : undefined });
+        const meshlet = mode === 'plaintext' || mode === 'plaintext-off' || mode === 'mtls';
+        // plaintext-off: the same pair with every resilience layer off (one attempt, nothing
+        // else configured), to measure what the default policy costs when nothing trips.
+        const proxyEnv = mode === 'mtls' ? mtlsEnv(ids, subnet) : mode === 'plaintext-off' ? () => ({ MESHLET_RESILIENCE_DEFAULTS_RETRIES_ATTEMPTS: '1' }) : undefined;
+        const topology = await createTopology(mode === 'plaintext-off' ? 'plaintext' : meshlet ? mode : 'direct', { subnet, proxyEnv });
         built.push(topology);
         const server = await startAppServer(topology.server, [
           APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES),
@@ -605,7 +609,7 @@ export const l7Scenario: Scenario = {
       // mTLS vs floor and floor vs nginx TLS split mTLS vs nginx TLS into meshlet's part and
       // the runtime's; the last two set meshlet against what the runtime can do at all.
       const comparisons: Array<[Mode, Mode]> = [
-        ['plaintext', 'nginx'], ['plaintext', 'haproxy'], ['mtls', 'nginx-tls'], ['mtls', 'nginx'], ['mtls', 'haproxy'], ['mtls', 'node'], ['node', 'nginx-tls'],
+        ['plaintext', 'plaintext-off'], ['plaintext', 'nginx'], ['plaintext', 'haproxy'], ['mtls', 'nginx-tls'], ['mtls', 'nginx'], ['mtls', 'haproxy'], ['mtls', 'node'], ['node', 'nginx-tls'],
         ['plaintext', 'node-raw'], ['node-raw', 'nginx'],
       ];
       const vsBaselineTable: Table = {
@@ -678,7 +682,7 @@ export const l7Scenario: Scenario = {
       // ---- targets (TARGET): the figures above, each against its limit. Like for like: the
       // mTLS pair against nginx TLS (both encrypt the hop between the proxies), the
       // plaintext pair against nginx and the ceiling (neither does).
-      const key = (m: Mode) => ({ direct: 'Direct', plaintext: 'Plaintext', mtls: 'Mtls', nginx: 'Nginx', 'nginx-tls': 'NginxTls', haproxy: 'Haproxy', node: 'Node', 'node-raw': 'NodeRaw' })[m];
+      const key = (m: Mode) => ({ direct: 'Direct', plaintext: 'Plaintext', 'plaintext-off': 'PlaintextOff', mtls: 'Mtls', nginx: 'Nginx', 'nginx-tls': 'NginxTls', haproxy: 'Haproxy', node: 'Node', 'node-raw': 'NodeRaw' })[m];
       const cpuAtRate = perRequest.latency.proxies;
       interface Target {
         key: string;

@@ -93,9 +93,16 @@ function policyOf(name: string, d: Defaults, o: Override, connectTimeoutMs: numb
   });
 }
 
-/** A policy that changes nothing: one try, no timeout, no limit, no fault. */
-export function isInert(p: Policy): boolean {
-  return p.timeoutMs === 0 && p.perTryTimeoutMs === 0 && p.retries.attempts === 1 && p.limits.maxConcurrentRequests === 0 && p.fault === undefined;
+/** A policy that changes nothing: one try, no timeout, no limit, no fault, the listener's connect timeout. */
+export function isInert(p: Policy, baseConnectTimeoutMs: number): boolean {
+  return (
+    p.timeoutMs === 0 &&
+    p.perTryTimeoutMs === 0 &&
+    p.retries.attempts === 1 &&
+    p.limits.maxConcurrentRequests === 0 &&
+    p.fault === undefined &&
+    p.connectTimeoutMs === baseConnectTimeoutMs
+  );
 }
 
 interface Rule {
@@ -157,8 +164,11 @@ export class PolicyTable {
   readonly #byAuthority: boolean;
   readonly #cache = new Map<string, Policy>();
   readonly inbound: InboundPolicies;
+  /** outbound.connectTimeout: what the connection pools use unless a policy says otherwise. */
+  readonly baseConnectTimeoutMs: number;
 
   constructor(config: ResilienceConfig, connectTimeoutMs: number) {
+    this.baseConnectTimeoutMs = connectTimeoutMs;
     this.defaults = policyOf('default', config.defaults, {}, connectTimeoutMs);
     this.#rules = config.destinations.map((d, i) => ({
       policy: policyOf(d.name ?? `destinations[${i}]`, config.defaults, d, connectTimeoutMs),

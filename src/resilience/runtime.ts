@@ -75,7 +75,12 @@ export class ResilienceRuntime implements ResilienceStateView {
    * `recipe` once per target. With no policy that does anything, requests pass straight
    * on (gRPC ones still get their grpc-timeout honoured).
    */
-  requestLayer(direction: Direction, recipe: (target: Target) => ReadonlyArray<Layer<ProxyRequest, ProxyResponse>>): Layer<ProxyRequest, ProxyResponse> {
+  requestLayer(
+    direction: Direction,
+    recipe: (target: Target) => ReadonlyArray<Layer<ProxyRequest, ProxyResponse>>,
+    /** The upstream call for a target (e.g. with its connect timeout); the next handler when absent. */
+    terminal?: (target: Target, next: Handler<ProxyRequest, ProxyResponse>) => Handler<ProxyRequest, ProxyResponse>,
+  ): Layer<ProxyRequest, ProxyResponse> {
     return (next) => {
       let table: PolicyTable | undefined;
       let targets: Targets<Handler<ProxyRequest, ProxyResponse>> | undefined;
@@ -85,8 +90,8 @@ export class ResilienceRuntime implements ResilienceStateView {
         const current = this.#table;
         if (current !== table) {
           table = current;
-          targets = new Targets(current, direction, (target) => compose(recipe(target), next), this.events);
-          inert = current.policies.every(isInert);
+          targets = new Targets(current, direction, (target) => compose(recipe(target), terminal ? terminal(target, next) : next), this.events);
+          inert = current.policies.every((p) => isInert(p, current.baseConnectTimeoutMs));
         }
         if (inert && !req.grpc) return next(req);
         return targets!.forConnection(req.conn, req.authority)(req);

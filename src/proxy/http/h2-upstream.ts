@@ -43,20 +43,21 @@ export class H2Upstream {
     this.#framing = framing;
   }
 
-  async send(req: ProxyRequest, dst: OrigDst): Promise<ProxyResponse> {
+  /** `connectTimeoutMs`: the destination's, when its policy has one (a new session is made). */
+  async send(req: ProxyRequest, dst: OrigDst, connectTimeoutMs?: number): Promise<ProxyResponse> {
     try {
-      return await this.#attempt(req, dst);
+      return await this.#attempt(req, dst, connectTimeoutMs);
     } catch (err) {
       // REFUSED_STREAM means the server did not process the stream (RFC 9113 8.7): a
       // request without a body is sent again once here; one with a body is the retry
       // layer's to send again (it can replay the body), so it leaves flagged refused-stream.
       if (!isMeshletError(err) || err.upstreamFailure !== 'refused-stream' || req.body) throw err;
-      return this.#attempt(req, dst);
+      return this.#attempt(req, dst, connectTimeoutMs);
     }
   }
 
-  async #attempt(req: ProxyRequest, dst: OrigDst): Promise<ProxyResponse> {
-    const pooled = this.#pool.get(dst);
+  async #attempt(req: ProxyRequest, dst: OrigDst, connectTimeoutMs: number | undefined): Promise<ProxyResponse> {
+    const pooled = this.#pool.get(dst, connectTimeoutMs);
     try {
       await pooled.ready;
     } catch (err) {

@@ -61,8 +61,9 @@ export class Http1Upstream implements PoolSnapshotSource {
     this.#options = { connector: plainConnector, framing: plainFraming, ...options };
   }
 
-  send(req: ProxyRequest, dst: OrigDst): Promise<ProxyResponse> {
-    return (this.#takeIdle(dst.key) ?? this.#connect(dst)).exchange(req);
+  /** `connectTimeoutMs`: the destination's, when its policy has one (a new connection is made). */
+  send(req: ProxyRequest, dst: OrigDst, connectTimeoutMs = this.#options.connectTimeoutMs): Promise<ProxyResponse> {
+    return (this.#takeIdle(dst.key) ?? this.#connect(dst, connectTimeoutMs)).exchange(req);
   }
 
   /** Closes every idle connection. */
@@ -89,13 +90,13 @@ export class Http1Upstream implements PoolSnapshotSource {
     }));
   }
 
-  #connect(dst: OrigDst): UpstreamConnection {
-    const c = new UpstreamConnection(this.#options.connector(dst), this.#options, {
+  #connect(dst: OrigDst, connectTimeoutMs: number): UpstreamConnection {
+    const c = new UpstreamConnection(this.#options.connector(dst), this.#options, connectTimeoutMs, {
       release: (c) => this.#release(dst.key, c),
       // A reused connection the server had closed, before any byte of the response: the
       // keep-alive race. A request without a body (or whose body never started) never
       // reached the app: it goes again on a fresh connection.
-      resend: (req) => this.#connect(dst).exchange(req),
+      resend: (req) => this.#connect(dst, connectTimeoutMs).exchange(req),
     });
     const open = this.#open.get(dst.key);
     if (open) open.count++;
@@ -168,7 +169,7 @@ class UpstreamConnection implements BodyProducer {
   #closed = false;
   idleSince = 0;
 
-  constructor(upstream: ReturnType<Connector>, options: Required<Http1UpstreamOptions>, pool: PoolHooks) {
+  constructor(upstream: ReturnType<Connector>, options: Required<Http1UpstreamOptions>, connectTimeoutMs: number, pool: PoolHooks) {
     this.#options = options;
     this.#pool = pool;
     const socket = (this.socket = upstream.socket);
@@ -183,8 +184,8 @@ class UpstreamConnection implements BodyProducer {
       RESPONSE_LIMITS,
     );
     this.#connectTimer = setTimeout(
-      () => socket.destroy(connectFailure(new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no connection within ${options.connectTimeoutMs} ms`))),
-      options.connectTimeoutMs,
+      () => socket.destroy(connectFailure(new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no connection within ${connectTimeoutMs} ms`))),
+      connectTimeoutMs,
     );
     socket.once(upstream.readyEvent, () => {
       this.#connected = true;

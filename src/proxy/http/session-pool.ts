@@ -47,7 +47,7 @@ export class SessionPool implements PoolSnapshotSource {
     this.#idleTimeoutMs = options.idleTimeoutMs;
   }
 
-  get(dst: OrigDst): PooledSession {
+  get(dst: OrigDst, connectTimeoutMs = this.#connectTimeoutMs): PooledSession {
     const key = dst.key;
     const existing = this.#sessions.get(key);
     if (existing && !existing.session.closed && !existing.session.destroyed) return existing;
@@ -56,7 +56,7 @@ export class SessionPool implements PoolSnapshotSource {
     session.once('connect', () => (connected = true));
     // The connection is made once the peer's SETTINGS are in (an HTTP/2 server sends them
     // first): a peer that accepts TCP but never speaks HTTP/2 fails like one not there.
-    const timer = setTimeout(() => session.destroy(new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no HTTP/2 connection to ${formatHostPort(dst.address, dst.port)} within ${this.#connectTimeoutMs} ms`)), this.#connectTimeoutMs);
+    const timer = setTimeout(() => session.destroy(new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no HTTP/2 connection to ${formatHostPort(dst.address, dst.port)} within ${connectTimeoutMs} ms`)), connectTimeoutMs);
     const ready = new Promise<void>((resolve, reject) => {
       session.once('remoteSettings', () => {
         clearTimeout(timer);

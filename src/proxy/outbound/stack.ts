@@ -80,6 +80,11 @@ function outboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse>
     { name: 'outbound/mesh-h2', direction: 'outbound', protocol: 'meshlet/h2', mtls: true, source: meshPool },
   );
   const { clock } = deps.resilience;
+  const send = (req: ProxyRequest, connectTimeoutMs: number): Promise<ProxyResponse> => {
+    const dst = req.conn.origDst;
+    if (req.conn.upstreamPeer) return req.protocol === 'http1' ? meshHttp1.send(req, dst, connectTimeoutMs) : mesh.send(req, dst, connectTimeoutMs);
+    return req.protocol === 'h2' ? h2c.send(req, dst, connectTimeoutMs) : http1.send(req, dst, connectTimeoutMs);
+  };
   return compose(
     [
       requestIdLayer(config.http.requestId),
@@ -90,10 +95,13 @@ function outboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse>
       // request's deadline, the destination's limits, then retries with their budget and
       // per-try deadline. A circuit breaker per endpoint would go innermost, around the
       // upstream call (Target.state 'breaker'): not built, its library (opossum) is missing.
-      deps.resilience.requestLayer('outbound', (target) => [faultLayer(target, clock), timeoutLayer(target, clock), destinationLimitLayer(target), retryLayer(target, clock)]),
+      deps.resilience.requestLayer(
+        'outbound',
+        (target) => [faultLayer(target, clock), timeoutLayer(target, clock), destinationLimitLayer(target), retryLayer(target, clock)],
+        // The destination's connect timeout, when its policy sets one of its own.
+        (target, next) => (target.policy.connectTimeoutMs === config.outbound.connectTimeout ? next : (req) => send(req, target.policy.connectTimeoutMs)),
+      ),
     ],
-    (req) => {
-      return req.protocol === 'h2' ? h2c.send(req, req.conn.origDst) : http1.send(req, req.conn.origDst);
-    },
+    (req) => send(req, config.outbound.connectTimeout),
   );
 }

@@ -1,7 +1,7 @@
 import type net from 'node:net';
 import t, { type Test } from 'tap';
 import type { Registry } from 'prom-client';
-import { closedPort, h1App, header, RawClient, rawExchange, tcpApp, type H1App } from '../../helpers/http.ts';
+import { closedPort, h1App, h2Request, h2Session, header, RawClient, rawExchange, tcpApp, type H1App } from '../../helpers/http.ts';
 import { through } from '../../helpers/http-sidecars.ts';
 import { loadConfig } from '../../../src/config/load.ts';
 import { policyTable } from '../../../src/resilience/runtime.ts';
@@ -187,4 +187,17 @@ t.test('the per-destination state is readable for /clusters', async (t) => {
   t.match(await request(sidecar.port), { status: 200 });
   const [target] = sidecar.outbound.resilience.targets();
   t.match(target, { direction: 'outbound', policy: 'default', destination: `127.0.0.1:${ok.port}`, state: { budget: { requests: 1, retries: 0 }, limits: { inFlight: 0, max: 10 } } });
+});
+
+t.test("a destination's own connect timeout applies to its HTTP connections", async (t) => {
+  // Accepts TCP and never speaks: an h2c session to it is never made.
+  const silent = await misbehaving(t, () => {});
+  const sidecar = await through(t, 'one', () => silent.port, {
+    MESHLET_RESILIENCE_DESTINATIONS: `[{name: slow-start, match: {ports: [${silent.port}]}, connectTimeout: 150ms, retries: {attempts: 1}}]`,
+  });
+  const session = h2Session(t, sidecar.port);
+  const r = await h2Request(session, { ':path': '/' });
+  t.equal(r.status, 503);
+  t.equal(r.headers['meshlet-error'], 'upstream_connect_failure');
+  t.match(r.body.toString(), /within 150 ms/, "the destination's 150 ms, not outbound.connectTimeout");
 });

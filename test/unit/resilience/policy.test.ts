@@ -44,8 +44,9 @@ t.test('a destination overrides only what it names; the rest comes from the defa
   t.equal(p.retries.budget.minPerSecond, 10, 'and the budget fields it does not');
   t.same(p.fault?.abort, { percent: 10, status: 503, grpcStatus: 14 });
   t.equal(p.fault?.delay, undefined);
-  t.notOk(isInert(p));
-  t.ok(isInert(policyTable(loadConfig({ env: { MESHLET_RESILIENCE_DEFAULTS_RETRIES_ATTEMPTS: '1' } })).defaults), 'one attempt and nothing else: inert');
+  t.notOk(isInert(p, 2000));
+  t.notOk(isInert(policyTable(loadConfig({ env: { MESHLET_RESILIENCE_DEFAULTS_RETRIES_ATTEMPTS: '1', MESHLET_RESILIENCE_DEFAULTS_CONNECT_TIMEOUT: '3s' } })).defaults, 1000), 'a connect timeout of its own is not inert');
+  t.ok(isInert(policyTable(loadConfig({ env: { MESHLET_RESILIENCE_DEFAULTS_RETRIES_ATTEMPTS: '1' } })).defaults, 1000), 'one attempt and nothing else: inert');
 });
 
 t.test('config errors name the field path and show the bad value', async (t) => {
