@@ -3,6 +3,8 @@
 //
 //   direct      no proxies;
 //   plaintext   meshlet in both pods (rules by `meshlet init`), no identities;
+//   plaintext-off  the same with every resilience layer off (retries.attempts 1), to
+//               measure what the default resilience policy costs when nothing trips;
 //   mtls        meshlet in both pods, mesh-wide strict mTLS (identities from `meshlet ca`);
 //   nginx       nginx in both pods, the client addressing nginx a, which proxies to
 //               nginx b, which proxies to the app (bench/lib/baselines.ts);
