@@ -5,7 +5,7 @@ import type { Direction } from '../pipeline/connection.ts';
 // resolved once when the target's stack is built, never per request.
 
 /** Why a try was retried: the classified failure or the response condition that matched. */
-export type RetryReason = 'connect-failure' | 'refused-stream' | 'reset' | 'timeout' | 'status' | 'grpc-status';
+export type RetryReason = 'connect-failure' | 'refused-stream' | 'overflow' | 'reset' | 'timeout' | 'status' | 'grpc-status';
 
 /** What became of a retry that was wanted: sent, or not (and why not). */
 export type RetryOutcome = 'sent' | 'attempts_exhausted' | 'budget_exhausted' | 'overflow' | 'body_too_large' | 'retry_after_too_long';

@@ -15,8 +15,9 @@ import { timeoutError, withDeadline } from './timeout.ts';
 // Retries, per the destination's policy. What is retried is decided on the error's
 // classification (MeshletError.upstreamFailure / unsent, set where it was made) or on the
 // response's status, never on a message:
-//   - a request that never reached the upstream (connect failure, refused stream): always,
-//     whatever the method, while attempts remain;
+//   - a request that never reached the upstream (connect failure, refused stream, or a
+//     peer sidecar's 503 saying it could not reach its app): always, whatever the method,
+//     while attempts remain;
 //   - a reset, a per-try timeout or a matching status: only when retryOn names it, and
 //     only for idempotent methods unless retries.nonIdempotent;
 //   - a trailers-only gRPC answer whose grpc-status retryOn names: any method (every gRPC
@@ -48,6 +49,17 @@ export function errorReason(err: unknown, req: ProxyRequest, policy: RetryPolicy
   if (failure === 'reset' && on.has('reset')) return 'reset';
   if (failure === 'timeout' && (on.has('5xx') || on.has('gateway-error') || on.has('deadline-exceeded'))) return 'timeout';
   return undefined;
+}
+
+/**
+ * A peer sidecar's own 503 saying its app could not be reached (or its limit was full):
+ * the request never reached the app, so it is as safe to send again as a connect failure
+ * of ours. Trusted only from a meshed destination (the answer came over verified mTLS).
+ */
+function peerNeverReached(res: ProxyResponse, req: ProxyRequest): RetryReason | undefined {
+  if (res.status !== 503 || req.conn.upstreamPeer === undefined) return undefined;
+  const cause = get(res.headers, 'meshlet-error');
+  return cause === 'upstream_connect_failure' ? 'connect-failure' : cause === 'overflow' ? 'overflow' : undefined;
 }
 
 /** Why `res` deserves another try under `policy`; undefined when it does not. */
@@ -129,7 +141,8 @@ export function retryLayer(target: Target, clock: Clock): Layer<ProxyRequest, Pr
         } finally {
           if (retry) retriesInFlight--;
         }
-        const reason = res !== undefined ? (policy.onResponses ? responseReason(res, req, policy) : undefined) : errorReason(err, req, policy);
+        const reason =
+          res === undefined ? errorReason(err, req, policy) : (peerNeverReached(res, req) ?? (policy.onResponses ? responseReason(res, req, policy) : undefined));
         if (reason === undefined) return settle(res, err, replay);
 
         const wait = res === undefined ? undefined : retryAfterMs(res.headers, Date.now());

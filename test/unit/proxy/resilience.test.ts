@@ -3,6 +3,7 @@ import t, { type Test } from 'tap';
 import type { Registry } from 'prom-client';
 import { closedPort, h1App, h2Request, h2Session, header, RawClient, rawExchange, tcpApp, type H1App } from '../../helpers/http.ts';
 import { through } from '../../helpers/http-sidecars.ts';
+import { sidecar } from './mtls-harness.ts';
 import { loadConfig } from '../../../src/config/load.ts';
 import { policyTable } from '../../../src/resilience/runtime.ts';
 
@@ -200,4 +201,39 @@ t.test("a destination's own connect timeout applies to its HTTP connections", as
   t.equal(r.status, 503);
   t.equal(r.headers['meshlet-error'], 'upstream_connect_failure');
   t.match(r.body.toString(), /within 150 ms/, "the destination's 150 ms, not outbound.connectTimeout");
+});
+
+t.test('through a sidecar pair: the inbound side cannot reach its app, the outbound side retries (it never reached the app)', async (t) => {
+  const port = await closedPort();
+  const pair = await through(t, 'mesh', () => port);
+  t.match(await request(pair.port, 'POST', 'x=1'), { status: 503, cause: 'upstream_connect_failure' });
+  t.equal(await counter(pair.outbound.registry, 'meshlet_upstream_retries_total', { reason: 'connect-failure', outcome: 'sent' }), 1, 'one retry by the outbound sidecar');
+  t.equal(await counter(pair.outbound.registry, 'meshlet_upstream_retries_total', { reason: 'connect-failure', outcome: 'attempts_exhausted' }), 1);
+});
+
+t.test('inbound limits: connections beyond maxConnections are reset; requests beyond maxConcurrentRequests get 503 overflow', async (t) => {
+  const holding: Array<() => void> = [];
+  const slow = await app(t, (_req, res) => holding.push(() => res.writeHead(200).end('ok')));
+  const inbound = await sidecar('inbound', () => slow.port, {
+    env: { MESHLET_RESILIENCE_INBOUND_MAX_CONNECTIONS: '2', MESHLET_RESILIENCE_INBOUND_PORTS: `{"${slow.port}": {maxConcurrentRequests: 1}}` },
+  });
+  t.teardown(() => inbound.close());
+  const first = new RawClient(inbound.port);
+  const second = new RawClient(inbound.port);
+  t.teardown(() => (first.close(), second.close()));
+  first.write('GET /1 HTTP/1.1\r\nHost: app\r\n\r\n');
+  while (holding.length === 0) await new Promise((r) => setTimeout(r, 10));
+  second.write('GET /2 HTTP/1.1\r\nHost: app\r\n\r\n');
+  const [over] = await second.read(['GET']);
+  t.equal(over?.status, 503);
+  t.equal(header(over!, 'meshlet-error'), 'overflow');
+  t.equal(slow.requests.length, 1, 'the app saw only the first');
+  const third = await rawExchange(inbound.port, ['GET /3 HTTP/1.1\r\nHost: app\r\n\r\n']);
+  t.equal(third.error, 'ECONNRESET', 'a third connection is reset');
+  t.equal(third.data.length, 0);
+  holding[0]!();
+  const [ok] = await first.read(['GET']);
+  t.equal(ok?.status, 200);
+  t.equal(await counter(inbound.registry, 'meshlet_overflows_total', { limit: 'max_concurrent_requests' }), 1);
+  t.equal(await counter(inbound.registry, 'meshlet_overflows_total', { limit: 'inbound_max_connections' }), 1);
 });

@@ -195,3 +195,17 @@ t.test('one attempt and no per-try timeout: the layer is not there at all', asyn
   const next = async () => response(200);
   t.equal(retryLayer(testTarget({ MESHLET_RESILIENCE_DEFAULTS_RETRIES_ATTEMPTS: '1' }), new FakeClock())(next), next);
 });
+
+t.test("a peer sidecar's 503 saying it could not reach its app is retried like a connect failure, only from a meshed destination", async (t) => {
+  const peer503 = response(503, ['meshlet-error', 'upstream_connect_failure']);
+  const meshed = { upstreamPeer: { cidrs: [], trustDomain: 'cluster.local' } } as unknown as ProxyRequest['conn'];
+  const r = await run({}, [peer503, response(200)], { method: 'POST', conn: meshed });
+  t.equal(r.tries.length, 2, 'retried, a POST too: it never reached the app');
+  t.same(r.seen, ['retry connect-failure sent']);
+  const overflow = await run({}, [response(503, ['meshlet-error', 'overflow']), response(200)], { conn: meshed });
+  t.same(overflow.seen, ['retry overflow sent']);
+  const plain = await run({}, [peer503, response(200)], { conn: {} as ProxyRequest['conn'] });
+  t.equal(plain.tries.length, 1, 'the same header from a destination outside the mesh is not trusted');
+  const limited = await run({}, [response(503, ['meshlet-error', 'upstream_reset']), response(200)], { conn: meshed });
+  t.equal(limited.tries.length, 1, 'a reset at the peer may have reached the app: not retried by default');
+});
