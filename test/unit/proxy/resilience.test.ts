@@ -108,13 +108,16 @@ t.test('503 bursts: GET retried until it succeeds; POST not retried after a 5xx 
   t.equal(await counter(sidecar.outbound.registry, 'meshlet_upstream_retries_total', { reason: 'status', outcome: 'attempts_exhausted' }), 1);
 });
 
-t.test('a refused port: retried once by default (it never reached the upstream), then 503 UF,URX', async (t) => {
-  const port = await closedPort();
-  const sidecar = await through(t, 'one', () => port);
-  t.match(await request(sidecar.port, 'POST', 'x=1'), { status: 503, cause: 'upstream_connect_failure' });
-  t.equal(await counter(sidecar.outbound.registry, 'meshlet_upstream_retries_total', { reason: 'connect-failure', outcome: 'sent' }), 1, 'a POST too');
-  t.equal(await counter(sidecar.outbound.registry, 'meshlet_upstream_retries_total', { reason: 'connect-failure', outcome: 'attempts_exhausted' }), 1);
-});
+for (const topology of ['one', 'mesh'] as const) {
+  const where = topology === 'one' ? 'one sidecar' : 'a sidecar pair (the inbound side cannot reach its app and says so)';
+  t.test(`a refused port through ${where}: retried once by default, a POST too (it never reached the app), then 503 UF,URX`, async (t) => {
+    const port = await closedPort();
+    const sidecar = await through(t, topology, () => port);
+    t.match(await request(sidecar.port, 'POST', 'x=1'), { status: 503, cause: 'upstream_connect_failure' });
+    t.equal(await counter(sidecar.outbound.registry, 'meshlet_upstream_retries_total', { reason: 'connect-failure', outcome: 'sent' }), 1, 'one retry by the outbound sidecar');
+    t.equal(await counter(sidecar.outbound.registry, 'meshlet_upstream_retries_total', { reason: 'connect-failure', outcome: 'attempts_exhausted' }), 1);
+  });
+}
 
 t.test('under total failure the retries stay within the budget', async (t) => {
   const down = await app(t, (_req, res) => res.writeHead(503).end());
@@ -201,14 +204,6 @@ t.test("a destination's own connect timeout applies to its HTTP connections", as
   t.equal(r.status, 503);
   t.equal(r.headers['meshlet-error'], 'upstream_connect_failure');
   t.match(r.body.toString(), /within 150 ms/, "the destination's 150 ms, not outbound.connectTimeout");
-});
-
-t.test('through a sidecar pair: the inbound side cannot reach its app, the outbound side retries (it never reached the app)', async (t) => {
-  const port = await closedPort();
-  const pair = await through(t, 'mesh', () => port);
-  t.match(await request(pair.port, 'POST', 'x=1'), { status: 503, cause: 'upstream_connect_failure' });
-  t.equal(await counter(pair.outbound.registry, 'meshlet_upstream_retries_total', { reason: 'connect-failure', outcome: 'sent' }), 1, 'one retry by the outbound sidecar');
-  t.equal(await counter(pair.outbound.registry, 'meshlet_upstream_retries_total', { reason: 'connect-failure', outcome: 'attempts_exhausted' }), 1);
 });
 
 t.test('inbound limits: connections beyond maxConnections are reset; requests beyond maxConcurrentRequests get 503 overflow', async (t) => {
