@@ -226,25 +226,24 @@ export class PolicyTable {
 export class InboundPolicies {
   readonly maxConnections: number;
   readonly maxConcurrentRequests: number;
+  /** Some port has a connection limit of its own (read per connection: computed once). */
+  readonly perPortConnections: boolean;
+  /** Some port has a request limit or a rate limit of its own (read per request: computed once). */
+  readonly perPortRequests: boolean;
   readonly #ports: ReadonlyMap<number, InboundPortPolicy>;
 
   constructor(config: ResilienceConfig['inbound']) {
     this.maxConnections = config.maxConnections;
     this.maxConcurrentRequests = config.maxConcurrentRequests;
     this.#ports = new Map(Object.entries(config.ports).map(([key, p]) => [Number(key), portPolicy(Number(key), p)]));
+    const ports = [...this.#ports.values()];
+    this.perPortConnections = ports.some((p) => p.maxConnections > 0);
+    this.perPortRequests = ports.some((p) => p.maxConcurrentRequests > 0 || p.rateLimit !== undefined);
   }
 
   /** Undefined: the port has no policy of its own. */
   port(port: number): InboundPortPolicy | undefined {
     return this.#ports.get(port);
-  }
-
-  get perPortConnections(): boolean {
-    return [...this.#ports.values()].some((p) => p.maxConnections > 0);
-  }
-
-  get perPortRequests(): boolean {
-    return [...this.#ports.values()].some((p) => p.maxConcurrentRequests > 0 || p.rateLimit !== undefined);
   }
 }
 
