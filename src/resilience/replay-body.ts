@@ -68,11 +68,15 @@ export class ReplayableBody {
     if (this.#current) this.#trim(this.#current);
   }
 
-  /** No try will read the rest: release the client's body, as a failed upstream exchange would. */
+  /**
+   * No try will read the rest: release the client's body, as a failed upstream exchange
+   * would. A body no try ever started reading is left as it is, as it would have been
+   * without retries (the listener answers the client and deals with its unread body).
+   */
   abandon(reason: BodyAbort): void {
     this.#current = undefined;
     this.#chunks = [];
-    if (this.#ended === undefined) this.#source.cancel(reason);
+    if (this.#started && this.#ended === undefined) this.#source.cancel(reason);
   }
 
   /** @internal Delivers what `a` has not taken yet, as far as its sink allows. */

@@ -232,3 +232,23 @@ t.test('inbound limits: connections beyond maxConnections are reset; requests be
   t.equal(await counter(inbound.registry, 'meshlet_overflows_total', { limit: 'max_concurrent_requests' }), 1);
   t.equal(await counter(inbound.registry, 'meshlet_overflows_total', { limit: 'inbound_max_connections' }), 1);
 });
+
+t.test('a gRPC call whose body has not arrived yet, to a refused port: retried, then answered UNAVAILABLE by the proxy, not cancelled', async (t) => {
+  const port = await closedPort();
+  const sidecar = await through(t, 'one', () => port);
+  const session = h2Session(t, sidecar.port);
+  // The client sends its headers and waits: the answer comes before any of the body.
+  const stream = session.request({ ':method': 'POST', ':path': '/pkg.Svc/Call', 'content-type': 'application/grpc', te: 'trailers' }, { endStream: false });
+  stream.on('error', () => {});
+  let headers: Record<string, unknown> = {};
+  stream.once('response', (h) => {
+    headers = h;
+    stream.end(Buffer.from([0, 0, 0, 0, 2, 8, 1]));
+  });
+  stream.resume();
+  await new Promise((r) => stream.once('close', r));
+  t.equal(headers['grpc-status'], '14', 'UNAVAILABLE');
+  t.equal(headers['meshlet-error'], 'upstream_connect_failure');
+  t.equal(stream.rstCode, 0, 'the stream was not reset (a reset reads as CANCELLED to a gRPC client)');
+  t.equal(await counter(sidecar.outbound.registry, 'meshlet_upstream_retries_total', { reason: 'connect-failure', outcome: 'sent' }), 1);
+});

@@ -90,3 +90,15 @@ t.test("whatever the chunking and the tries' backpressure, every try reads the b
     }),
   );
 });
+
+t.test('abandon() leaves a body no try started reading as it is (the listener answers and deals with it)', async (t) => {
+  const { body, flow } = source();
+  const replay = new ReplayableBody(body, 1024);
+  replay.attempt(); // a try that failed before piping (no connection)
+  replay.attempt();
+  replay.abandon(bodyAbort('gave up'));
+  t.equal(flow.cancelled, 0);
+  const r = reader(body);
+  body.push(Buffer.from('still here'));
+  t.equal(r.text(), 'still here', 'the body can still be read');
+});
