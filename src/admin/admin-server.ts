@@ -3,6 +3,7 @@ import { bindLoopback } from '../net/bind.ts';
 import type { IdentityView } from './certs.ts';
 import type { ClusterEntry } from './clusters.ts';
 import type { DrainStatus } from './drain.ts';
+import type { TargetSnapshot } from '../resilience/targets.ts';
 
 // The admin server: 127.0.0.1 only (reachable from the pod's own containers, never from
 // the network), JSON answers. Reading is GET; whatever changes the proxy is POST only, so
@@ -13,6 +14,8 @@ export interface AdminControls {
   /** The effective configuration, secrets already redacted. */
   configDump(): unknown;
   clusters(): ClusterEntry[];
+  /** Per destination: its resilience policy and state (retry budget, limits); none when absent. */
+  resilience?(): TargetSnapshot[];
   /** The workload identity in use; undefined when none is configured (no mTLS). */
   certs(): IdentityView | undefined;
   logLevel(): string;
@@ -44,7 +47,7 @@ const ok = (body: unknown): Answer => ({ status: 200, body });
 function routes(controls: AdminControls): Record<string, Route> {
   return {
     '/config_dump': { GET: () => ok(controls.configDump()) },
-    '/clusters': { GET: () => ok({ clusters: controls.clusters() }) },
+    '/clusters': { GET: () => ok({ clusters: controls.clusters(), resilience: controls.resilience?.() ?? [] }) },
     '/certs': {
       GET: () => {
         const identity = controls.certs();

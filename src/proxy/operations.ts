@@ -1,6 +1,7 @@
 import type { AdminControls } from '../admin/admin-server.ts';
 import { identityView } from '../admin/certs.ts';
 import { clusterEntries } from '../admin/clusters.ts';
+import type { ResilienceStateView } from '../resilience/targets.ts';
 import type { Drain, DrainTargets } from '../admin/drain.ts';
 import { redact } from '../admin/redact.ts';
 import { LOG_LEVELS, type Config } from '../config/schema.ts';
@@ -35,12 +36,15 @@ export interface AdminParts {
   drain: Drain;
   drainAndStop: (reason: string) => unknown;
   quit: () => void;
+  /** Per-destination resilience state (policy, retry budget, limits). */
+  resilience: ResilienceStateView;
 }
 
 export function adminControls(o: AdminParts): AdminControls {
   return {
     configDump: () => redact(o.config),
     clusters: () => clusterEntries(o.parts.pools),
+    resilience: () => o.resilience.targets(),
     certs: () => (o.watcher ? identityView(o.watcher.current, new Date()) : undefined),
     logLevel: () => o.log.level,
     setLogLevel: (level) => {

@@ -103,7 +103,7 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
     const health = await bound('health server', config.health.port, () => startHealthServer(config.health.port, registry, readiness, appProbes));
     opened.push(() => closeServer(health.server));
     const admin = await bound('admin server', config.admin.port, () =>
-      startAdminServer(config.admin.port, adminControls({ config, log, parts, watcher, drain, drainAndStop, quit })),
+      startAdminServer(config.admin.port, adminControls({ config, log, parts, watcher, drain, drainAndStop, quit, resilience })),
     );
     opened.push(() => closeServer(admin.server));
     const deps: StackDeps = {

@@ -19,6 +19,7 @@ function fakeControls(): Fake {
     level: 'info',
     configDump: () => ({ admin: { port: 15000 }, secretToken: '[redacted]' }),
     clusters: () => [{ pool: 'outbound/http1', direction: 'outbound', protocol: 'http1', mtls: false, destination: '10.0.0.1:80', connections: 2, idle: 1, breaker: null }],
+    resilience: () => [{ direction: 'outbound', policy: 'reviews', destination: '10.0.0.1:80', state: { budget: { requests: 10, retries: 1, available: 101, exhausted: 0 } } }],
     certs: () => undefined,
     logLevel: () => fake.level,
     setLogLevel: (level) => {
@@ -61,6 +62,7 @@ t.test('GET endpoints answer JSON; / lists the endpoints with their methods', as
   t.same((await call('/config_dump')).body, { admin: { port: 15000 }, secretToken: '[redacted]' });
   const clusters = await call('/clusters');
   t.match(clusters.body, { clusters: [{ destination: '10.0.0.1:80', connections: 2, idle: 1, breaker: null }] });
+  t.match(clusters.body, { resilience: [{ policy: 'reviews', destination: '10.0.0.1:80', state: { budget: { retries: 1 } } }] }, 'and each destination\'s resilience state');
   const certs = await call('/certs');
   t.equal(certs.status, 200);
   t.equal(certs.body.identity, null, 'no identity configured: null, with the reason');
