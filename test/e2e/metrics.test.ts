@@ -40,20 +40,24 @@ t.test('after N requests with known codes, both sides count N per code, with bot
 
   // The inbound side records when it hands the response's last byte on, which is before curl has it; a scrape may still race it.
   let afterB = await scrape(b);
-  await eventually(async () => (afterB = await scrape(b)).value('istio_requests_total') - beforeB.value('istio_requests_total') >= 10, "b's counters");
+  await eventually(async () => (afterB = await scrape(b)).value('istio_requests_total') - beforeB.value('istio_requests_total') >= 12, "b's counters (10 requests, 2 of them tried twice)");
   const afterA = await scrape(a);
 
   for (const { n, code } of plan) {
+    // b's own 503 (it could not reach its app) says the request never reached an app, so
+    // a's default policy tries once more (docs/resilience.md): b answers each try, and a
+    // hands the last answer on flagged URX.
     const flag = code === 503 ? 'UF' : '-';
+    const tries = code === 503 ? 2 : 1;
     t.equal(
-      delta(beforeA, afterA, 'meshlet_requests_total', { ...both, reporter: 'source', response_code: String(code), response_flags: '-' }),
+      delta(beforeA, afterA, 'meshlet_requests_total', { ...both, reporter: 'source', response_code: String(code), response_flags: code === 503 ? 'URX' : '-' }),
       n,
-      `a (source) counted ${n} × ${code}, answered by b's sidecar or app`,
+      `a (source) counted ${n} × ${code}, answered by b's sidecar or app${code === 503 ? ', retried once and flagged URX' : ''}`,
     );
     t.equal(
       delta(beforeB, afterB, 'istio_requests_total', { ...both, reporter: 'destination', response_code: String(code), response_flags: flag }),
-      n,
-      `b (destination) counted ${n} × ${code}${flag !== '-' ? ` flagged ${flag}: its own answer` : ''}`,
+      n * tries,
+      `b (destination) counted ${n * tries} × ${code}${flag !== '-' ? ` flagged ${flag}: its own answer, to each of a's tries` : ''}`,
     );
   }
   t.equal(afterA.value('istio_requests_total'), 0, "a's metrics carry a's prefix only");
