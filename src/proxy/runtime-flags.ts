@@ -3,8 +3,9 @@
 // load, memory a sidecar holds in every pod. The proxy's per-request objects die young,
 // so a small young generation costs only more frequent, short scavenges: measured through
 // a sidecar pair in pods after 180 000 requests, RSS 143 MiB by default, 121 MiB with
-// 2 MiB semi-spaces (96 MiB from the compiled build), at no measurable cost in CPU per
-// request. `meshlet proxy` therefore starts over, in the same process (execve keeps the
+// 2 MiB semi-spaces (96 MiB from the compiled build), with no CPU cost per HTTP/1.1
+// request that could be told from noise; HTTP/2 loses about 15 % of its rate
+// (docs/performance.md). `meshlet proxy` therefore starts over, in the same process (execve keeps the
 // PID, the environment and the open descriptors), with the flag set, unless the user set
 // it already.
 

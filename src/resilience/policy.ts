@@ -193,7 +193,7 @@ export class PolicyTable {
   /** `authority` undefined: opaque TCP, which has none. */
   resolve(authority: string | undefined, dst: OrigDst): Policy {
     if (this.#rules.length === 0) return this.defaults;
-    const key = `${this.#byAuthority ? (authority ?? '') : ''}|${dst.address}|${dst.port}`;
+    const key = this.#byAuthority ? `${authority ?? ''}|${dst.key}` : dst.key;
     let policy = this.#cache.get(key);
     if (policy === undefined) {
       policy = this.#match(authority, dst);

@@ -1,5 +1,5 @@
 import type { AcceptedConnection, Direction } from '../pipeline/connection.ts';
-import type { OrigDst } from '../net/addresses.ts';
+import { formatHostPort, type OrigDst } from '../net/addresses.ts';
 import type { ResilienceEvents, TargetEvents } from './events.ts';
 import type { Policy, PolicyTable } from './policy.ts';
 
@@ -82,14 +82,13 @@ export class Targets<H> {
     const policy = this.table.resolve(authority, dst);
     let targets = this.#byPolicy.get(policy);
     if (targets === undefined) this.#byPolicy.set(policy, (targets = new Map()));
-    const key = `${dst.address}|${dst.port}`;
-    let entry = targets.get(key);
+    let entry = targets.get(dst.key);
     if (entry === undefined) {
       // A proxy that talks to ever new destinations starts afresh rather than grow without bound.
       if (this.#count >= TARGET_LIMIT) this.#forgetAll();
       const target: Target = { direction: this.#direction, policy, dst, events: this.#events.forTarget(this.#direction, policy.name), state: new Map() };
       entry = { target, handler: this.#build(target) };
-      targets.set(key, entry);
+      targets.set(dst.key, entry);
       this.#count++;
     }
     return entry.handler;
@@ -102,7 +101,7 @@ export class Targets<H> {
         out.push({
           direction: target.direction,
           policy: target.policy.name,
-          destination: target.dst.family === 6 ? `[${target.dst.address}]:${target.dst.port}` : `${target.dst.address}:${target.dst.port}`,
+          destination: formatHostPort(target.dst.address, target.dst.port),
           state: Object.fromEntries([...target.state].map(([name, view]) => [name, view.snapshot()])),
         });
       }

@@ -48,7 +48,8 @@ export class DropNames {
   }
 }
 
-const HOP_BY_HOP_ONLY = new DropNames();
+/** The hop-by-hop names alone. */
+export const HOP_BY_HOP_ONLY = new DropNames();
 
 /**
  * The end-to-end headers: hop-by-hop ones go, and so does every header that the

@@ -3,13 +3,13 @@ import type { DestinationSnapshot, PoolSnapshotSource } from '../../admin/cluste
 import { MeshletError } from '../../errors.ts';
 import { formatHostPort, type OrigDst } from '../../net/addresses.ts';
 import { bodyAbort, PushBody, type BodyAbort, type BodyProducer } from '../../pipeline/body.ts';
-import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
+import type { ProxyRequest, ProxyResponse, WorkloadMetadata } from '../../pipeline/exchange.ts';
 import type { RawHeaders } from '../../pipeline/headers.ts';
 import { plainConnector, type Connector } from '../tcp/connectors.ts';
 import { MessageWriter } from './h1/message-writer.ts';
 import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
 import { requestHead } from './h1/serialize.ts';
-import { endToEnd, get } from './headers.ts';
+import { endToEnd, get, HOP_BY_HOP_ONLY, type DropNames } from './headers.ts';
 import { beforeResponse, connectFailure } from './upstream-errors.ts';
 
 export interface Http1UpstreamOptions {
@@ -26,8 +26,10 @@ export interface Http1UpstreamOptions {
 export interface Http1Framing {
   /** The hop's own header fields, written after the request's. */
   addedRequestHeaders(req: ProxyRequest): RawHeaders;
-  /** Turns the received response head into the response handed back. */
-  response(headers: RawHeaders): Pick<ProxyResponse, 'headers' | 'peer'>;
+  /** The peer's workload, from a received response head before `responseDrop` removes anything. */
+  responsePeer(headers: RawHeaders): WorkloadMetadata | undefined;
+  /** The names removed from a response head with the hop-by-hop ones, in the same pass (the hop's own). */
+  readonly responseDrop: DropNames;
   /** The same for received trailers. */
   responseTrailers(trailers: RawHeaders): RawHeaders;
 }
@@ -37,7 +39,8 @@ const CHUNKED: RawHeaders = ['Transfer-Encoding', 'chunked'];
 
 const plainFraming: Http1Framing = {
   addedRequestHeaders: () => NO_HEADERS,
-  response: (headers) => ({ headers }),
+  responsePeer: () => undefined,
+  responseDrop: HOP_BY_HOP_ONLY,
   responseTrailers: (trailers) => trailers,
 };
 
@@ -272,13 +275,15 @@ class UpstreamConnection implements BodyProducer {
     }
     clearTimeout(this.#connectTimer);
     pending.keepAlive = head.keepAlive && !head.upgrade && head.framing !== 'eof';
-    const framed = this.#options.framing.response(endToEnd(head.headers, undefined, head.headers)); // the parser's list, filtered in place
+    const framing = this.#options.framing;
+    const peer = framing.responsePeer(head.headers);
+    const headers = endToEnd(head.headers, framing.responseDrop, head.headers); // the parser's list, filtered in place
     const body =
       head.framing === 'none'
         ? undefined
         : (pending.responseBody = new PushBody(this, head.framing === 'length' ? head.contentLength : undefined));
     // One shape for every response (no spreads): objects of one shape keep the callers' property access monomorphic.
-    pending.resolve({ status: head.status, reason: head.reason || undefined, headers: framed.headers, body, peer: framed.peer, flag: '-' });
+    pending.resolve({ status: head.status, reason: head.reason || undefined, headers, body, peer, flag: '-' });
   }
 
   // The response body's producer: the socket is its source.

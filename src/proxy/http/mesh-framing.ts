@@ -2,7 +2,7 @@ import type { H2ServerFraming } from './h2-downstream.ts';
 import type { H2Framing } from './h2-upstream.ts';
 import type { Http1ServerFraming } from './http1-downstream.ts';
 import type { Http1Framing } from './http1-upstream.ts';
-import { caseOf, get, isMeshHop, MESH_CASE_HEADER, MESH_METADATA_HEADER, MESH_PROTOCOL_HEADER, restoreCase, without, type RawHeaders } from './headers.ts';
+import { caseOf, DropNames, get, isMeshHop, MESH_CASE_HEADER, MESH_HEADERS, MESH_METADATA_HEADER, MESH_PROTOCOL_HEADER, restoreCase, without, type RawHeaders } from './headers.ts';
 import type { WorkloadMetadata } from '../../pipeline/exchange.ts';
 import { decodeMetadata, encodeMetadata } from './peer-metadata.ts';
 
@@ -68,10 +68,8 @@ export function meshHttp1ClientFraming(local: WorkloadMetadata): Http1Framing {
   const added = [MESH_METADATA_HEADER, encodeMetadata(local)];
   return {
     addedRequestHeaders: () => added,
-    response(headers) {
-      const peer = decodeMetadata(get(headers, MESH_METADATA_HEADER));
-      return { headers: without(headers, isMeshHop), peer };
-    },
+    responsePeer: (headers) => decodeMetadata(get(headers, MESH_METADATA_HEADER)),
+    responseDrop: new DropNames(MESH_HEADERS),
     responseTrailers: (trailers) => without(trailers, isMeshHop),
   };
 }
