@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # System tools the network-namespace pods need.
 missing=()
-# (h2load and nghttp come with nghttp2-client: HTTP/2 clients for the L7 tests.)
-for tool in iptables ip6tables ip setpriv curl tcpdump openssl h2load nghttp; do
+# (h2load and nghttp come with nghttp2-client: HTTP/2 clients for the L7 tests; promtool and
+# prometheus with prometheus: the scrape tests.)
+for tool in iptables ip6tables ip setpriv curl tcpdump openssl h2load nghttp promtool prometheus; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
@@ -15,7 +16,7 @@ if ((${#missing[@]})); then
     echo "setup: installing system packages for: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq iptables iproute2 util-linux curl tcpdump openssl nghttp2-client >/dev/null
+    apt-get install -y -qq iptables iproute2 util-linux curl tcpdump openssl nghttp2-client prometheus >/dev/null
   else
     echo "setup: missing ${missing[*]} (needs root and apt-get to install); network-namespace tests will be skipped" >&2
   fi
