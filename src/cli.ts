@@ -19,10 +19,7 @@ Run 'meshlet <command> --help' for a command's options.`;
 
 const commands: Record<string, () => Promise<(argv: string[], env: NodeJS.ProcessEnv) => Promise<number>>> = {
   init: async () => (await import('./iptables/init-command.ts')).initCommand,
-  proxy: async () => {
-    (await import('./proxy/runtime-flags.ts')).restartWithProxyHeap();
-    return (await import('./proxy/command.ts')).proxyCommand;
-  },
+  proxy: async () => (await import('./proxy/command.ts')).proxyCommand,
   wait: async () => (await import('./admin/wait-command.ts')).waitCommand,
   ca: async () => (await import('./tls/ca/command.ts')).caCommand,
   inject: async () => (await import('./inject/command.ts')).injectCommand,

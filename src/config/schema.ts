@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LOG_LEVELS } from '../log.ts';
 import { parseSpiffeId, parseTrustDomain } from '../tls/spiffe.ts';
 import { cidr, duration, initNumber, listenerPort, port, portKey, showValue, wholeNumber } from './fields.ts';
 import { resilienceSchema } from './resilience-schema.ts';
@@ -11,7 +12,6 @@ export { showValue } from './fields.ts';
 // ignored. Every error message shows the bad value and what would be accepted.
 
 /** pino's levels, from the most to the least verbose. */
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 
 const listener = (defaults: { port: number; connectTimeout: string }) => ({
   /** Port the listener binds (dual-stack). */

@@ -2,7 +2,6 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { loadConfig } from './load.ts';
 import type { Config } from './schema.ts';
 
 export interface ConfigWatcherOptions {
@@ -53,9 +52,9 @@ export class ConfigWatcher {
   }
 
   /** Loads the file again whatever its content (SIGHUP); true when the new configuration was taken. */
-  reload(why: string): boolean {
+  async reload(why: string): Promise<boolean> {
     const text = this.#read();
-    return text !== undefined && this.#apply(text, why);
+    return text !== undefined && (await this.#apply(text, why));
   }
 
   #schedule(): void {
@@ -67,13 +66,16 @@ export class ConfigWatcher {
 
   #reloadIfChanged(why: string): void {
     const text = this.#read();
-    if (text !== undefined && text !== this.#text) this.#apply(text, why);
+    if (text !== undefined && text !== this.#text) void this.#apply(text, why);
   }
 
-  #apply(text: string, why: string): boolean {
+  async #apply(text: string, why: string): Promise<boolean> {
     this.#text = text;
     let config: Config;
     try {
+      // Loaded on the first reload only: the proxy starts with an already validated
+      // configuration and does not keep the schema library in memory until then.
+      const { loadConfig } = await import('./load.ts');
       config = loadConfig({ file: this.file, env: this.#options.env });
     } catch (err) {
       this.#options.log.error({ file: this.file, trigger: why, problems: describeError(err).split('\n') }, 'config reload refused; the configuration in force stays');

@@ -1,11 +1,10 @@
 import v8 from 'node:v8';
 import { parseOptions, reportError } from '../args.ts';
-import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { ConfigWatcher } from '../config/watch.ts';
 import { describeError, MeshletError } from '../errors.ts';
 import { createLogger } from '../log.ts';
-import { startProxy } from './proxy.ts';
+import { restartWithProxyHeap, takeHandedOverConfig } from './runtime-flags.ts';
 
 const USAGE = `usage: meshlet proxy [--config FILE]
 
@@ -16,6 +15,7 @@ MESHLET_CONFIG), then MESHLET_* environment variables. See docs/proxy.md.`;
 
 /** `meshlet proxy`; resolves with an exit code only when start-up fails. */
 export async function proxyCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const handedOver = takeHandedOverConfig(env);
   let config;
   let values;
   try {
@@ -24,12 +24,15 @@ export async function proxyCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       process.stdout.write(`${USAGE}\n`);
       return 0;
     }
-    config = loadConfig({ file: values.config ?? env.MESHLET_CONFIG, env });
+    // The schema library is loaded only here: the restarted proxy gets the result.
+    config = handedOver ?? (await import('../config/load.ts')).loadConfig({ file: values.config ?? env.MESHLET_CONFIG, env });
   } catch (err) {
     // Usage and configuration errors: exit 2, one line per problem.
     reportError('proxy', err);
     return err instanceof MeshletError ? 2 : 1;
   }
+  if (!handedOver) restartWithProxyHeap(config);
+  const { startProxy } = await import('./proxy.ts');
   const log = createLogger(config.log.level);
   tuneGarbageCollector();
   let proxy;
@@ -54,7 +57,7 @@ export async function proxyCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   };
   const watcher = file ? new ConfigWatcher(file, { env, log, onConfig }).start() : undefined;
   process.on('SIGHUP', () => {
-    if (watcher) watcher.reload('SIGHUP');
+    if (watcher) void watcher.reload('SIGHUP');
     else log.warn('SIGHUP: no config file (--config, MESHLET_CONFIG) to reload');
   });
   log.info(

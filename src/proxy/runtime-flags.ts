@@ -8,12 +8,33 @@
 // (docs/performance.md). `meshlet proxy` therefore starts over, in the same process (execve keeps the
 // PID, the environment and the open descriptors), with the flag set, unless the user set
 // it already.
+//
+// The first process has already loaded and validated the configuration, so it hands the
+// result over: the proxy that serves then never loads the schema library and the YAML
+// parser (about 10 MiB of heap a sidecar would keep for nothing) until a reload needs them.
+import type { Config } from '../config/schema.ts';
 
 const FLAG = '--max-semi-space-size';
 const SEMI_SPACE_MB = 2;
+/** Not MESHLET_*: those name configuration fields, and an unknown one is an error. */
+const HANDOVER_VARIABLE = '_MESHLET_PROXY_VALIDATED_CONFIG';
 
-export function restartWithProxyHeap(): void {
+/** Starts over with the proxy's heap flags and `config` handed over; returns only when it does not. */
+export function restartWithProxyHeap(config: Config): void {
   const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((arg) => arg.startsWith(FLAG));
   if (given || typeof process.execve !== 'function') return;
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, `${FLAG}=${SEMI_SPACE_MB}`, ...process.argv.slice(1)], process.env);
+  const env = { ...process.env, [HANDOVER_VARIABLE]: JSON.stringify(config) };
+  process.execve(process.execPath, [process.execPath, ...process.execArgv, `${FLAG}=${SEMI_SPACE_MB}`, ...process.argv.slice(1)], env);
+}
+
+/**
+ * The configuration the process before execve validated, if this is the restarted
+ * proxy; the variable is removed so that nothing started later inherits it.
+ */
+export function takeHandedOverConfig(env: NodeJS.ProcessEnv): Config | undefined {
+  const json = env[HANDOVER_VARIABLE];
+  if (json === undefined) return undefined;
+  delete env[HANDOVER_VARIABLE];
+  if (env !== process.env) delete process.env[HANDOVER_VARIABLE];
+  return JSON.parse(json) as Config;
 }

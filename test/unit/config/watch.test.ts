@@ -34,11 +34,11 @@ t.test('a changed file is loaded and handed on; an invalid one is refused with i
   const refused = w.lines.find((l) => l.msg === 'config reload refused; the configuration in force stays')!;
   t.match(JSON.stringify(refused.problems), /resilience\.defaults\.retries\.atempts: unknown field; did you mean attempts\?/);
 
-  t.notOk(w.watcher.reload('SIGHUP'), 'SIGHUP on the same invalid file: refused again');
+  t.notOk(await w.watcher.reload('SIGHUP'), 'SIGHUP on the same invalid file: refused again');
   writeFileSync(w.file, 'resilience:\n  defaults:\n    timeout: 3s\n');
   t.ok(await until(() => w.configs.length === 2));
   t.equal(w.configs[1]!.resilience.defaults.timeout, 3000);
-  t.ok(w.watcher.reload('SIGHUP'), 'SIGHUP reloads an unchanged valid file too');
+  t.ok(await w.watcher.reload('SIGHUP'), 'SIGHUP reloads an unchanged valid file too');
   t.equal(w.configs.length, 3);
 });
 

@@ -100,3 +100,16 @@ t.test('SIGHUP and file changes reload the config; an invalid file is refused an
   proxy.child.kill('SIGTERM');
   t.equal(await proxy.exited, 0);
 });
+
+t.test('the proxy restarts itself with a small young generation and serves the configuration the first process validated', async (t) => {
+  const proxy = start({ ...anyPorts, MESHLET_CONFIG: '', MESHLET_DRAIN_DELAY: '250ms', MESHLET_TCP_IDLE_TIMEOUT: '7m' });
+  const ready = await proxy.ready;
+  t.teardown(() => proxy.child.kill('SIGKILL'));
+  const pid = ready.pid as number;
+  t.equal(pid, proxy.child.pid, 'execve keeps the PID');
+  const { readFileSync } = await import('node:fs');
+  t.ok(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--max-semi-space-size=2'), 'restarted with the heap flag');
+  const dump = (await (await fetch(`http://127.0.0.1:${ready.admin as number}/config_dump`)).json()) as { drain: { delay: number }; tcp: { idleTimeout: number } };
+  t.equal(dump.drain.delay, 250, 'the environment overrides validated before the restart are in force');
+  t.equal(dump.tcp.idleTimeout, 7 * 60_000);
+});
