@@ -230,6 +230,12 @@ export const configSchema = z
         uid: initNumber(wholeNumber('a user id', 0, 4294967294).default(1337)),
         /** The GID they exempt (meshlet init --proxy-gid); the UID when unset, as for init. */
         gid: initNumber(wholeNumber('a group id', 0, 4294967294).optional()),
+        /**
+         * V8's young-generation semi-space, in MiB (node --max-semi-space-size). Small keeps
+         * a sidecar's memory down; HTTP/2-heavy workloads allocate more per request and
+         * scavenge less often with more (docs/performance.md). Applies at start.
+         */
+        semiSpaceSize: wholeNumber('a size in MiB', 1, 64).default(2),
       })
       .prefault({}),
     log: z

@@ -7,7 +7,7 @@
 // request that could be told from noise; HTTP/2 loses about 15 % of its rate
 // (docs/performance.md). `meshlet proxy` therefore starts over, in the same process (execve keeps the
 // PID, the environment and the open descriptors), with the flag set, unless the user set
-// it already.
+// it already. `proxy.semiSpaceSize` sets the size (default 2 MiB).
 //
 // The first process has already loaded and validated the configuration, so it hands the
 // result over: the proxy that serves then never loads the schema library and the YAML
@@ -15,7 +15,6 @@
 import type { Config } from '../config/schema.ts';
 
 const FLAG = '--max-semi-space-size';
-const SEMI_SPACE_MB = 2;
 /** Not MESHLET_*: those name configuration fields, and an unknown one is an error. */
 const HANDOVER_VARIABLE = '_MESHLET_PROXY_VALIDATED_CONFIG';
 
@@ -24,7 +23,7 @@ export function restartWithProxyHeap(config: Config): void {
   const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((arg) => arg.startsWith(FLAG));
   if (given || typeof process.execve !== 'function') return;
   const env = { ...process.env, [HANDOVER_VARIABLE]: JSON.stringify(config) };
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, `${FLAG}=${SEMI_SPACE_MB}`, ...process.argv.slice(1)], env);
+  process.execve(process.execPath, [process.execPath, ...process.execArgv, `${FLAG}=${config.proxy.semiSpaceSize}`, ...process.argv.slice(1)], env);
 }
 
 /**

@@ -102,13 +102,17 @@ t.test('SIGHUP and file changes reload the config; an invalid file is refused an
 });
 
 t.test('the proxy restarts itself with a small young generation and serves the configuration the first process validated', async (t) => {
-  const proxy = start({ ...anyPorts, MESHLET_CONFIG: '', MESHLET_DRAIN_DELAY: '250ms', MESHLET_TCP_IDLE_TIMEOUT: '7m' });
-  const ready = await proxy.ready;
-  t.teardown(() => proxy.child.kill('SIGKILL'));
-  const pid = ready.pid as number;
-  t.equal(pid, proxy.child.pid, 'execve keeps the PID');
-  const { readFileSync } = await import('node:fs');
-  t.ok(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--max-semi-space-size=2'), 'restarted with the heap flag');
+  const cmdline = async (env: NodeJS.ProcessEnv) => {
+    const proxy = start({ ...anyPorts, MESHLET_CONFIG: '', ...env });
+    const ready = await proxy.ready;
+    t.teardown(() => proxy.child.kill('SIGKILL'));
+    t.equal(ready.pid, proxy.child.pid, 'execve keeps the PID');
+    const { readFileSync } = await import('node:fs');
+    return { proxy, ready, argv: readFileSync(`/proc/${proxy.child.pid}/cmdline`, 'utf8').split('\0') };
+  };
+  t.ok((await cmdline({ MESHLET_PROXY_SEMI_SPACE_SIZE: '6' })).argv.includes('--max-semi-space-size=6'), 'proxy.semiSpaceSize sets the flag');
+  const { ready, argv } = await cmdline({ MESHLET_DRAIN_DELAY: '250ms', MESHLET_TCP_IDLE_TIMEOUT: '7m' });
+  t.ok(argv.includes('--max-semi-space-size=2'), 'restarted with the heap flag, 2 MiB by default');
   const dump = (await (await fetch(`http://127.0.0.1:${ready.admin as number}/config_dump`)).json()) as { drain: { delay: number }; tcp: { idleTimeout: number } };
   t.equal(dump.drain.delay, 250, 'the environment overrides validated before the restart are in force');
   t.equal(dump.tcp.idleTimeout, 7 * 60_000);
