@@ -1,9 +1,12 @@
+import jsonpatch from 'fast-json-patch';
 import YAML from 'yaml';
-import { PatchError, tokens, type Operation } from './json-patch.ts';
+import type { Operation } from './json-patch.ts';
 
 // The same JSON patch applied to a YAML document's node tree instead of to plain
 // values, so that everything the patch does not touch keeps its comments, key order
-// and quoting when the document is written out again.
+// and quoting when the document is written out again. fast-json-patch checks the whole
+// patch against the document's values first (RFC 6902: all of it applies or none), so
+// the walk below only meets paths that exist and indices in range.
 
 type Parent = YAML.YAMLMap | YAML.YAMLSeq;
 
@@ -12,53 +15,33 @@ function node(doc: YAML.Document, value: unknown): YAML.Node {
   return doc.createNode(value, { aliasDuplicateObjects: false });
 }
 
-function child(node: unknown, token: string): unknown {
-  if (YAML.isMap(node)) return node.get(token, true);
-  if (YAML.isSeq(node)) return node.items[seqIndex(node, token, false)];
-  throw new PatchError(`'${token}': the parent is not a mapping or sequence`);
-}
-
-function seqIndex(seq: YAML.YAMLSeq, token: string, appending: boolean): number {
-  if (token === '-' && appending) return seq.items.length;
-  if (!/^(0|[1-9]\d*)$/.test(token)) throw new PatchError(`'${token}' is not an array index`);
-  const index = Number(token);
-  if (index > (appending ? seq.items.length : seq.items.length - 1)) throw new PatchError(`index ${index} is out of bounds (length ${seq.items.length})`);
-  return index;
-}
-
+/** Applies `ops` to `doc`, or throws fast-json-patch's JsonPatchError (naming the operation) and leaves `doc` as it was. */
 export function applyToDocument(doc: YAML.Document, ops: readonly Operation[]): void {
-  for (const [i, o] of ops.entries()) {
-    try {
-      applyOne(doc, o);
-    } catch (err) {
-      const why = err instanceof PatchError ? err.message : String(err);
-      throw new PatchError(`operation ${i} (${o.op} ${o.path}): ${why}`);
-    }
-  }
+  // On a throwaway copy of the values. (Not jsonpatch.validate(): it clones the patch
+  // through JSON, which hides values holding undefined.)
+  jsonpatch.applyPatch(doc.toJS({ maxAliasCount: 100 }), ops as Operation[], true, true);
+  for (const o of ops) applyOne(doc, o);
 }
 
 function applyOne(doc: YAML.Document, o: Operation): void {
-  const path = tokens(o.path);
-  if (path.length === 0) throw new PatchError('cannot replace the whole document');
-  let parent: unknown = doc.contents;
-  for (const token of path.slice(0, -1)) {
-    parent = child(parent, token);
-    if (parent === undefined) throw new PatchError(`'${token}' does not exist`);
-  }
-  const last = path.at(-1)!;
-  if (!YAML.isMap(parent) && !YAML.isSeq(parent)) throw new PatchError('the parent is not a mapping or sequence');
-  const target = parent as Parent;
-  if (YAML.isSeq(target)) {
-    const index = seqIndex(target, last, o.op === 'add');
-    if (o.op === 'add') target.items.splice(index, 0, node(doc, o.value));
-    else if (o.op === 'replace') target.items[index] = replaced(doc, target.items[index], o.value);
-    else target.items.splice(index, 1);
+  const path = o.path.split('/').slice(1).map(jsonpatch.unescapePathComponent);
+  const last = path.pop();
+  if (last === undefined) {
+    doc.contents = o.op === 'remove' ? null : node(doc, o.value); // the whole document, as fast-json-patch does
     return;
   }
-  if (o.op !== 'add' && !target.has(last)) throw new PatchError(`'${last}' does not exist`);
-  if (o.op === 'remove') target.delete(last);
-  else if (o.op === 'replace') target.set(last, replaced(doc, target.get(last, true), o.value));
-  else target.set(last, node(doc, o.value));
+  let parent = doc.contents as Parent;
+  for (const token of path) parent = (YAML.isSeq(parent) ? parent.items[Number(token)] : parent.get(token, true)) as Parent;
+  if (YAML.isSeq(parent)) {
+    const index = last === '-' ? parent.items.length : Number(last);
+    if (o.op === 'add') parent.items.splice(index, 0, node(doc, o.value));
+    else if (o.op === 'replace') parent.items[index] = replaced(doc, parent.items[index], o.value);
+    else parent.items.splice(index, 1);
+    return;
+  }
+  if (o.op === 'remove') parent.delete(last);
+  else if (o.op === 'replace') parent.set(last, replaced(doc, parent.get(last, true), o.value));
+  else parent.set(last, node(doc, o.value));
 }
 
 /**

@@ -1,9 +1,9 @@
 import type { Test } from 'tap';
 import { TEMPLATE_PATHS } from '../../../src/inject/workloads.ts';
 
-// What every pod meshlet injected must look like, checked on the output's objects
-// (the part of "valid" that is meshlet's responsibility; no OpenAPI schema validator is
-// installed to check the rest).
+// What every pod meshlet injected must look like, checked on the output's objects: the
+// part of "valid" that is meshlet's responsibility, which the OpenAPI schema
+// (test/helpers/kube-schema.ts) cannot know.
 
 type Obj = Record<string, any>;
 

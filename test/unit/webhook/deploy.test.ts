@@ -4,15 +4,22 @@ import t from 'tap';
 import YAML from 'yaml';
 import { REPO_ROOT } from '../../../src/testbed/netns.ts';
 import { INJECT_LABEL } from '../../../src/webhook/review.ts';
+import { NO_SCHEMA, typeOf, validateObject } from '../../helpers/kube-schema.ts';
 
-// deploy/ holds the webhook's manifests. Without an API server or an OpenAPI schema
-// validator here, this checks that they agree with each other and with the code: the
-// path and port the API server calls, the certificate's names and Secret, the label,
-// and the namespaces that are never sent to the webhook.
+// deploy/ holds the webhook's manifests. Without an API server here, this checks them
+// against the Kubernetes OpenAPI schema, and that they agree with each other and with
+// the code: the path and port the API server calls, the certificate's names and Secret,
+// the label, and the namespaces that are never sent to the webhook.
 
 const objects = (file: string) => YAML.parseAllDocuments(readFileSync(path.join(REPO_ROOT, 'deploy', file), 'utf8')).map((d) => d.toJS());
 const all = [...objects('webhook.yaml'), ...objects('webhook-certificate.yaml')];
 const find = (kind: string) => all.find((o) => o.kind === kind);
+
+t.test('every manifest is valid against the Kubernetes schema', async (t) => {
+  for (const object of all) t.doesNotThrow(() => validateObject(object), `${object.kind} ${object.metadata.name}`);
+  // cert-manager's Issuer and Certificate come with cert-manager's CRDs, not in kubernetes-models.
+  t.same(all.filter((o) => NO_SCHEMA.includes(typeOf(o))).map((o) => o.kind).sort(), ['Certificate', 'Issuer'], 'only the cert-manager objects go unchecked');
+});
 
 t.test('the webhook configuration reaches the server the Deployment runs', async (t) => {
   const config = find('MutatingWebhookConfiguration');

@@ -2,21 +2,23 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
+import jsonpatch from 'fast-json-patch';
 import t from 'tap';
-import { applyPatch, type Operation } from '../../../src/inject/json-patch.ts';
+import type { Operation } from '../../../src/inject/json-patch.ts';
 import type { PodTemplate } from '../../../src/inject/kube.ts';
 import { settingsFromFlags } from '../../../src/inject/settings.ts';
 import { createLogger } from '../../../src/log.ts';
 import { REPO_ROOT } from '../../../src/testbed/netns.ts';
 import { startWebhook } from '../../../src/webhook/server.ts';
 import { workloadName } from '../../../src/webhook/workload-name.ts';
+import { validateObject } from '../../helpers/kube-schema.ts';
 import { checkPod } from '../inject/invariants.ts';
 
 // The webhook over real HTTPS, as the API server calls it: a certificate for the
 // Service's DNS name, the AdmissionReview a ReplicaSet controller's pod creation
-// produces, and the JSON patch in the answer applied to that pod. (No JSON-patch
-// library is installed: the patch is applied with src/inject/json-patch.ts, which the
-// YAML path of `meshlet inject` cross-checks in test/unit/inject/properties.test.ts.)
+// produces, and the JSON patch in the answer applied to that pod with fast-json-patch
+// (as the API server applies it: every operation must apply), the result checked
+// against the Kubernetes OpenAPI schema.
 
 const SERVICE = 'meshlet-webhook.meshlet-system.svc';
 const REVIEW = JSON.parse(readFileSync(path.join(REPO_ROOT, 'test/fixtures/k8s/admission/pod-create.json'), 'utf8'));
@@ -66,7 +68,9 @@ t.test('webhook over HTTPS', async (t) => {
     t.match(reply.body.response.warnings, [/^meshlet: Pod shop\/cart-7c9d8f6b5d-\*: the app's probes now go to the sidecar's \/app-health\/\.\.\. on 15020, which runs them against the app over localhost/], 'kubectl says where the rewritten probes went');
     const ops: Operation[] = JSON.parse(Buffer.from(reply.body.response.patch, 'base64').toString('utf8'));
     t.ok(ops.every((o) => ['add', 'replace', 'remove'].includes(o.op) && o.path.startsWith('/')), 'RFC 6902 operations');
-    const pod = applyPatch(REVIEW.request.object, ops) as PodTemplate;
+    t.same(validateObject(REVIEW.request.object), ['v1/Pod'], 'the pod as the API server sent it is valid');
+    const pod = jsonpatch.applyPatch(structuredClone(REVIEW.request.object), ops, true, false).newDocument as PodTemplate;
+    t.same(validateObject(pod as never), ['v1/Pod'], 'and so is the patched pod');
     checkPod(t, pod, 'native', 'webhook pod');
     const proxy = pod.spec.initContainers!.find((c) => c.name === 'meshlet-proxy')!;
     const env = Object.fromEntries((proxy.env as any[]).map((e) => [e.name, e.value]));
