@@ -34,8 +34,8 @@ flags (inject):
   --mesh-cidrs CIDRS              destinations reached over mTLS (the cluster's pod CIDRs)
   --rewrite-app-probes true|false send the app's probes through 15020 (default: when strict)
   --prometheus true|false         add prometheus.io/* annotations (default true)
-  --proxy-cpu Q, --proxy-memory Q requests (default 200m, 256Mi)
-  --proxy-cpu-limit Q, --proxy-memory-limit Q   limits (default none, 512Mi)`;
+  --proxy-cpu Q, --proxy-memory Q requests (default 200m, 128Mi)
+  --proxy-cpu-limit Q, --proxy-memory-limit Q   limits (default none, 256Mi)`;
 
 export const injectCommand = (argv: string[]) => runManifestCommand('inject', argv);
 export const uninjectCommand = (argv: string[]) => runManifestCommand('uninject', argv);
