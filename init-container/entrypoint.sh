@@ -4,5 +4,4 @@
 # `args: ["--dry-run"]` in a pod spec works too. exec: init's exit code (documented
 # in docs/init.md) becomes the container's, which is what kubectl shows.
 set -eu
-cd /app
-exec node bin/meshlet.js init --validate "$@"
+exec meshlet init --validate "$@"

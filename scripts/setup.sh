@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 # System tools the network-namespace pods need.
 missing=()
 # (h2load and nghttp come with nghttp2-client: HTTP/2 clients for the L7 tests; promtool and
-# prometheus with prometheus: the scrape tests.)
-for tool in iptables ip6tables ip setpriv curl tcpdump openssl h2load nghttp promtool prometheus; do
+# prometheus with prometheus: the scrape tests; podman runs the images that
+# scripts/build-images.sh builds with buildah and debootstrap, which it does not run itself:
+# a build takes minutes, so test/e2e/images.test.ts skips until one is made.)
+for tool in iptables ip6tables ip setpriv curl tcpdump openssl h2load nghttp promtool prometheus podman buildah debootstrap; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
@@ -16,7 +18,7 @@ if ((${#missing[@]})); then
     echo "setup: installing system packages for: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq iptables iproute2 util-linux curl tcpdump openssl nghttp2-client prometheus >/dev/null
+    apt-get install -y -qq iptables iproute2 util-linux curl tcpdump openssl nghttp2-client prometheus buildah podman debootstrap binutils >/dev/null
   else
     echo "setup: missing ${missing[*]} (needs root and apt-get to install); network-namespace tests will be skipped" >&2
   fi
