@@ -125,6 +125,9 @@ if (unavailable) {
     t.equal(JSON.parse(call.stdout).remoteAddress, web.ipv4, "a request from outside reached the app through the image's sidecar");
     const metrics = await scrape(web);
     t.ok(metrics.value('meshlet_tcp_connections_opened_total', { reporter: 'destination' }) > 0, "the sidecar's metrics count it");
+    const rss = Number(/^VmRSS:\s+(\d+) kB$/m.exec((await run(['cat', `/proc/${pid}/status`])).stdout)?.[1]) / 1024;
+    const limit = Number.parseInt(String((sidecar.resources as { limits?: { memory?: string } } | undefined)?.limits?.memory), 10);
+    t.ok(rss > 0 && rss < limit, `the image's sidecar, ${rss.toFixed(0)} MiB RSS, is within inject's default memory limit (${limit} MiB)`);
     await running.close();
     t.equal((await run(podman(['ps', '--all', '--quiet', '--filter', `name=${web.netns}`]))).stdout.trim(), '', 'no container left behind');
   });
