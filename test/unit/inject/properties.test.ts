@@ -72,8 +72,11 @@ const template: fc.Arbitrary<PodTemplate> = fc
 const settings = fc.record({ mode: fc.constantFrom('native', 'classic'), mtls: fc.constantFrom('permissive', 'strict') }).map(({ mode, mtls }) => settingsFromFlags({ 'sidecar-mode': mode, mtls }));
 
 t.test('JSON pointers: fast-json-patch reads any keys we escape as those keys', async () => {
+  // Except __proto__, which it refuses (no Kubernetes name or annotation key can be one).
+  t.throws(() => applyPatch({}, [{ op: 'add', path: pointer('', '__proto__'), value: {} }]), TypeError);
+  const key = fc.string().filter((k) => k !== '__proto__');
   fc.assert(
-    fc.property(fc.uniqueArray(fc.string().filter((k) => k !== '__proto__')), fc.string(), (keys, inner) => {
+    fc.property(fc.uniqueArray(key), key, (keys, inner) => {
       const nested = applyPatch({ a: {} as Record<string, unknown> }, [{ op: 'add', path: pointer('/a', inner), value: 1 }]);
       const flat = applyPatch({} as Record<string, unknown>, keys.map((k) => ({ op: 'add' as const, path: pointer('', k), value: k })));
       t.same(nested.a, { [inner]: 1 });
