@@ -8,6 +8,7 @@ import { IdentityStore } from '../../src/testbed/identities.ts';
 import { scrape } from '../../src/testbed/metrics.ts';
 import { REPO_ROOT, Testbed, testbedUnavailable, type Pod } from '../../src/testbed/netns.ts';
 import { runPod } from '../helpers/kubelet.ts';
+import { eventually } from './l7-common.ts';
 import { IMAGES, podman, podmanUnavailable, runArgs } from '../helpers/podman.ts';
 
 // The images scripts/build-images.sh builds (meshlet-init, meshlet-proxy), run with
@@ -120,7 +121,10 @@ if (unavailable) {
     for (const [what, probe] of [['readiness', sidecar.readinessProbe], ['liveness', sidecar.livenessProbe]] as const) {
       t.equal(await running.probe(probe!), 200, `the sidecar's ${what} probe answers from outside the pod`);
     }
-    t.equal(await running.probe(template.spec.containers[0]!.readinessProbe!), 200, "the app's readiness probe passes through the sidecar");
+    // The app has no startup probe: kubelet, too, waits for its readiness before sending it traffic.
+    let last: number | string = '';
+    const ready = await eventually(async () => (last = await running.probe(template.spec.containers[0]!.readinessProbe!)) === 200, 'app readiness', 20_000);
+    t.ok(ready, `the app's readiness probe passes through the sidecar (last: ${last})`);
     const call = await node.runOk(['curl', '-s', '--max-time', '5', `http://${web.ipv4}:8080/hello`]);
     t.equal(JSON.parse(call.stdout).remoteAddress, web.ipv4, "a request from outside reached the app through the image's sidecar");
     const metrics = await scrape(web);
