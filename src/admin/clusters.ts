@@ -35,18 +35,20 @@ export interface ClusterEntry extends DestinationSnapshot {
   readonly protocol: string;
   readonly mtls: boolean;
   /**
-   * The circuit breaker's state for this destination. Breakers are not built yet
-   * (the resilience work); null until they are.
+   * The state of the destination's circuit breaker (`closed`, `open`, `half_open`); null
+   * when its policy has none (the default) or it has had no request since the last reload.
    */
   readonly breaker: string | null;
 }
 
 /** Every destination of every pool, sorted by pool then destination (stable output to diff). */
-export function clusterEntries(pools: readonly NamedPool[]): ClusterEntry[] {
+export function clusterEntries(pools: readonly NamedPool[], breakers: ReadonlyMap<string, string> = new Map()): ClusterEntry[] {
   const entries: ClusterEntry[] = [];
   for (const pool of pools) {
     for (const d of pool.source.snapshot()) {
-      entries.push({ pool: pool.name, direction: pool.direction, protocol: pool.protocol, mtls: pool.mtls, ...d, breaker: null });
+      // Breakers are outbound only (the inbound side talks to its own app).
+      const breaker = pool.direction === 'outbound' ? (breakers.get(d.destination) ?? null) : null;
+      entries.push({ pool: pool.name, direction: pool.direction, protocol: pool.protocol, mtls: pool.mtls, ...d, breaker });
     }
   }
   return entries.sort((a, b) => (a.pool === b.pool ? a.destination.localeCompare(b.destination) : a.pool.localeCompare(b.pool)));

@@ -23,6 +23,10 @@ export const RETRY_ON = [
 ] as const;
 export type RetryOn = (typeof RETRY_ON)[number];
 
+/** What a circuit breaker counts as a failure of its destination (docs/resilience.md). */
+export const BREAKER_FAILURE_ON = ['connect-failure', 'reset', 'timeout', '5xx', 'gateway-error'] as const;
+export type BreakerFailureOn = (typeof BREAKER_FAILURE_ON)[number];
+
 const percent = z
   .number({ error: (issue) => `expected a percentage (0–100), got ${showValue(issue.input)}` })
   .refine((n) => n >= 0 && n <= 100, { error: (issue) => `${showValue(issue.input)} is out of range 0–100` });
@@ -79,6 +83,23 @@ const policyOverride = {
       maxPendingRequests: count('a number of requests').optional(),
       /** Retries in flight to the destination (0: no limit); beyond, the failure is answered as it is. */
       maxConcurrentRetries: count('a number of retries').optional(),
+    })
+    .optional(),
+  circuitBreaker: z
+    .strictObject({
+      /** Opens after this many failures in a row (0: not by count). */
+      consecutiveFailures: count('a number of failures').optional(),
+      /** Opens when more than this percentage of the window's requests failed (0: not by rate). */
+      errorPercent: percent.optional(),
+      /** The rolling window errorPercent is measured over. */
+      window: duration.optional(),
+      /** Requests the window must hold before errorPercent can open the breaker. */
+      minRequests: count('a number of requests').optional(),
+      /** What counts as a failure. */
+      failureOn: z.array(z.enum(BREAKER_FAILURE_ON)).min(1).optional(),
+      /** How long it stays open before one probe may go; doubled each time a probe fails, up to maxOpenDuration. */
+      openDuration: duration.optional(),
+      maxOpenDuration: duration.optional(),
     })
     .optional(),
   fault: z
@@ -159,6 +180,17 @@ export const resilienceSchema = z
             maxConcurrentRequests: count('a number of requests').default(0),
             maxPendingRequests: count('a number of requests').default(1024),
             maxConcurrentRetries: count('a number of retries').default(0),
+          })
+          .prefault({}),
+        circuitBreaker: z
+          .strictObject({
+            consecutiveFailures: count('a number of failures').default(0),
+            errorPercent: percent.default(0),
+            window: duration.prefault('10s'),
+            minRequests: count('a number of requests').default(20),
+            failureOn: z.array(z.enum(BREAKER_FAILURE_ON)).min(1).default(['connect-failure', 'reset', 'timeout', '5xx']),
+            openDuration: duration.prefault('5s'),
+            maxOpenDuration: duration.prefault('60s'),
           })
           .prefault({}),
         fault: policyOverride.fault.default({}),

@@ -7,6 +7,7 @@
  */
 export class RequestAbort {
   #aborted = false;
+  #deadline = false;
   /** The usual single listener, kept without any allocation. */
   #listener: (() => void) | undefined;
   #more: Array<() => void> | undefined;
@@ -14,6 +15,11 @@ export class RequestAbort {
 
   get aborted(): boolean {
     return this.#aborted;
+  }
+
+  /** Aborted because a deadline of the proxy's expired, not because the client went away (a circuit breaker counts the one, not the other). */
+  get deadlineExpired(): boolean {
+    return this.#deadline;
   }
 
   /** An AbortSignal that follows this abort. */
@@ -40,9 +46,10 @@ export class RequestAbort {
     }
   }
 
-  abort(): void {
+  abort(deadlineExpired = false): void {
     if (this.#aborted) return;
     this.#aborted = true;
+    this.#deadline = deadlineExpired;
     const first = this.#listener;
     const more = this.#more;
     this.#listener = undefined;

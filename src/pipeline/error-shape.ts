@@ -25,6 +25,8 @@ const SHAPES: Partial<Record<ErrorCode, ErrorShape>> = {
   MESHLET_ERR_REQUEST_HEADERS_TIMEOUT: { cause: 'request_header_timeout', status: 408, flag: 'DPE', grpc: 4 },
   // A limit of the destination's (or the inbound port's) policy was full: shed, not queued without end.
   MESHLET_ERR_OVERFLOW: { cause: 'overflow', status: 503, flag: 'UO', grpc: 14 },
+  // The destination's circuit breaker is open: nothing was sent. UO as in Envoy, with its own cause.
+  MESHLET_ERR_CIRCUIT_OPEN: { cause: 'circuit_open', status: 503, flag: 'UO', grpc: 14 },
   // The inbound port's local rate limit; the answer carries Retry-After. RESOURCE_EXHAUSTED, as Envoy's.
   MESHLET_ERR_RATE_LIMITED: { cause: 'rate_limited', status: 429, flag: 'RL', grpc: 8 },
 };

@@ -36,14 +36,14 @@ export interface AdminParts {
   drain: Drain;
   drainAndStop: (reason: string) => unknown;
   quit: () => void;
-  /** Per-destination resilience state (policy, retry budget, limits). */
+  /** Per-destination resilience state (policy, retry budget, limits, circuit breaker). */
   resilience: ResilienceStateView;
 }
 
 export function adminControls(o: AdminParts): AdminControls {
   return {
     configDump: () => redact(o.config),
-    clusters: () => clusterEntries(o.parts.pools),
+    clusters: () => clusterEntries(o.parts.pools, o.resilience.breakerStates()),
     resilience: () => o.resilience.targets(),
     certs: () => (o.watcher ? identityView(o.watcher.current, new Date()) : undefined),
     logLevel: () => o.log.level,

@@ -10,6 +10,7 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import { createTelemetry } from '../telemetry/telemetry.ts';
 import { createResilienceMetrics } from '../telemetry/resilience-metrics.ts';
+import { withBreakerLog } from '../resilience/events.ts';
 import { policyTable, ResilienceRuntime } from '../resilience/runtime.ts';
 import { IdentityWatcher } from '../tls/identity-watcher.ts';
 import { StaticPeers } from '../tls/mesh-peers.ts';
@@ -66,7 +67,7 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
     collectDefaultMetrics({ register: registry });
     // What needs a restart is compared with what the proxy started with, which stays in force.
     const started = config;
-    const resilience = ResilienceRuntime.fromConfig(config, createResilienceMetrics(registry, config.metrics.prefix));
+    const resilience = ResilienceRuntime.fromConfig(config, withBreakerLog(createResilienceMetrics(registry, config.metrics.prefix), log));
     const watcher = startIdentity(config, log, registry);
     if (watcher) opened.push(() => watcher.close());
     const telemetry = createTelemetry(registry, config, log, watcher?.current.spiffeId);

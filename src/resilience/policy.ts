@@ -1,5 +1,5 @@
 import net from 'node:net';
-import type { DestinationConfig, InboundPortConfig, ResilienceConfig, RetryOn } from '../config/resilience-schema.ts';
+import type { BreakerFailureOn, DestinationConfig, InboundPortConfig, ResilienceConfig, RetryOn } from '../config/resilience-schema.ts';
 import type { OrigDst } from '../net/addresses.ts';
 
 // The resilience configuration turned into what the layers read: one frozen Policy per
@@ -37,6 +37,18 @@ export interface LimitsPolicy {
   readonly maxConcurrentRetries: number;
 }
 
+export interface BreakerPolicy {
+  /** Opens after this many failures in a row; 0: not by count. */
+  readonly consecutiveFailures: number;
+  /** Opens when more than this percentage of the window's requests failed; 0: not by rate. */
+  readonly errorPercent: number;
+  readonly windowMs: number;
+  readonly minRequests: number;
+  readonly failureOn: ReadonlySet<BreakerFailureOn>;
+  readonly openMs: number;
+  readonly maxOpenMs: number;
+}
+
 export interface Policy {
   /** `default`, or the destination entry's name (`destinations[i]` when it has none); a metric label. */
   readonly name: string;
@@ -48,6 +60,8 @@ export interface Policy {
   readonly limits: LimitsPolicy;
   /** Undefined when no fault is injected (the default). */
   readonly fault: FaultPolicy | undefined;
+  /** Undefined when the destination has no circuit breaker (the default: neither threshold set). */
+  readonly breaker: BreakerPolicy | undefined;
 }
 
 export interface InboundPortPolicy {
@@ -67,6 +81,7 @@ function policyOf(name: string, d: Defaults, o: Override, connectTimeoutMs: numb
   const retryOn = new Set(r.retryOn);
   const fault = { ...d.fault, ...o.fault };
   const limits = { ...d.limits, ...o.limits };
+  const cb = { ...d.circuitBreaker, ...o.circuitBreaker };
   return Object.freeze({
     name,
     timeoutMs: o.timeout ?? d.timeout,
@@ -90,6 +105,19 @@ function policyOf(name: string, d: Defaults, o: Override, connectTimeoutMs: numb
             abort: fault.abort?.percent ? { percent: fault.abort.percent, status: fault.abort.status ?? 503, grpcStatus: fault.abort.grpcStatus ?? 14 } : undefined,
           })
         : undefined,
+    breaker:
+      cb.consecutiveFailures > 0 || cb.errorPercent > 0
+        ? Object.freeze({
+            consecutiveFailures: cb.consecutiveFailures,
+            errorPercent: cb.errorPercent,
+            // At least a second, so each of its ten buckets spans 100 ms or more.
+            windowMs: Math.max(1000, cb.window),
+            minRequests: cb.minRequests,
+            failureOn: new Set(cb.failureOn),
+            openMs: Math.max(1, cb.openDuration),
+            maxOpenMs: Math.max(cb.maxOpenDuration, cb.openDuration, 1),
+          })
+        : undefined,
   });
 }
 
@@ -101,6 +129,7 @@ export function isInert(p: Policy, baseConnectTimeoutMs: number): boolean {
     p.retries.attempts === 1 &&
     p.limits.maxConcurrentRequests === 0 &&
     p.fault === undefined &&
+    p.breaker === undefined &&
     p.connectTimeoutMs === baseConnectTimeoutMs
   );
 }

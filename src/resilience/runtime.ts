@@ -1,6 +1,7 @@
 import { compose, type Handler, type Layer } from '../pipeline/compose.ts';
 import type { AcceptedConnection, Direction } from '../pipeline/connection.ts';
 import { backoffMs } from './backoff.ts';
+import { Breakers, type EndpointBreaker } from './breaker.ts';
 import { RetryBudget } from './budget.ts';
 import type { ProxyRequest, ProxyResponse } from '../pipeline/exchange.ts';
 import { systemClock, type Clock } from './clock.ts';
@@ -14,11 +15,14 @@ export interface ConnectPolicy {
   /** After `failed` attempts: the wait before another, or undefined for none. */
   readonly retryConnect: ((failed: number) => number | undefined) | undefined;
   readonly budget: RetryBudget | undefined;
+  /** The destination's circuit breaker, shared with its HTTP requests; undefined when its policy has none. */
+  readonly breaker: EndpointBreaker | undefined;
 }
 
-function connectPolicyOf(target: Target, clock: Clock): ConnectPolicy {
+function connectPolicyOf(target: Target, clock: Clock, breakers: Breakers): ConnectPolicy {
   const { connectTimeoutMs, retries } = target.policy;
-  if (retries.attempts <= 1) return { connectTimeoutMs, retryConnect: undefined, budget: undefined };
+  const breaker = breakers.forTarget(target);
+  if (retries.attempts <= 1) return { connectTimeoutMs, retryConnect: undefined, budget: undefined, breaker };
   const budget = new RetryBudget(retries.budget, clock);
   target.state.set('budget', budget);
   const events = target.events;
@@ -27,7 +31,7 @@ function connectPolicyOf(target: Target, clock: Clock): ConnectPolicy {
     events.retry('connect-failure', outcome);
     return outcome === 'sent' ? backoffMs(failed, retries.backoffBaseMs, retries.backoffMaxMs, clock.random()) : undefined;
   };
-  return { connectTimeoutMs, retryConnect, budget };
+  return { connectTimeoutMs, retryConnect, budget, breaker };
 }
 
 export function policyTable(config: Config): PolicyTable {
@@ -49,11 +53,13 @@ export class ResilienceRuntime implements ResilienceStateView {
   readonly #views: Array<() => TargetSnapshot[]> = [() => this.#connectTargets?.targets() ?? []];
   #connectTable: PolicyTable | undefined;
   #connectTargets: Targets<ConnectPolicy> | undefined;
+  #breakers: Breakers;
 
   constructor(table: PolicyTable, events: ResilienceEvents, clock: Clock = systemClock) {
     this.#table = table;
     this.events = events;
     this.clock = clock;
+    this.#breakers = new Breakers(clock);
     this.inboundEvents = events.forTarget('inbound', 'inbound');
   }
 
@@ -68,6 +74,26 @@ export class ResilienceRuntime implements ResilienceStateView {
 
   update(table: PolicyTable): void {
     this.#table = table;
+    // Fresh breakers for the new policies, as budgets and counters are fresh; the old ones
+    // stop counting in the metrics (requests under way may still report to them).
+    this.#breakers.dispose();
+    this.#breakers = new Breakers(this.clock);
+  }
+
+  /** The circuit breakers of the policies in force: one per destination, shared by its HTTP and TCP paths. */
+  get breakers(): Breakers {
+    return this.#breakers;
+  }
+
+  /** host:port → its breaker's state, for /clusters (the worst when policies differ for one destination). */
+  breakerStates(): ReadonlyMap<string, string> {
+    const rank = { closed: 0, half_open: 1, open: 2 } as const;
+    const out = new Map<string, 'closed' | 'half_open' | 'open'>();
+    for (const [destination, breaker] of this.#breakers.entries()) {
+      const seen = out.get(destination);
+      if (seen === undefined || rank[breaker.state] > rank[seen]) out.set(destination, breaker.state);
+    }
+    return out;
   }
 
   /**
@@ -108,7 +134,7 @@ export class ResilienceRuntime implements ResilienceStateView {
     const current = this.#table;
     if (current !== this.#connectTable) {
       this.#connectTable = current;
-      const targets = new Targets(current, conn.direction, (target) => connectPolicyOf(target, this.clock), this.events);
+      const targets = new Targets(current, conn.direction, (target) => connectPolicyOf(target, this.clock, this.#breakers), this.events);
       this.#connectTargets = targets;
     }
     const policy = this.#connectTargets!.forConnection(conn, undefined);

@@ -6,7 +6,7 @@ import type { Policy, PolicyTable } from './policy.ts';
 // Per-destination state and the stacks built for it: a target is one destination (the
 // original destination address and port) under one policy. Its handler is built once,
 // when its first request arrives, and kept; what the layers keep per destination (the
-// retry budget, the limits' counters, and later the circuit breaker) lives on it.
+// retry budget, the limits' counters, the circuit breaker) lives on it.
 
 /** What a layer keeps per destination, read by the admin server's /clusters. */
 export interface TargetStateView {
@@ -19,7 +19,7 @@ export interface Target {
   readonly policy: Policy;
   readonly dst: OrigDst;
   readonly events: TargetEvents;
-  /** State the layers register by name ('budget', 'limits'); 'breaker' is kept for the circuit breaker (not built: opossum is not installed). */
+  /** State the layers register by name ('budget', 'limits', 'retries', 'breaker'). */
   readonly state: Map<string, TargetStateView>;
 }
 
@@ -34,6 +34,8 @@ export interface TargetSnapshot {
 /** What the admin server reads: per-destination state, read-only. */
 export interface ResilienceStateView {
   targets(): TargetSnapshot[];
+  /** host:port → the state of its circuit breaker, for the destinations that have one. */
+  breakerStates(): ReadonlyMap<string, string>;
 }
 
 interface Memo<H> {

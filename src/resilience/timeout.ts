@@ -31,7 +31,8 @@ export function parseGrpcTimeout(value: string | undefined): number | undefined 
  */
 export function withDeadline(req: ProxyRequest, ms: number, next: Handler<ProxyRequest, ProxyResponse>, clock: Clock, expired: () => MeshletError): Promise<ProxyResponse> {
   const abort = new RequestAbort();
-  req.abort.on(() => abort.abort());
+  const outer = req.abort;
+  outer.on(() => abort.abort(outer.deadlineExpired));
   const inner: ProxyRequest = { ...req, abort };
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -39,7 +40,7 @@ export function withDeadline(req: ProxyRequest, ms: number, next: Handler<ProxyR
       if (settled) return;
       settled = true;
       reject(expired());
-      abort.abort();
+      abort.abort(true);
     });
     next(inner).then(
       (res) => {

@@ -21,6 +21,7 @@ import type { StackDeps } from '../stack-deps.ts';
 import { meshHttp1Connector, mtlsConnector, plainConnector, type Connector } from '../tcp/connectors.ts';
 import { forwardTcp } from '../tcp/forward.ts';
 import { meshRouteLayer } from './mesh-route-layer.ts';
+import { breakerLayer } from '../../resilience/breaker.ts';
 import { faultLayer } from '../../resilience/fault.ts';
 import { destinationLimitLayer } from '../../resilience/limits.ts';
 import { retryLayer } from '../../resilience/retry.ts';
@@ -52,9 +53,10 @@ export function outboundStack(deps: StackDeps): Handler<AcceptedConnection, Conn
     (conn) => {
       if (conn.protocol === 'http1') return http1.serve(conn);
       if (conn.protocol === 'h2') return h2.serve(conn, appH2);
-      // The destination's policy: its connect timeout, and connect retries within its attempts and budget.
-      const { connectTimeoutMs, retryConnect } = deps.resilience.connectPolicy(conn);
-      return forwardTcp(conn, { connectTimeoutMs, idleTimeoutMs: config.tcp.idleTimeout, retryConnect }, connectorFor(conn));
+      // The destination's policy: its connect timeout, connect retries within its attempts
+      // and budget, and its circuit breaker (counting connect failures; open: reset, UO).
+      const { connectTimeoutMs, retryConnect, breaker } = deps.resilience.connectPolicy(conn);
+      return forwardTcp(conn, { connectTimeoutMs, idleTimeoutMs: config.tcp.idleTimeout, retryConnect, breaker }, connectorFor(conn));
     },
   );
 }
@@ -92,12 +94,18 @@ function outboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse>
       exchangeLayer([httpMetricsSink(deps.httpMetrics, 'outbound', deps.workload), requestLogSink(deps.accessLog)]),
       // Per destination (the first of resilience.destinations that matches, else
       // resilience.defaults), built once per destination: fault injection, the whole
-      // request's deadline, the destination's limits, then retries with their budget and
-      // per-try deadline. A circuit breaker per endpoint would go innermost, around the
-      // upstream call (Target.state 'breaker'): not built, its library (opossum) is missing.
+      // request's deadline, the destination's limits, retries with their budget and per-try
+      // deadline, then the destination's circuit breaker around the upstream call (each try
+      // counts; an open breaker answers 503 UO and nothing goes upstream).
       deps.resilience.requestLayer(
         'outbound',
-        (target) => [faultLayer(target, clock), timeoutLayer(target, clock), destinationLimitLayer(target), retryLayer(target, clock)],
+        (target) => [
+          faultLayer(target, clock),
+          timeoutLayer(target, clock),
+          destinationLimitLayer(target),
+          retryLayer(target, clock),
+          breakerLayer(target, deps.resilience.breakers),
+        ],
         // The destination's connect timeout, when its policy sets one of its own.
         (target, next) => (target.policy.connectTimeoutMs === config.outbound.connectTimeout ? next : (req) => send(req, target.policy.connectTimeoutMs)),
       ),

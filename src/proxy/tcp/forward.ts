@@ -1,5 +1,6 @@
 import net from 'node:net';
 import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
+import type { BreakerTicket } from '../../resilience/breaker.ts';
 import { isMtlsHandshakeFailure, plainConnector, type Connector } from './connectors.ts';
 
 export interface TcpForwardOptions {
@@ -7,6 +8,8 @@ export interface TcpForwardOptions {
   idleTimeoutMs: number;
   /** Another connect attempt after a failed one (nothing of the client's was sent yet): the wait before it, or undefined for none. */
   retryConnect?: (failedAttempts: number) => number | undefined;
+  /** The destination's circuit breaker: each connect attempt is admitted by it (or refused: reset, flag UO) and reports to it. */
+  breaker?: { admit(): BreakerTicket | undefined } | undefined;
 }
 
 // Errors on connect() that mean "nobody is there": the app, connecting directly, would
@@ -25,7 +28,8 @@ export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions,
     let reason: string | undefined;
     let connected = false;
     let pending = 2;
-    let upstream: net.Socket;
+    let upstream: net.Socket | undefined;
+    let ticket: BreakerTicket | undefined;
     let connectTimer: NodeJS.Timeout | undefined;
     let retryTimer: NodeJS.Timeout | undefined;
     let attempts = 0;
@@ -53,12 +57,17 @@ export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions,
         retryTimer = undefined;
         closed();
       } else {
-        upstream.destroy();
+        ticket?.report('ignored');
+        ticket = undefined;
+        upstream?.destroy();
       }
     });
 
     /** A connect attempt failed before any byte went: another one when the policy allows, else the client is told. */
     const connectFailed = (socket: net.Socket, f: ResponseFlag, why: string, refusal: boolean) => {
+      // Every way a connection is not made is a connect failure to the breaker, as on the HTTP path.
+      ticket?.report('connect-failure');
+      ticket = undefined;
       const wait = why === 'mtls_handshake' || client.destroyed ? undefined : options.retryConnect?.(attempts);
       if (wait !== undefined) {
         socket.removeListener('close', closed);
@@ -79,6 +88,14 @@ export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions,
 
     const attempt = () => {
       attempts++;
+      ticket = options.breaker?.admit();
+      if (options.breaker && ticket === undefined) {
+        // The breaker is open: nothing is sent, and the app sees what a refusal would show.
+        end('UO', 'circuit_open');
+        closed(); // no upstream socket this time: its side is done
+        reset(client);
+        return;
+      }
       const made = connect(conn.origDst);
       const socket = (upstream = made.socket);
       socket.once('close', closed);
@@ -90,6 +107,8 @@ export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions,
         if (socket.destroyed) return;
         connected = true;
         clearTimeout(connectTimer);
+        ticket?.report('success');
+        ticket = undefined;
         socket.setTimeout(options.idleTimeoutMs);
         client.setTimeout(options.idleTimeoutMs);
         client.pipe(socket);
@@ -112,7 +131,7 @@ export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions,
 
     client.on('error', (err: NodeJS.ErrnoException) => {
       end('DC', `downstream_${(err.code ?? 'error').toLowerCase()}`);
-      if (!upstream.destroyed) reset(upstream);
+      if (upstream && !upstream.destroyed) reset(upstream);
     });
 
     // Any byte in either direction passes through both sockets, so each socket's own
@@ -120,7 +139,7 @@ export function forwardTcp(conn: AcceptedConnection, options: TcpForwardOptions,
     const idle = () => {
       end('-', 'idle_timeout');
       client.destroy();
-      upstream.destroy();
+      upstream?.destroy();
     };
     client.on('timeout', idle);
     attempt();

@@ -17,6 +17,8 @@ export function recorder(): { events: TargetEvents; seen: Recorded } {
       timeout: (kind) => seen.push(`timeout ${kind}`),
       fault: (kind) => seen.push(`fault ${kind}`),
       rateLimited: () => seen.push('rate_limited'),
+      breaker: (from, to) => seen.push(`breaker ${from ?? 'new'} -> ${to ?? 'gone'}`),
+      breakerRejected: () => seen.push('breaker rejected'),
     },
   };
 }
