@@ -7,7 +7,8 @@ import { curl, header, scratch, tail } from './l7-common.ts';
 
 // Resilience policies in the real `meshlet proxy`, configured by its environment, in pod a
 // (meshlet init + proxy); a misbehaving app in pod b: 503 twice per path then 200 on one
-// port, never an answer on another. What the app logged is what reached it.
+// port, never an answer on another, three 503s then 200s on a third. What the app logged
+// is what reached it.
 
 const skip = testbedUnavailable();
 if (skip) {
@@ -26,6 +27,11 @@ http.createServer((req, res) => {
   req.on('end', () => (n <= 2 ? res.writeHead(503).end('busy') : res.writeHead(200).end('ok')));
 }).listen(8081, () => console.log('{"listening":8081}'));
 http.createServer((req) => console.log(JSON.stringify({ seen: req.method, url: req.url, hung: true }))).listen(8082, () => console.log('{"listening":8082}'));
+let down = 3;
+http.createServer((req, res) => {
+  console.log(JSON.stringify({ seen: req.method, url: req.url, port: 8083 }));
+  down > 0 ? (down--, res.writeHead(503).end('down')) : res.writeHead(200).end('up');
+}).listen(8083, () => console.log('{"listening":8083}'));
 `;
 
 t.test('retries, the POST rule and timeouts through a real sidecar: a (meshlet) → b (misbehaving app)', async (t) => {
@@ -65,4 +71,54 @@ t.test('retries, the POST rule and timeouts through a real sidecar: a (meshlet) 
   const metrics = await scrape(a);
   t.equal(metrics.value('meshlet_upstream_retries_total', { policy: 'flaky', reason: 'status', outcome: 'sent' }), 2);
   t.equal(metrics.value('meshlet_upstream_timeouts_total', { policy: 'hang', kind: 'total' }), 1);
+});
+
+t.test('a circuit breaker in a real sidecar: opens after three 503s, answers 503 UO circuit_open without b seeing traffic, closes after a successful probe', async (t) => {
+  const tmp = scratch();
+  t.teardown(tmp.remove);
+  const tb = await Testbed.create(['a', 'b']);
+  t.teardown(() => tb.destroy());
+  const [a, b] = [tb.pod('a'), tb.pod('b')];
+  const script = path.join(tmp.dir, 'flaky-app.mjs');
+  writeFileSync(script, APP, { mode: 0o644 });
+
+  t.equal((await a.init()).code, 0, 'init in a');
+  const proxy = await a.startProxy({
+    MESHLET_RESILIENCE_DESTINATIONS: `[{name: breaker, match: {ports: [8083]}, retries: {attempts: 1}, circuitBreaker: {consecutiveFailures: 3, openDuration: 1s}}]`,
+  });
+  t.teardown(() => {
+    if (!t.passing()) t.comment(`a's proxy, last lines:\n${tail(proxy)}`);
+  });
+  const app = b.node([script], { uid: APP_UID });
+  await app.waitForLine(/"listening":8083/);
+  const seen = () => app.output().stdout.split('\n').filter((l) => l.includes('"port":8083')).length;
+  const url = `http://${b.ipv4}:8083/x`;
+
+  for (let i = 0; i < 3; i++) t.equal((await curl(a, tmp.dir, [url])).body.toString(), 'down', "b's own 503");
+  for (let i = 0; i < 3; i++) {
+    const open = await curl(a, tmp.dir, [url]);
+    t.equal(open.status, 503);
+    t.equal(header(open.headers, 'meshlet-error'), 'circuit_open', 'answered by the open breaker');
+  }
+  t.equal(seen(), 3, 'b saw only the three that failed');
+  const clusters = await a.run(['curl', '-sS', '--max-time', '5', 'http://127.0.0.1:15000/clusters'], { uid: APP_UID });
+  const dump = JSON.parse(clusters.stdout) as { clusters: Array<{ destination: string; breaker: string | null }> };
+  t.equal(dump.clusters.find((c) => c.destination === `${b.ipv4}:8083`)?.breaker, 'open', '/clusters shows the open breaker');
+  t.match(proxy.output().stdout, /circuit breaker opened/, 'and the log says so');
+
+  // After openDuration one request is let through as the probe; b answers it 200, which closes the breaker.
+  let probe = await curl(a, tmp.dir, [url]);
+  while (header(probe.headers, 'meshlet-error') === 'circuit_open') {
+    await new Promise((r) => setTimeout(r, 200));
+    probe = await curl(a, tmp.dir, [url]);
+  }
+  t.equal(probe.status, 200, 'the probe reached b');
+  t.equal((await curl(a, tmp.dir, [url])).status, 200, 'closed: requests flow again');
+  t.equal(seen(), 5);
+
+  const metrics = await scrape(a);
+  t.equal(metrics.value('meshlet_circuit_breaker_transitions_total', { policy: 'breaker', state: 'open' }), 1);
+  t.equal(metrics.value('meshlet_circuit_breaker_transitions_total', { policy: 'breaker', state: 'closed' }), 1);
+  t.ok(metrics.value('meshlet_circuit_breaker_rejections_total', { policy: 'breaker' }) >= 3, 'the refused requests were counted');
+  t.equal(metrics.value('meshlet_circuit_breakers', { policy: 'breaker', state: 'closed' }), 1);
 });

@@ -14,6 +14,7 @@ import { outboundStack } from '../../../src/proxy/outbound/stack.ts';
 import type { Handler } from '../../../src/pipeline/compose.ts';
 import { createTelemetry } from '../../../src/telemetry/telemetry.ts';
 import { createResilienceMetrics } from '../../../src/telemetry/resilience-metrics.ts';
+import { withBreakerLog } from '../../../src/resilience/events.ts';
 import { ResilienceRuntime } from '../../../src/resilience/runtime.ts';
 import { Scrape } from '../../../src/testbed/metrics.ts';
 import { loadIdentity, type Identity } from '../../../src/tls/identity.ts';
@@ -67,7 +68,7 @@ export async function sidecar(
     identity,
     peers: { lookup: () => (typeof options.peer === 'function' ? options.peer() : options.peer) },
     parts: newStackParts(),
-    resilience: ResilienceRuntime.fromConfig(config, createResilienceMetrics(registry, config.metrics.prefix)),
+    resilience: ResilienceRuntime.fromConfig(config, withBreakerLog(createResilienceMetrics(registry, config.metrics.prefix), log)),
   };
   const stack: Handler<AcceptedConnection, ConnectionOutcome> = direction === 'outbound' ? outboundStack(deps) : inboundStack(deps);
   const outcomes: Promise<ConnectionOutcome>[] = [];

@@ -1,4 +1,4 @@
-import type net from 'node:net';
+import net from 'node:net';
 import t, { type Test } from 'tap';
 import type { Registry } from 'prom-client';
 import { closedPort, h1App, h2Request, h2Session, header, RawClient, rawExchange, tcpApp, type H1App } from '../../helpers/http.ts';
@@ -6,6 +6,7 @@ import { through } from '../../helpers/http-sidecars.ts';
 import { sidecar } from './mtls-harness.ts';
 import { loadConfig } from '../../../src/config/load.ts';
 import { policyTable } from '../../../src/resilience/runtime.ts';
+import { clusterEntries } from '../../../src/admin/clusters.ts';
 
 // The resilience layers through a real outbound sidecar (real sockets, the real stack)
 // against upstreams that misbehave on purpose, asserting what the upstream saw.
@@ -251,4 +252,72 @@ t.test('a gRPC call whose body has not arrived yet, to a refused port: retried, 
   t.equal(headers['meshlet-error'], 'upstream_connect_failure');
   t.equal(stream.rstCode, 0, 'the stream was not reset (a reset reads as CANCELLED to a gRPC client)');
   t.equal(await counter(sidecar.outbound.registry, 'meshlet_upstream_retries_total', { reason: 'connect-failure', outcome: 'sent' }), 1);
+});
+
+/** Waits (polling, no timing asserted) until `ok()` holds. */
+async function until(ok: () => boolean): Promise<void> {
+  while (!ok()) await new Promise((r) => setTimeout(r, 20));
+}
+
+t.test('circuit breaker: opens after the configured failures, answers 503 UO circuit_open without the upstream seeing traffic, closes after a successful probe', async (t) => {
+  let failing = true;
+  const flaky = await app(t, (_req, res) => (failing ? res.writeHead(503).end('down') : res.writeHead(200).end('ok')));
+  const sidecar = await through(t, 'one', () => flaky.port, env({ CIRCUIT_BREAKER_CONSECUTIVE_FAILURES: '3', CIRCUIT_BREAKER_OPEN_DURATION: '300ms', RETRIES_ATTEMPTS: '1' }));
+  const { registry, resilience } = sidecar.outbound;
+  const destination = `127.0.0.1:${flaky.port}`;
+  for (let i = 0; i < 3; i++) t.match(await request(sidecar.port), { status: 503, body: 'down' }, "the app's own 503s go back as they are");
+  t.equal(resilience.breakerStates().get(destination), 'open');
+
+  for (let i = 0; i < 5; i++) t.match(await request(sidecar.port), { status: 503, cause: 'circuit_open' });
+  t.equal(flaky.requests.length, 3, 'the upstream saw nothing while the breaker was open');
+  t.equal(await counter(registry, 'meshlet_circuit_breaker_rejections_total', {}), 5);
+  t.equal(await counter(registry, 'meshlet_circuit_breaker_transitions_total', { state: 'open' }), 1);
+  t.equal(await counter(registry, 'meshlet_circuit_breakers', { state: 'open' }), 1);
+  t.equal(await counter(registry, 'meshlet_circuit_breakers', { state: 'closed' }), 0);
+  t.match(clusterEntries(sidecar.outbound.parts.pools, resilience.breakerStates()), [{ pool: 'outbound/http1', destination, breaker: 'open' }], '/clusters shows it');
+  t.match(resilience.targets()[0]?.state.breaker, { state: 'open', rejections: 5 });
+  t.match(
+    sidecar.outbound.lines.find((l) => l.msg?.toString().startsWith('circuit breaker opened')),
+    { level: 40, destination, policy: 'default', from: 'closed', to: 'open' },
+    'the opening is logged at warn, with the destination',
+  );
+
+  failing = false;
+  await until(() => resilience.breakerStates().get(destination) === 'half_open');
+  t.match(await request(sidecar.port), { status: 200, body: 'ok' }, 'the probe went through');
+  t.equal(flaky.requests.length, 4);
+  t.equal(resilience.breakerStates().get(destination), 'closed');
+  t.equal(await counter(registry, 'meshlet_circuit_breaker_transitions_total', { state: 'closed' }), 1);
+  t.equal(await counter(registry, 'meshlet_circuit_breakers', { state: 'closed' }), 1);
+  t.match(await request(sidecar.port), { status: 200 });
+});
+
+t.test('circuit breaker on opaque TCP: connect failures open it, then connections are reset (flag UO) without a connect attempt; a probe that connects closes it', async (t) => {
+  const port = await closedPort();
+  const sidecar = await through(t, 'one', () => port, {
+    MESHLET_PROTOCOLS_OPAQUE_PORTS: `[${port}]`,
+    ...env({ CIRCUIT_BREAKER_CONSECUTIVE_FAILURES: '2', CIRCUIT_BREAKER_OPEN_DURATION: '300ms', RETRIES_ATTEMPTS: '1' }),
+  });
+  const { outcomes, resilience } = sidecar.outbound;
+  for (let i = 0; i < 2; i++) t.equal((await rawExchange(sidecar.port, ['hello'])).error, 'ECONNRESET', 'refused: the app sees a reset');
+  t.match(await outcomes[1], { flag: 'UF' });
+  t.equal(resilience.breakerStates().get(`127.0.0.1:${port}`), 'open');
+
+  // Something listens there now: the open breaker still sends nothing to it.
+  let accepted = 0;
+  const server = net.createServer((s) => {
+    accepted++;
+    s.end('hi');
+  });
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  t.equal((await rawExchange(sidecar.port, ['hello'])).error, 'ECONNRESET');
+  t.match(await outcomes[2], { flag: 'UO', reason: 'circuit_open' });
+  t.equal(accepted, 0, 'no connect attempt while open');
+  t.equal(await counter(sidecar.outbound.registry, 'meshlet_circuit_breaker_rejections_total', {}), 1);
+
+  await until(() => resilience.breakerStates().get(`127.0.0.1:${port}`) === 'half_open');
+  t.match((await rawExchange(sidecar.port, ['hello'])).data.toString(), 'hi', 'the probe connected');
+  t.equal(accepted, 1);
+  t.equal(resilience.breakerStates().get(`127.0.0.1:${port}`), 'closed');
 });
