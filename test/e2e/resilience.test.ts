@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { scrape } from '../../src/testbed/metrics.ts';
 import { APP_UID, Testbed, testbedUnavailable } from '../../src/testbed/netns.ts';
 import { curl, header, scratch, tail } from './l7-common.ts';
@@ -34,7 +34,8 @@ http.createServer((req, res) => {
 }).listen(8083, () => console.log('{"listening":8083}'));
 `;
 
-t.test('retries, the POST rule and timeouts through a real sidecar: a (meshlet) → b (misbehaving app)', async (t) => {
+/** Pods a (meshlet init + proxy, with `destinations` for b's address) and b (the app, listening). */
+async function pods(t: Test, destinations: (b: string) => string) {
   const tmp = scratch();
   t.teardown(tmp.remove);
   const tb = await Testbed.create(['a', 'b']);
@@ -44,15 +45,17 @@ t.test('retries, the POST rule and timeouts through a real sidecar: a (meshlet) 
   writeFileSync(script, APP, { mode: 0o644 });
 
   t.equal((await a.init()).code, 0, 'init in a');
-  const proxy = await a.startProxy({
-    MESHLET_RESILIENCE_DESTINATIONS: `[{name: flaky, match: {cidrs: ["${b.ipv4}/32"], ports: [8081]}, retries: {attempts: 3, retryOn: [5xx]}}, {name: hang, match: {ports: [8082]}, timeout: 500ms}]`,
-  });
+  const proxy = await a.startProxy({ MESHLET_RESILIENCE_DESTINATIONS: destinations(b.ipv4) });
   t.teardown(() => {
     if (!t.passing()) t.comment(`a's proxy, last lines:\n${tail(proxy)}`);
   });
   const app = b.node([script], { uid: APP_UID });
-  await app.waitForLine(/"listening":8082/);
-  await app.waitForLine(/"listening":8081/);
+  for (const port of [8081, 8082, 8083]) await app.waitForLine(new RegExp(`"listening":${port}`));
+  return { tmp, a, b, app, proxy };
+}
+
+t.test('retries, the POST rule and timeouts through a real sidecar: a (meshlet) → b (misbehaving app)', async (t) => {
+  const { tmp, a, b, app } = await pods(t, (b) => `[{name: flaky, match: {cidrs: ["${b}/32"], ports: [8081]}, retries: {attempts: 3, retryOn: [5xx]}}, {name: hang, match: {ports: [8082]}, timeout: 500ms}]`);
   const seen = (url: string) => app.output().stdout.split('\n').filter((l) => l.includes(`"url":"${url}"`)).length;
 
   const get = await curl(a, tmp.dir, [`http://${b.ipv4}:8081/get`]);
@@ -74,23 +77,7 @@ t.test('retries, the POST rule and timeouts through a real sidecar: a (meshlet) 
 });
 
 t.test('a circuit breaker in a real sidecar: opens after three 503s, answers 503 UO circuit_open without b seeing traffic, closes after a successful probe', async (t) => {
-  const tmp = scratch();
-  t.teardown(tmp.remove);
-  const tb = await Testbed.create(['a', 'b']);
-  t.teardown(() => tb.destroy());
-  const [a, b] = [tb.pod('a'), tb.pod('b')];
-  const script = path.join(tmp.dir, 'flaky-app.mjs');
-  writeFileSync(script, APP, { mode: 0o644 });
-
-  t.equal((await a.init()).code, 0, 'init in a');
-  const proxy = await a.startProxy({
-    MESHLET_RESILIENCE_DESTINATIONS: `[{name: breaker, match: {ports: [8083]}, retries: {attempts: 1}, circuitBreaker: {consecutiveFailures: 3, openDuration: 1s}}]`,
-  });
-  t.teardown(() => {
-    if (!t.passing()) t.comment(`a's proxy, last lines:\n${tail(proxy)}`);
-  });
-  const app = b.node([script], { uid: APP_UID });
-  await app.waitForLine(/"listening":8083/);
+  const { tmp, a, b, app, proxy } = await pods(t, () => '[{name: breaker, match: {ports: [8083]}, retries: {attempts: 1}, circuitBreaker: {consecutiveFailures: 3, openDuration: 1s}}]');
   const seen = () => app.output().stdout.split('\n').filter((l) => l.includes('"port":8083')).length;
   const url = `http://${b.ipv4}:8083/x`;
 
