@@ -77,7 +77,7 @@ t.test('retries, the POST rule and timeouts through a real sidecar: a (meshlet) 
 });
 
 t.test('a circuit breaker in a real sidecar: opens after three 503s, answers 503 UO circuit_open without b seeing traffic, closes after a successful probe', async (t) => {
-  const { tmp, a, b, app, proxy } = await pods(t, () => '[{name: breaker, match: {ports: [8083]}, retries: {attempts: 1}, circuitBreaker: {consecutiveFailures: 3, openDuration: 1s}}]');
+  const { tmp, a, b, app, proxy } = await pods(t, () => '[{name: breaker, match: {ports: [8083]}, retries: {attempts: 1}, circuitBreaker: {consecutiveFailures: 3, openDuration: 4s}}]');
   const seen = () => app.output().stdout.split('\n').filter((l) => l.includes('"port":8083')).length;
   const url = `http://${b.ipv4}:8083/x`;
 
@@ -90,7 +90,8 @@ t.test('a circuit breaker in a real sidecar: opens after three 503s, answers 503
   t.equal(seen(), 3, 'b saw only the three that failed');
   const clusters = await a.run(['curl', '-sS', '--max-time', '5', 'http://127.0.0.1:15000/clusters'], { uid: APP_UID });
   const dump = JSON.parse(clusters.stdout) as { clusters: Array<{ destination: string; breaker: string | null }> };
-  t.equal(dump.clusters.find((c) => c.destination === `${b.ipv4}:8083`)?.breaker, 'open', '/clusters shows the open breaker');
+  // (half_open once the open period has passed on a slow machine: either way, not closed)
+  t.match(dump.clusters.find((c) => c.destination === `${b.ipv4}:8083`)?.breaker, /^(open|half_open)$/, '/clusters shows the breaker open');
   t.match(proxy.output().stdout, /circuit breaker opened/, 'and the log says so');
 
   // After openDuration one request is let through as the probe; b answers it 200, which closes the breaker.

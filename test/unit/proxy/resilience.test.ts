@@ -262,7 +262,7 @@ async function until(ok: () => boolean): Promise<void> {
 t.test('circuit breaker: opens after the configured failures, answers 503 UO circuit_open without the upstream seeing traffic, closes after a successful probe', async (t) => {
   let failing = true;
   const flaky = await app(t, (_req, res) => (failing ? res.writeHead(503).end('down') : res.writeHead(200).end('ok')));
-  const sidecar = await through(t, 'one', () => flaky.port, env({ CIRCUIT_BREAKER_CONSECUTIVE_FAILURES: '3', CIRCUIT_BREAKER_OPEN_DURATION: '300ms', RETRIES_ATTEMPTS: '1' }));
+  const sidecar = await through(t, 'one', () => flaky.port, env({ CIRCUIT_BREAKER_CONSECUTIVE_FAILURES: '3', CIRCUIT_BREAKER_OPEN_DURATION: '2s', RETRIES_ATTEMPTS: '1' }));
   const { registry, resilience } = sidecar.outbound;
   const destination = `127.0.0.1:${flaky.port}`;
   for (let i = 0; i < 3; i++) t.match(await request(sidecar.port), { status: 503, body: 'down' }, "the app's own 503s go back as they are");
@@ -296,7 +296,7 @@ t.test('circuit breaker on opaque TCP: connect failures open it, then connection
   const port = await closedPort();
   const sidecar = await through(t, 'one', () => port, {
     MESHLET_PROTOCOLS_OPAQUE_PORTS: `[${port}]`,
-    ...env({ CIRCUIT_BREAKER_CONSECUTIVE_FAILURES: '2', CIRCUIT_BREAKER_OPEN_DURATION: '300ms', RETRIES_ATTEMPTS: '1' }),
+    ...env({ CIRCUIT_BREAKER_CONSECUTIVE_FAILURES: '2', CIRCUIT_BREAKER_OPEN_DURATION: '2s', RETRIES_ATTEMPTS: '1' }),
   });
   const { outcomes, resilience } = sidecar.outbound;
   for (let i = 0; i < 2; i++) t.equal((await rawExchange(sidecar.port, ['hello'])).error, 'ECONNRESET', 'refused: the app sees a reset');
