@@ -12,6 +12,8 @@ export interface DestinationSnapshot {
   readonly idle: number;
   /** HTTP/2 only: streams open on the session. */
   readonly streams?: number;
+  /** HTTP/1.1 under a connection limit (limits.maxConnections): requests waiting for a connection, when any. */
+  readonly waiting?: number;
 }
 
 /** A pool that can describe itself; taking a snapshot must not change it. */

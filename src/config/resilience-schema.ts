@@ -77,6 +77,8 @@ const policyOverride = {
     .optional(),
   limits: z
     .strictObject({
+      /** Connections open to the destination (0: no limit): HTTP/1.1 requests wait for one, up to maxPendingRequests; opaque TCP beyond it is reset. */
+      maxConnections: count('a number of connections').optional(),
       /** Requests in flight to the destination (0: no limit); more wait, up to maxPendingRequests. */
       maxConcurrentRequests: count('a number of requests').optional(),
       /** Requests waiting for one of maxConcurrentRequests; beyond, 503 UO. */
@@ -177,6 +179,7 @@ export const resilienceSchema = z
           .prefault({}),
         limits: z
           .strictObject({
+            maxConnections: count('a number of connections').default(0),
             maxConcurrentRequests: count('a number of requests').default(0),
             maxPendingRequests: count('a number of requests').default(1024),
             maxConcurrentRetries: count('a number of retries').default(0),

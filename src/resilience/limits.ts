@@ -114,6 +114,34 @@ export function limitedLayer(limit: ConcurrencyLimit, kind: LimitKind, events: T
   };
 }
 
+/**
+ * A destination's connection limit (its policy's limits.maxConnections), made once per
+ * destination: an HTTP/1.1 pool that finds no idle connection and the limit reached makes
+ * the request wait for one, up to `maxPending` requests; beyond, it is refused (503 UO).
+ */
+export interface ConnectionLimit {
+  readonly max: number;
+  readonly maxPending: number;
+  /** A request was refused: the queue was full. */
+  overflow(): void;
+}
+
+/** The target's maxConnections for the HTTP/1.1 pools; undefined when it has none. */
+export function connectionLimit(target: Target): ConnectionLimit | undefined {
+  const { maxConnections: max, maxPendingRequests: maxPending } = target.policy.limits;
+  if (max === 0) return undefined;
+  let overflows = 0;
+  target.state.set('connections', { snapshot: () => ({ max, maxPending, overflows }) });
+  return {
+    max,
+    maxPending,
+    overflow: () => {
+      overflows++;
+      target.events.overflow('max_connections');
+    },
+  };
+}
+
 /** The destination's maxConcurrentRequests / maxPendingRequests; nothing when it has none. */
 export function destinationLimitLayer(target: Target): Layer<ProxyRequest, ProxyResponse> {
   const { maxConcurrentRequests, maxPendingRequests } = target.policy.limits;

@@ -32,6 +32,8 @@ export interface FaultPolicy {
 }
 
 export interface LimitsPolicy {
+  /** Connections open to the destination (HTTP/1.1 pools, opaque TCP); 0: no limit. */
+  readonly maxConnections: number;
   readonly maxConcurrentRequests: number;
   readonly maxPendingRequests: number;
   readonly maxConcurrentRetries: number;
@@ -128,6 +130,7 @@ export function isInert(p: Policy, baseConnectTimeoutMs: number): boolean {
     p.perTryTimeoutMs === 0 &&
     p.retries.attempts === 1 &&
     p.limits.maxConcurrentRequests === 0 &&
+    p.limits.maxConnections === 0 &&
     p.fault === undefined &&
     p.breaker === undefined &&
     p.connectTimeoutMs === baseConnectTimeoutMs

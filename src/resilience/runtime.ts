@@ -2,6 +2,7 @@ import { compose, type Handler, type Layer } from '../pipeline/compose.ts';
 import type { AcceptedConnection, Direction } from '../pipeline/connection.ts';
 import { backoffMs } from './backoff.ts';
 import { Breakers, type EndpointBreaker } from './breaker.ts';
+import { ConcurrencyLimit } from './limits.ts';
 import { RetryBudget } from './budget.ts';
 import type { ProxyRequest, ProxyResponse } from '../pipeline/exchange.ts';
 import { systemClock, type Clock } from './clock.ts';
@@ -17,12 +18,38 @@ export interface ConnectPolicy {
   readonly budget: RetryBudget | undefined;
   /** The destination's circuit breaker, shared with its HTTP requests; undefined when its policy has none. */
   readonly breaker: EndpointBreaker | undefined;
+  /** Opaque TCP connections open to the destination (limits.maxConnections); undefined when it has no limit. */
+  readonly connections: TcpConnectionLimit | undefined;
+}
+
+/** limits.maxConnections for opaque TCP: a connection beyond it is reset (flag UO), as Envoy's TCP proxy does. */
+export interface TcpConnectionLimit {
+  /** Takes a place for a connection; false (and counted as an overflow) when there is none. */
+  acquire(): boolean;
+  release(): void;
+}
+
+function tcpConnectionLimit(target: Target): TcpConnectionLimit | undefined {
+  const max = target.policy.limits.maxConnections;
+  if (max === 0) return undefined;
+  const limit = new ConcurrencyLimit(max, 0);
+  target.state.set('tcpConnections', limit);
+  return {
+    acquire: () => {
+      if (limit.tryAcquire()) return true;
+      limit.refused();
+      target.events.overflow('max_connections');
+      return false;
+    },
+    release: () => limit.release(),
+  };
 }
 
 function connectPolicyOf(target: Target, clock: Clock, breakers: Breakers): ConnectPolicy {
   const { connectTimeoutMs, retries } = target.policy;
   const breaker = breakers.forTarget(target);
-  if (retries.attempts <= 1) return { connectTimeoutMs, retryConnect: undefined, budget: undefined, breaker };
+  const connections = tcpConnectionLimit(target);
+  if (retries.attempts <= 1) return { connectTimeoutMs, retryConnect: undefined, budget: undefined, breaker, connections };
   const budget = new RetryBudget(retries.budget, clock);
   target.state.set('budget', budget);
   const events = target.events;
@@ -31,7 +58,7 @@ function connectPolicyOf(target: Target, clock: Clock, breakers: Breakers): Conn
     events.retry('connect-failure', outcome);
     return outcome === 'sent' ? backoffMs(failed, retries.backoffBaseMs, retries.backoffMaxMs, clock.random()) : undefined;
   };
-  return { connectTimeoutMs, retryConnect, budget, breaker };
+  return { connectTimeoutMs, retryConnect, budget, breaker, connections };
 }
 
 export function policyTable(config: Config): PolicyTable {

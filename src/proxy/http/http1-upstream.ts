@@ -11,6 +11,7 @@ import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
 import { requestHead } from './h1/serialize.ts';
 import { endToEnd, get, HOP_BY_HOP_ONLY, type DropNames } from './headers.ts';
 import { beforeResponse, connectFailure } from './upstream-errors.ts';
+import type { ConnectionLimit } from '../../resilience/limits.ts';
 
 export interface Http1UpstreamOptions {
   connectTimeoutMs: number;
@@ -44,6 +45,16 @@ const plainFraming: Http1Framing = {
   responseTrailers: (trailers) => trailers,
 };
 
+/** A request waiting for a connection to its destination. */
+interface Waiter {
+  readonly req: ProxyRequest;
+  readonly dst: OrigDst;
+  readonly connectTimeoutMs: number;
+  readonly resolve: (res: ProxyResponse) => void;
+  readonly reject: (err: unknown) => void;
+  readonly onAbort: () => void;
+}
+
 const MAX_IDLE_PER_DESTINATION = 256;
 const RESPONSE_LIMITS = { maxHeadBytes: 256 * 1024, maxHeaders: 500 };
 
@@ -58,15 +69,60 @@ export class Http1Upstream implements PoolSnapshotSource {
   readonly #idle = new Map<string, UpstreamConnection[]>();
   /** Open connections per destination, busy or idle (for /clusters; counted per connection, not per request). */
   readonly #open = new Map<string, { dst: OrigDst; count: number }>();
+  /** Requests waiting for a connection, per destination (only under a ConnectionLimit). */
+  readonly #waiting = new Map<string, Waiter[]>();
   #sweeper: NodeJS.Timeout | undefined;
 
   constructor(options: Http1UpstreamOptions) {
     this.#options = { connector: plainConnector, framing: plainFraming, ...options };
   }
 
-  /** `connectTimeoutMs`: the destination's, when its policy has one (a new connection is made). */
-  send(req: ProxyRequest, dst: OrigDst, connectTimeoutMs = this.#options.connectTimeoutMs): Promise<ProxyResponse> {
-    return (this.#takeIdle(dst.key) ?? this.#connect(dst, connectTimeoutMs)).exchange(req);
+  /**
+   * `connectTimeoutMs`: the destination's, when its policy has one (a new connection is
+   * made); `limit`: its connection limit, when its policy has one.
+   */
+  send(req: ProxyRequest, dst: OrigDst, connectTimeoutMs = this.#options.connectTimeoutMs, limit?: ConnectionLimit): Promise<ProxyResponse> {
+    const idle = this.#takeIdle(dst.key);
+    if (idle !== undefined) return idle.exchange(req);
+    if (limit !== undefined && (this.#open.get(dst.key)?.count ?? 0) >= limit.max) return this.#wait(req, dst, connectTimeoutMs, limit);
+    return this.#connect(dst, connectTimeoutMs).exchange(req);
+  }
+
+  /** Queues `req` for the next connection of its destination that is released or can be made. */
+  #wait(req: ProxyRequest, dst: OrigDst, connectTimeoutMs: number, limit: ConnectionLimit): Promise<ProxyResponse> {
+    let list = this.#waiting.get(dst.key);
+    if ((list?.length ?? 0) >= limit.maxPending) {
+      limit.overflow();
+      return Promise.reject(new MeshletError('MESHLET_ERR_OVERFLOW', `max connections (${limit.max}) to ${formatHostPort(dst.address, dst.port)} reached, and ${limit.maxPending} requests wait for one`));
+    }
+    if (req.abort.aborted) return Promise.reject(new MeshletError('MESHLET_ERR_UPSTREAM_RESET', 'the client went away before a connection was free'));
+    if (list === undefined) this.#waiting.set(dst.key, (list = []));
+    const waiting = list;
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        req,
+        dst,
+        connectTimeoutMs,
+        resolve,
+        reject,
+        onAbort: () => {
+          const i = waiting.indexOf(waiter);
+          if (i >= 0) waiting.splice(i, 1);
+          reject(new MeshletError('MESHLET_ERR_UPSTREAM_RESET', 'the client went away while its request waited for a connection'));
+        },
+      };
+      req.abort.on(waiter.onAbort);
+      waiting.push(waiter);
+    });
+  }
+
+  /** The first request waiting for a connection to `key`, taken off its queue. */
+  #nextWaiter(key: string): Waiter | undefined {
+    const list = this.#waiting.get(key);
+    const waiter = list?.shift();
+    if (list !== undefined && list.length === 0) this.#waiting.delete(key);
+    waiter?.req.abort.off(waiter.onAbort);
+    return waiter;
   }
 
   /** Closes every idle connection. */
@@ -86,11 +142,15 @@ export class Http1Upstream implements PoolSnapshotSource {
 
   /** Destinations with open connections, and how many of those are idle. */
   snapshot(): DestinationSnapshot[] {
-    return [...this.#open.values()].map(({ dst, count }) => ({
-      destination: formatHostPort(dst.address, dst.port),
-      connections: count,
-      idle: this.#idle.get(dst.key)?.filter((c) => c.usable).length ?? 0,
-    }));
+    return [...this.#open.values()].map(({ dst, count }) => {
+      const waiting = this.#waiting.get(dst.key)?.length ?? 0;
+      return {
+        destination: formatHostPort(dst.address, dst.port),
+        connections: count,
+        idle: this.#idle.get(dst.key)?.filter((c) => c.usable).length ?? 0,
+        ...(waiting > 0 ? { waiting } : {}),
+      };
+    });
   }
 
   #connect(dst: OrigDst, connectTimeoutMs: number): UpstreamConnection {
@@ -107,11 +167,20 @@ export class Http1Upstream implements PoolSnapshotSource {
     c.socket.once('close', () => {
       const entry = this.#open.get(dst.key);
       if (entry && --entry.count === 0) this.#open.delete(dst.key);
+      // Under a connection limit, the closed one's place goes to the first request waiting.
+      const waiter = this.#waiting.size === 0 ? undefined : this.#nextWaiter(dst.key);
+      if (waiter !== undefined) this.#connect(waiter.dst, waiter.connectTimeoutMs).exchange(waiter.req).then(waiter.resolve, waiter.reject);
     });
     return c;
   }
 
   #release(key: string, c: UpstreamConnection): void {
+    // A request waiting for a connection (under a connection limit) takes this one at once.
+    const waiter = this.#waiting.size === 0 ? undefined : this.#nextWaiter(key);
+    if (waiter !== undefined) {
+      c.exchange(waiter.req).then(waiter.resolve, waiter.reject);
+      return;
+    }
     let list = this.#idle.get(key);
     if (!list) this.#idle.set(key, (list = []));
     if (list.length >= MAX_IDLE_PER_DESTINATION) {

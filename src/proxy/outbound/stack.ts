@@ -23,7 +23,7 @@ import { forwardTcp } from '../tcp/forward.ts';
 import { meshRouteLayer } from './mesh-route-layer.ts';
 import { breakerLayer } from '../../resilience/breaker.ts';
 import { faultLayer } from '../../resilience/fault.ts';
-import { destinationLimitLayer } from '../../resilience/limits.ts';
+import { connectionLimit, destinationLimitLayer, type ConnectionLimit } from '../../resilience/limits.ts';
 import { retryLayer } from '../../resilience/retry.ts';
 import { timeoutLayer } from '../../resilience/timeout.ts';
 
@@ -54,9 +54,16 @@ export function outboundStack(deps: StackDeps): Handler<AcceptedConnection, Conn
       if (conn.protocol === 'http1') return http1.serve(conn);
       if (conn.protocol === 'h2') return h2.serve(conn, appH2);
       // The destination's policy: its connect timeout, connect retries within its attempts
-      // and budget, and its circuit breaker (counting connect failures; open: reset, UO).
-      const { connectTimeoutMs, retryConnect, breaker } = deps.resilience.connectPolicy(conn);
-      return forwardTcp(conn, { connectTimeoutMs, idleTimeoutMs: config.tcp.idleTimeout, retryConnect, breaker }, connectorFor(conn));
+      // and budget, its circuit breaker (counting connect failures; open: reset, UO) and
+      // its connection limit (beyond it: reset, UO).
+      const { connectTimeoutMs, retryConnect, breaker, connections } = deps.resilience.connectPolicy(conn);
+      const forward = () => forwardTcp(conn, { connectTimeoutMs, idleTimeoutMs: config.tcp.idleTimeout, retryConnect, breaker }, connectorFor(conn));
+      if (connections === undefined) return forward();
+      if (!connections.acquire()) {
+        conn.socket.resetAndDestroy();
+        return Promise.resolve({ receivedBytes: 0, sentBytes: 0, flag: 'UO', reason: 'overflow' });
+      }
+      return forward().finally(connections.release);
     },
   );
 }
@@ -82,10 +89,11 @@ function outboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse>
     { name: 'outbound/mesh-h2', direction: 'outbound', protocol: 'meshlet/h2', mtls: true, source: meshPool },
   );
   const { clock } = deps.resilience;
-  const send = (req: ProxyRequest, connectTimeoutMs: number): Promise<ProxyResponse> => {
+  // HTTP/2 (h2c, meshlet/h2) uses one connection per destination: the connection limit is the HTTP/1.1 pools'.
+  const send = (req: ProxyRequest, connectTimeoutMs: number, limit?: ConnectionLimit): Promise<ProxyResponse> => {
     const dst = req.conn.origDst;
-    if (req.conn.upstreamPeer) return req.protocol === 'http1' ? meshHttp1.send(req, dst, connectTimeoutMs) : mesh.send(req, dst, connectTimeoutMs);
-    return req.protocol === 'h2' ? h2c.send(req, dst, connectTimeoutMs) : http1.send(req, dst, connectTimeoutMs);
+    if (req.conn.upstreamPeer) return req.protocol === 'http1' ? meshHttp1.send(req, dst, connectTimeoutMs, limit) : mesh.send(req, dst, connectTimeoutMs);
+    return req.protocol === 'h2' ? h2c.send(req, dst, connectTimeoutMs) : http1.send(req, dst, connectTimeoutMs, limit);
   };
   return compose(
     [
@@ -106,8 +114,12 @@ function outboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse>
           retryLayer(target, clock),
           breakerLayer(target, deps.resilience.breakers),
         ],
-        // The destination's connect timeout, when its policy sets one of its own.
-        (target, next) => (target.policy.connectTimeoutMs === config.outbound.connectTimeout ? next : (req) => send(req, target.policy.connectTimeoutMs)),
+        // The destination's connect timeout and connection limit, when its policy sets them.
+        (target, next) => {
+          const limit = connectionLimit(target);
+          const { connectTimeoutMs } = target.policy;
+          return connectTimeoutMs === config.outbound.connectTimeout && limit === undefined ? next : (req) => send(req, connectTimeoutMs, limit);
+        },
       ),
     ],
     (req) => send(req, config.outbound.connectTimeout),

@@ -7,6 +7,10 @@ import { sidecar } from './mtls-harness.ts';
 import { loadConfig } from '../../../src/config/load.ts';
 import { policyTable } from '../../../src/resilience/runtime.ts';
 import { clusterEntries } from '../../../src/admin/clusters.ts';
+import { origDst } from '../../../src/net/addresses.ts';
+import { RequestAbort } from '../../../src/pipeline/abort.ts';
+import { Http1Upstream } from '../../../src/proxy/http/http1-upstream.ts';
+import { proxyRequest } from '../../helpers/proxy-request.ts';
 
 // The resilience layers through a real outbound sidecar (real sockets, the real stack)
 // against upstreams that misbehave on purpose, asserting what the upstream saw.
@@ -320,4 +324,76 @@ t.test('circuit breaker on opaque TCP: connect failures open it, then connection
   t.match((await rawExchange(sidecar.port, ['hello'])).data.toString(), 'hi', 'the probe connected');
   t.equal(accepted, 1);
   t.equal(resilience.breakerStates().get(`127.0.0.1:${port}`), 'closed');
+});
+
+t.test('maxConnections: HTTP/1.1 requests wait for one of the destination connections, the queue beyond maxPendingRequests gets 503 overflow', async (t) => {
+  const holding: Array<() => void> = [];
+  const slow = await app(t, (req, res) => holding.push(() => res.writeHead(200).end(`ok ${req.url}`)));
+  const sidecar = await through(t, 'one', () => slow.port, env({ LIMITS_MAX_CONNECTIONS: '1', LIMITS_MAX_PENDING_REQUESTS: '1' }));
+  const clients = [1, 2, 3].map(() => new RawClient(sidecar.port));
+  t.teardown(() => clients.forEach((c) => c.close()));
+  clients[0]!.write('GET /1 HTTP/1.1\r\nHost: app\r\n\r\n');
+  await until(() => holding.length === 1);
+  clients[1]!.write('GET /2 HTTP/1.1\r\nHost: app\r\n\r\n');
+  // The second waits for the one connection (as /clusters shows); the third finds the queue full.
+  await until(() => clusterEntries(sidecar.outbound.parts.pools)[0]?.waiting === 1);
+  clients[2]!.write('GET /3 HTTP/1.1\r\nHost: app\r\n\r\n');
+  const [over] = await clients[2]!.read(['GET']);
+  t.equal(over?.status, 503);
+  t.equal(header(over!, 'meshlet-error'), 'overflow');
+  t.equal(slow.requests.length, 1, 'the app has seen only the first');
+  t.equal(slow.connections, 1);
+
+  holding[0]!();
+  t.equal((await clients[0]!.read(['GET']))[0]?.status, 200);
+  await until(() => holding.length === 2);
+  holding[1]!();
+  const [second] = await clients[1]!.read(['GET']);
+  t.equal(second?.status, 200, 'the waiting request went once the connection was free');
+  t.equal(slow.connections, 1, 'over the same connection: never more than one');
+  t.equal(await counter(sidecar.outbound.registry, 'meshlet_overflows_total', { limit: 'max_connections' }), 1);
+  t.match(sidecar.outbound.resilience.targets()[0]?.state.connections, { max: 1, maxPending: 1, overflows: 1 });
+});
+
+t.test('maxConnections on opaque TCP: a connection beyond it is reset (flag UO) without reaching the destination', async (t) => {
+  const echo = await misbehaving(t, (socket) => socket.on('data', (d) => socket.write(d)));
+  const sidecar = await through(t, 'one', () => echo.port, { MESHLET_PROTOCOLS_OPAQUE_PORTS: `[${echo.port}]`, ...env({ LIMITS_MAX_CONNECTIONS: '1' }) });
+  const first = net.connect(sidecar.port, '127.0.0.1');
+  t.teardown(() => first.destroy());
+  first.write('one');
+  await new Promise((r) => first.once('data', r));
+  t.equal((await rawExchange(sidecar.port, ['two'])).error, 'ECONNRESET', 'the second is reset');
+  t.match(await sidecar.outbound.outcomes[1], { flag: 'UO', reason: 'overflow' });
+  t.equal(echo.connections, 1);
+  first.destroy();
+  await sidecar.outbound.outcomes[0];
+  t.match((await rawExchange(sidecar.port, ['three'])).data.toString(), 'three', 'once the first closed, a new one goes');
+  t.equal(await counter(sidecar.outbound.registry, 'meshlet_overflows_total', { limit: 'max_connections' }), 1);
+});
+
+t.test('maxConnections in the HTTP/1.1 pool: a request whose client leaves while it waits is dropped from the queue, never sent', async (t) => {
+  const holding: Array<() => void> = [];
+  const slow = await app(t, (_req, res) => holding.push(() => res.writeHead(200).end('ok')));
+  const pool = new Http1Upstream({ connectTimeoutMs: 1000, idleTimeoutMs: 30_000 });
+  t.teardown(() => pool.close());
+  let overflows = 0;
+  const limit = { max: 1, maxPending: 1, overflow: () => overflows++ };
+  const dst = origDst('127.0.0.1', slow.port);
+  const first = pool.send(proxyRequest({ path: '/1' }), dst, 1000, limit);
+  await until(() => holding.length === 1);
+  const abort = new RequestAbort();
+  const leaving = pool.send(proxyRequest({ path: '/2', abort }), dst, 1000, limit).catch((e: unknown) => e);
+  await t.rejects(pool.send(proxyRequest({ path: '/3' }), dst, 1000, limit), { code: 'MESHLET_ERR_OVERFLOW' }, 'the queue (1) is full');
+  t.equal(overflows, 1);
+  abort.abort();
+  t.match(await leaving, { code: 'MESHLET_ERR_UPSTREAM_RESET' });
+  const queued = pool.send(proxyRequest({ path: '/4' }), dst, 1000, limit);
+  holding[0]!();
+  const res = await first;
+  res.body?.pipe({ data: () => true, end: () => {}, abort: () => {} });
+  await until(() => holding.length === 2);
+  holding[1]!();
+  t.equal((await queued).status, 200);
+  t.same(slow.requests.map((r) => r.url), ['/1', '/4'], 'the request whose client left was never sent');
+  t.equal(slow.connections, 1);
 });
