@@ -138,19 +138,27 @@ const destination = z
     ...policyOverride,
   });
 
+/** A token bucket: requests beyond it get 429 with Retry-After. */
+const rateLimit = z.strictObject({
+  requestsPerSecond: z.number().positive({ error: (issue) => `expected a rate above 0, got ${showValue(issue.input)}` }),
+  /** Requests allowed at once above the rate; requestsPerSecond (one second's worth) when unset. */
+  burst: wholeNumber('a number of requests', 1, 1_000_000).optional(),
+});
+
+/** A path prefix as sent (`/api/`, `/pkg.Service/`): compared byte for byte, without decoding. */
+const pathPrefix = z.string().superRefine((text, ctx) => {
+  if (!text.startsWith('/')) ctx.addIssue({ code: 'custom', message: `${showValue(text)} is not a path prefix: it must start with /` });
+});
+
 const inboundPort = z.strictObject({
   /** Connections to this port at once (0: no limit); more are reset. */
   maxConnections: count('a number of connections').optional(),
   /** Requests to this port at once (0: no limit); more get 503 UO. */
   maxConcurrentRequests: count('a number of requests').optional(),
   /** A token bucket per port: requests beyond it get 429 with Retry-After. */
-  rateLimit: z
-    .strictObject({
-      requestsPerSecond: z.number().positive({ error: (issue) => `expected a rate above 0, got ${showValue(issue.input)}` }),
-      /** Requests allowed at once above the rate; requestsPerSecond (one second's worth) when unset. */
-      burst: wholeNumber('a number of requests', 1, 1_000_000).optional(),
-    })
-    .optional(),
+  rateLimit: rateLimit.optional(),
+  /** Rate limits per route (path prefix): the first route whose prefix starts the path applies, before the port's. */
+  routes: z.array(z.strictObject({ pathPrefix, rateLimit })).min(1).optional(),
 });
 
 export const resilienceSchema = z

@@ -5,7 +5,7 @@ import type { ProxyRequest, ProxyResponse } from '../pipeline/exchange.ts';
 import type { Clock } from './clock.ts';
 import type { TargetEvents } from './events.ts';
 import { ConcurrencyLimit, limitedLayer } from './limits.ts';
-import type { InboundPolicies, InboundPortPolicy } from './policy.ts';
+import type { InboundPolicies, InboundPortPolicy, RatePolicy } from './policy.ts';
 import { TokenBucket } from './rate-limit.ts';
 import type { TargetStateView } from './targets.ts';
 
@@ -49,18 +49,41 @@ export function inboundConnectionLimitLayer(policies: () => InboundPolicies, eve
   };
 }
 
+function rateLimited(rate: RatePolicy, what: string, waitMs: number, events: TargetEvents): Promise<never> {
+  events.rateLimited();
+  return Promise.reject(new MeshletError('MESHLET_ERR_RATE_LIMITED', `${what} is limited to ${rate.perSecond} requests per second`, { retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) }));
+}
+
 function rateLimitLayer(policy: InboundPortPolicy, clock: Clock, events: TargetEvents): Layer<ProxyRequest, ProxyResponse> {
   const rate = policy.rateLimit;
   if (rate === undefined) return (next) => next;
   const bucket = new TokenBucket(rate.perSecond, rate.burst, clock);
+  const what = `port ${policy.port}`;
   return (next) => (req) => {
     const waitMs = bucket.take();
-    if (waitMs === 0) return next(req);
-    events.rateLimited();
-    return Promise.reject(
-      new MeshletError('MESHLET_ERR_RATE_LIMITED', `port ${policy.port} is limited to ${rate.perSecond} requests per second`, { retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) }),
-    );
+    return waitMs === 0 ? next(req) : rateLimited(rate, what, waitMs, events);
   };
+}
+
+/**
+ * The port's per-route rate limits: the first route whose prefix starts the request's
+ * path (as sent, not decoded) takes a token of its bucket; a path no route matches passes.
+ */
+function routeRateLimitLayer(policy: InboundPortPolicy, clock: Clock, events: TargetEvents): Layer<ProxyRequest, ProxyResponse> {
+  if (policy.routes.length === 0) return (next) => next;
+  const routes = policy.routes.map((r) => ({ ...r, bucket: new TokenBucket(r.rateLimit.perSecond, r.rateLimit.burst, clock), what: `${r.pathPrefix} on port ${policy.port}` }));
+  return (next) => (req) => {
+    const route = matchRoute(routes, req.path);
+    if (route === undefined) return next(req);
+    const waitMs = route.bucket.take();
+    return waitMs === 0 ? next(req) : rateLimited(route.rateLimit, route.what, waitMs, events);
+  };
+}
+
+/** The first of `routes` whose prefix starts `path`. */
+export function matchRoute<R extends { readonly pathPrefix: string }>(routes: readonly R[], path: string): R | undefined {
+  for (const route of routes) if (path.startsWith(route.pathPrefix)) return route;
+  return undefined;
 }
 
 /** The inbound request limits and rate limits, rebuilt when the policies change (hot reload). */
@@ -86,7 +109,8 @@ export function inboundRequestLayer(policies: () => InboundPolicies, clock: Cloc
       const policy = p.port(port);
       const layers: Layer<ProxyRequest, ProxyResponse>[] = [];
       if (policy !== undefined) {
-        layers.push(rateLimitLayer(policy, clock, events));
+        // A route's limit first: a request it refuses takes nothing of the port's.
+        layers.push(routeRateLimitLayer(policy, clock, events), rateLimitLayer(policy, clock, events));
         if (policy.maxConcurrentRequests > 0) {
           const limit = new ConcurrencyLimit(policy.maxConcurrentRequests, 0);
           state.views.set(`port ${port}`, limit);

@@ -66,11 +66,18 @@ export interface Policy {
   readonly breaker: BreakerPolicy | undefined;
 }
 
+export interface RatePolicy {
+  readonly perSecond: number;
+  readonly burst: number;
+}
+
 export interface InboundPortPolicy {
   readonly port: number;
   readonly maxConnections: number;
   readonly maxConcurrentRequests: number;
-  readonly rateLimit: { readonly perSecond: number; readonly burst: number } | undefined;
+  readonly rateLimit: RatePolicy | undefined;
+  /** Per path prefix, in order: the first that starts a request's path applies. */
+  readonly routes: ReadonlyArray<{ readonly pathPrefix: string; readonly rateLimit: RatePolicy }>;
 }
 
 const RESPONSE_CONDITIONS: readonly RetryOn[] = ['5xx', 'gateway-error', 'retriable-status-codes', 'cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable'];
@@ -270,7 +277,7 @@ export class InboundPolicies {
     this.#ports = new Map(Object.entries(config.ports).map(([key, p]) => [Number(key), portPolicy(Number(key), p)]));
     const ports = [...this.#ports.values()];
     this.perPortConnections = ports.some((p) => p.maxConnections > 0);
-    this.perPortRequests = ports.some((p) => p.maxConcurrentRequests > 0 || p.rateLimit !== undefined);
+    this.perPortRequests = ports.some((p) => p.maxConcurrentRequests > 0 || p.rateLimit !== undefined || p.routes.length > 0);
   }
 
   /** Undefined: the port has no policy of its own. */
@@ -279,11 +286,16 @@ export class InboundPolicies {
   }
 }
 
+function ratePolicy(r: { requestsPerSecond: number; burst?: number | undefined }): RatePolicy {
+  return { perSecond: r.requestsPerSecond, burst: r.burst ?? Math.max(1, Math.ceil(r.requestsPerSecond)) };
+}
+
 function portPolicy(port: number, p: InboundPortConfig): InboundPortPolicy {
   return Object.freeze({
     port,
     maxConnections: p.maxConnections ?? 0,
     maxConcurrentRequests: p.maxConcurrentRequests ?? 0,
-    rateLimit: p.rateLimit ? { perSecond: p.rateLimit.requestsPerSecond, burst: p.rateLimit.burst ?? Math.max(1, Math.ceil(p.rateLimit.requestsPerSecond)) } : undefined,
+    rateLimit: p.rateLimit ? ratePolicy(p.rateLimit) : undefined,
+    routes: (p.routes ?? []).map((r) => ({ pathPrefix: r.pathPrefix, rateLimit: ratePolicy(r.rateLimit) })),
   });
 }

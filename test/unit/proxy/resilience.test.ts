@@ -397,3 +397,25 @@ t.test('maxConnections in the HTTP/1.1 pool: a request whose client leaves while
   t.same(slow.requests.map((r) => r.url), ['/1', '/4'], 'the request whose client left was never sent');
   t.equal(slow.connections, 1);
 });
+
+t.test('inbound per-route rate limit: 429 rate_limited with Retry-After on the route, other paths untouched, the app sees nothing refused', async (t) => {
+  const ok = await app(t, (req, res) => res.writeHead(200).end(`ok ${req.url}`));
+  const inbound = await sidecar('inbound', () => ok.port, {
+    env: { MESHLET_RESILIENCE_INBOUND_PORTS: `{"${ok.port}": {routes: [{pathPrefix: /search, rateLimit: {requestsPerSecond: 0.1, burst: 1}}]}}` },
+  });
+  t.teardown(() => inbound.close());
+  const client = new RawClient(inbound.port);
+  t.teardown(() => client.close());
+  const send = async (path: string) => {
+    client.write(`GET ${path} HTTP/1.1\r\nHost: app\r\n\r\n`);
+    return (await client.read(['GET']))[0]!;
+  };
+  t.equal((await send('/search?q=a')).status, 200);
+  const limited = await send('/search?q=b');
+  t.equal(limited.status, 429);
+  t.equal(header(limited, 'meshlet-error'), 'rate_limited');
+  t.equal(header(limited, 'retry-after'), '10', 'one token every 10 s');
+  t.equal((await send('/items')).status, 200, 'a path outside the route');
+  t.same(ok.requests.map((r) => r.url), ['/search?q=a', '/items']);
+  t.equal(await counter(inbound.registry, 'meshlet_rate_limited_total', { direction: 'inbound' }), 1);
+});

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import t from 'tap';
 import { loadConfig } from '../../../src/config/load.ts';
 import { origDst } from '../../../src/net/addresses.ts';
@@ -5,7 +6,7 @@ import type { AcceptedConnection } from '../../../src/pipeline/connection.ts';
 import { shapeOf } from '../../../src/pipeline/error-shape.ts';
 import type { ProxyResponse } from '../../../src/pipeline/exchange.ts';
 import { faultLayer } from '../../../src/resilience/fault.ts';
-import { inboundRequestLayer } from '../../../src/resilience/inbound.ts';
+import { inboundRequestLayer, matchRoute } from '../../../src/resilience/inbound.ts';
 import { TokenBucket } from '../../../src/resilience/rate-limit.ts';
 import { policyTable } from '../../../src/resilience/runtime.ts';
 import { FakeClock, settle } from '../../helpers/fake-clock.ts';
@@ -86,4 +87,40 @@ t.test('fault injection: abort answers for the upstream (FI), delay waits (DI); 
   t.same([...abort.seen, ...delay.seen], ['fault abort', 'fault abort', 'fault delay']);
   const none = async () => ok();
   t.equal(faultLayer(testTarget(), clock)(none), none, 'off by default: no layer');
+});
+
+t.test('inbound rate limits per route: the first path prefix that matches has its own bucket, then the port', async (t) => {
+  const clock = new FakeClock();
+  const table = policyTable(
+    loadConfig({
+      env: {
+        MESHLET_RESILIENCE_INBOUND_PORTS:
+          '{"8080": {rateLimit: {requestsPerSecond: 3, burst: 3}, routes: [{pathPrefix: /api/search, rateLimit: {requestsPerSecond: 1, burst: 1}}, {pathPrefix: /api/, rateLimit: {requestsPerSecond: 2, burst: 2}}]}}',
+      },
+    }),
+  );
+  const { events, seen } = recorder();
+  const handler = inboundRequestLayer(() => table.inbound, clock, events, { views: new Map() })(ok);
+  const to = (path: string) => handler(proxyRequest({ path, conn: { origDst: origDst('10.0.0.2', 8080) } as AcceptedConnection })).then((r) => r.status, (e: unknown) => shapeOf(e).status);
+  t.equal(await to('/api/search?q=1'), 200);
+  t.equal(await to('/api/search?q=2'), 429, "the search route's bucket (1) is empty");
+  t.equal(await to('/api/items'), 200, 'another route has its own bucket');
+  t.equal(await to('/other'), 200, 'no route: only the port limit');
+  t.equal(await to('/other'), 429, "the port's bucket (3) is spent by every admitted request");
+  t.same(seen, ['rate_limited', 'rate_limited']);
+  await clock.advance(1000);
+  t.equal(await to('/api/search'), 200, 'a second later, a token again');
+});
+
+t.test('route matching: the first route whose prefix starts the path, for any path; bad prefixes are config errors', async (t) => {
+  fc.assert(
+    fc.property(fc.array(fc.string().map((s) => `/${s}`), { maxLength: 5 }), fc.string(), (prefixes, path) => {
+      const routes = prefixes.map((pathPrefix) => ({ pathPrefix }));
+      const found = matchRoute(routes, path);
+      const expected = routes.find((r) => path.startsWith(r.pathPrefix));
+      return found === expected;
+    }),
+  );
+  t.throws(() => loadConfig({ env: { MESHLET_RESILIENCE_INBOUND_PORTS: '{"80": {routes: [{pathPrefix: api, rateLimit: {requestsPerSecond: 1}}]}}' } }), /resilience\.inbound\.ports\.80\.routes\.0\.pathPrefix: "api" is not a path prefix: it must start with \//);
+  t.throws(() => loadConfig({ env: { MESHLET_RESILIENCE_INBOUND_PORTS: '{"80": {routes: [{pathPrefix: /api}]}}' } }), /resilience\.inbound\.ports\.80\.routes\.0\.rateLimit/);
 });
