@@ -136,6 +136,11 @@ export const configSchema = z
         requestId: z.boolean().default(true),
         /** Upstream keep-alive connections idle for this long are closed by the proxy first (avoids racing the server's own close). */
         upstreamIdleTimeout: duration.prefault('30s'),
+        /**
+         * An HTTP/2 (or gRPC) stream with no frame either way for this long is reset (CANCEL)
+         * and its upstream exchange cancelled; 0s: never. Envoy's and Istio's default.
+         */
+        streamIdleTimeout: duration.prefault('5m'),
       })
       .prefault({}),
     workload: z

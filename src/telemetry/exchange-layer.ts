@@ -107,7 +107,8 @@ class Exchange implements FinishedExchange, BodyWatcher {
   fail(err: unknown): void {
     this.error = err;
     if (this.req.abort.aborted) {
-      this.flag = 'DC'; // nobody to answer
+      // Nobody to answer: the client went away, or a deadline of the proxy's ended the stream (HTTP/2 stream idle).
+      this.flag = this.req.abort.deadlineExpired ? 'UT' : 'DC';
     } else {
       const shape = shapeOf(err);
       this.status = answerStatus(shape, this.req.grpc);
@@ -125,13 +126,13 @@ class Exchange implements FinishedExchange, BodyWatcher {
 
   aborted(): void {
     // The response was cut short upstream, unless it was the client that went.
-    if (this.flag === '-') this.flag = this.req.abort.aborted ? 'DC' : 'UC';
+    if (this.flag === '-') this.flag = this.req.abort.aborted ? (this.req.abort.deadlineExpired ? 'UT' : 'DC') : 'UC';
     this.#finish();
   }
 
   cancelled(): void {
     // Its reader gave the body up: the client went away (or a body that must not be sent, which is no failure).
-    if (this.req.abort.aborted && this.flag === '-') this.flag = 'DC';
+    if (this.req.abort.aborted && this.flag === '-') this.flag = this.req.abort.deadlineExpired ? 'UT' : 'DC';
     this.#finish();
   }
 

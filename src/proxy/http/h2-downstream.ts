@@ -13,7 +13,7 @@ import { isGrpc, type HttpProtocol, type ProxyRequest, type ProxyResponse } from
 import { endToEnd, fromH2Raw, get, isMeshHop, toH2, without, type RawHeaders } from './headers.ts';
 import type { WorkloadMetadata } from '../../pipeline/exchange.ts';
 
-const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM, NGHTTP2_CANCEL } = http2.constants;
 
 // The upstream's Date header or none, never one of ours. respond() honours sendDate;
 // @types/node does not declare it.
@@ -54,6 +54,8 @@ export interface H2DownstreamOptions {
   maxHeaderBytes: number;
   /** SETTINGS_MAX_CONCURRENT_STREAMS we announce to the client. */
   maxConcurrentStreams: number;
+  /** A stream without a frame either way for this long is reset and its exchange cancelled; 0: never. */
+  streamIdleTimeoutMs?: number;
 }
 
 /**
@@ -139,6 +141,16 @@ export class H2Downstream implements DrainableServer {
       if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR || !stream.writableFinished) aborted.abort();
     });
     stream.on('error', () => {}); // resets are seen through 'close' and rstCode
+    const idleMs = this.#options.streamIdleTimeoutMs ?? 0;
+    if (idleMs > 0) {
+      // node:http2 restarts the stream's timer on every frame read or written, so this fires
+      // only when the whole exchange stalled. The abort is a deadline's (flag UT, and a
+      // circuit breaker counts it as a timeout), and it cancels the upstream side as well.
+      stream.setTimeout(idleMs, () => {
+        aborted.abort(true);
+        stream.close(NGHTTP2_CANCEL);
+      });
+    }
     const head = framing.request(endToEnd(raw)); // pseudo-headers go with the hop-by-hop ones
     let trailers: RawHeaders = [];
     stream.on('trailers', (_t, _f, rawTrailers: string[]) => (trailers = framing.requestTrailers(fromH2Raw(rawTrailers))));

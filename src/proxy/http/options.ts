@@ -9,5 +9,6 @@ export function downstreamOptions(config: Config): Http1DownstreamOptions & H2Do
     headersTimeoutMs: config.http.requestHeadersTimeout,
     idleTimeoutMs: config.tcp.idleTimeout,
     maxConcurrentStreams: 1000,
+    streamIdleTimeoutMs: config.http.streamIdleTimeout,
   };
 }

@@ -1,7 +1,8 @@
+import http2 from 'node:http2';
 import net from 'node:net';
 import t, { type Test } from 'tap';
 import type { Registry } from 'prom-client';
-import { closedPort, h1App, h2Request, h2Session, header, RawClient, rawExchange, tcpApp, type H1App } from '../../helpers/http.ts';
+import { closedPort, h1App, h2App, h2Request, h2Session, header, RawClient, rawExchange, tcpApp, type H1App } from '../../helpers/http.ts';
 import { through } from '../../helpers/http-sidecars.ts';
 import { sidecar } from './mtls-harness.ts';
 import { loadConfig } from '../../../src/config/load.ts';
@@ -418,4 +419,29 @@ t.test('inbound per-route rate limit: 429 rate_limited with Retry-After on the r
   t.equal((await send('/items')).status, 200, 'a path outside the route');
   t.same(ok.requests.map((r) => r.url), ['/search?q=a', '/items']);
   t.equal(await counter(inbound.registry, 'meshlet_rate_limited_total', { direction: 'inbound' }), 1);
+});
+
+t.test('HTTP/2 stream idle timeout: a stream with no frame either way is reset (CANCEL), its upstream stream cancelled, flag UT; a stream with frames flowing is not', async (t) => {
+  const upstreamClosed: number[] = [];
+  const h2 = await h2App((stream, headers) => {
+    stream.on('error', () => {});
+    stream.once('close', () => upstreamClosed.push(stream.rstCode));
+    if (headers[':path'] === '/ticking') {
+      // A frame every 50 ms for 750 ms: longer than the idle timeout, never idle a tenth as long.
+      stream.respond({ ':status': 200 });
+      let n = 0;
+      const tick = setInterval(() => (++n < 15 ? stream.write('.') : (clearInterval(tick), stream.end('done'))), 50);
+    }
+    // '/stuck': never answered.
+  });
+  t.teardown(() => h2.close());
+  const sidecar = await through(t, 'one', () => h2.port, { MESHLET_HTTP_STREAM_IDLE_TIMEOUT: '500ms' });
+  const session = h2Session(t, sidecar.port);
+  const stuck = await h2Request(session, { ':path': '/stuck' });
+  t.same([stuck.end, stuck.rstCode], ['reset', http2.constants.NGHTTP2_CANCEL], "the client's stream was reset");
+  await until(() => upstreamClosed.length === 1);
+  t.not(upstreamClosed[0], http2.constants.NGHTTP2_NO_ERROR, 'and the upstream stream was cancelled, not left open');
+  const ticking = await h2Request(session, { ':path': '/ticking' });
+  t.same([ticking.status, ticking.end, ticking.body.toString()], [200, 'end', `${'.'.repeat(14)}done`], 'frames kept it alive past the idle timeout');
+  t.equal(await counter(sidecar.outbound.registry, 'meshlet_requests_total', { response_flags: 'UT' }), 1, 'the idle stream is counted with flag UT');
 });
