@@ -5,6 +5,7 @@ import { isMeshletError, MeshletError } from '../errors.ts';
 import { formatHostPort } from '../net/addresses.ts';
 import type { Layer } from '../pipeline/compose.ts';
 import type { ProxyRequest, ProxyResponse } from '../pipeline/exchange.ts';
+import { get } from '../pipeline/headers.ts';
 import type { Clock } from './clock.ts';
 import type { BreakerState, TargetEvents } from './events.ts';
 import type { BreakerPolicy, Policy } from './policy.ts';
@@ -281,6 +282,17 @@ export function statusOutcome(status: number): TryOutcome {
 }
 
 /**
+ * The same for a gRPC call's answer: a trailers-only UNAVAILABLE (14) is the upstream's 503,
+ * INTERNAL (13) its 500 (gRPC's own mapping of HTTP statuses). A status in the trailers of
+ * a response with a body comes after the head, when the try has been counted.
+ */
+export function responseOutcome(req: ProxyRequest, res: ProxyResponse): TryOutcome {
+  if (res.status !== 200 || !req.grpc || res.body !== undefined) return statusOutcome(res.status);
+  const code = get(res.headers, 'grpc-status');
+  return code === '14' ? 'gateway-error' : code === '13' ? '5xx' : 'success';
+}
+
+/**
  * The target's circuit breaker around the upstream call (innermost: each try counts, and
  * a refused try never leaves). Refused: 503 UO `circuit_open` (gRPC UNAVAILABLE). Nothing
  * at all when the policy has no breaker.
@@ -293,7 +305,7 @@ export function breakerLayer(target: Target, breakers: Breakers): Layer<ProxyReq
     if (ticket === undefined) return Promise.reject(breaker.openError());
     return next(req).then(
       (res) => {
-        ticket.report(statusOutcome(res.status));
+        ticket.report(responseOutcome(req, res));
         return res;
       },
       (err: unknown) => {

@@ -4,7 +4,8 @@ import { loadConfig } from '../../../src/config/load.ts';
 import { MeshletError } from '../../../src/errors.ts';
 import { shapeOf } from '../../../src/pipeline/error-shape.ts';
 import type { ProxyRequest, ProxyResponse } from '../../../src/pipeline/exchange.ts';
-import { Breakers, breakerLayer, EndpointBreaker, openDurationMs } from '../../../src/resilience/breaker.ts';
+import { Breakers, breakerLayer, EndpointBreaker, openDurationMs, responseOutcome } from '../../../src/resilience/breaker.ts';
+import { BufferedBody } from '../../../src/pipeline/body.ts';
 import { withDeadline } from '../../../src/resilience/timeout.ts';
 import { FakeClock, settle } from '../../helpers/fake-clock.ts';
 import { proxyRequest } from '../../helpers/proxy-request.ts';
@@ -182,6 +183,16 @@ t.test('what counts is failureOn: 4xx never, 5xx and errors as configured, a cli
     await settle();
     t.equal(breaker.state, 'open', 'the expired deadline counted as a timeout');
   }
+});
+
+t.test('gRPC: a trailers-only UNAVAILABLE or INTERNAL counts as a 5xx; OK, NOT_FOUND and a status after a body do not', async (t) => {
+  const grpc = (code: string, body = false): ProxyResponse => ({ status: 200, headers: ['grpc-status', code], body: body ? new BufferedBody([]) : undefined, flag: '-' });
+  const req = proxyRequest({ grpc: true, method: 'POST' });
+  t.same(
+    [grpc('14'), grpc('13'), grpc('0'), grpc('5'), grpc('14', true)].map((res) => responseOutcome(req, res)),
+    ['gateway-error', '5xx', 'success', 'success', 'success'],
+  );
+  t.equal(responseOutcome(proxyRequest(), grpc('14')), 'success', 'not a gRPC request: the HTTP status alone');
 });
 
 t.test('one breaker per destination and policy, shared; forgotten ones leave the metrics', async (t) => {
