@@ -151,6 +151,12 @@ const pathPrefix = z.string().superRefine((text, ctx) => {
 });
 
 const inboundPort = z.strictObject({
+  /** Towards the app on this port: the whole request until its response head (0s: none). */
+  timeout: policyOverride.timeout,
+  /** Towards the app: each try (0s: none). */
+  perTryTimeout: policyOverride.perTryTimeout,
+  /** Towards the app: tries in all and what is retried (by default one try: the caller's sidecar retries). */
+  retries: policyOverride.retries,
   /** Connections to this port at once (0: no limit); more are reset. */
   maxConnections: count('a number of connections').optional(),
   /** Requests to this port at once (0: no limit); more get 503 UO. */

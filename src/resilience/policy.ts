@@ -203,6 +203,8 @@ export class PolicyTable {
   readonly #byAuthority: boolean;
   readonly #cache = new Map<string, Policy>();
   readonly inbound: InboundPolicies;
+  readonly #config: ResilienceConfig;
+  #inboundRequests: PolicyTable | undefined;
   /** outbound.connectTimeout: what the connection pools use unless a policy says otherwise. */
   readonly baseConnectTimeoutMs: number;
 
@@ -217,6 +219,17 @@ export class PolicyTable {
     }));
     this.#byAuthority = this.#rules.some((r) => r.authorities !== undefined);
     this.inbound = new InboundPolicies(config.inbound);
+    this.#config = config;
+  }
+
+  /**
+   * The inbound side's timeouts and retries towards the local app, as a table of its own:
+   * one rule per app port that sets any (`port N`), over defaults that do nothing (one
+   * try, no timeout; the caller's sidecar has its own policy). Made on first use.
+   */
+  get inboundRequests(): PolicyTable {
+    this.#inboundRequests ??= new PolicyTable(inboundRequestConfig(this.#config), this.baseConnectTimeoutMs);
+    return this.#inboundRequests;
   }
 
   /** Every policy, the defaults first. */
@@ -259,6 +272,29 @@ export class PolicyTable {
     }
     return this.defaults;
   }
+}
+
+function inboundRequestConfig(config: ResilienceConfig): ResilienceConfig {
+  const d = config.defaults;
+  const defaults: Defaults = {
+    ...d,
+    timeout: 0,
+    perTryTimeout: 0,
+    retries: { ...d.retries, attempts: 1, retryOn: [] },
+    limits: { ...d.limits, maxConnections: 0, maxConcurrentRequests: 0, maxConcurrentRetries: 0 },
+    circuitBreaker: { ...d.circuitBreaker, consecutiveFailures: 0, errorPercent: 0 },
+    fault: {},
+  };
+  const destinations: DestinationConfig[] = [];
+  for (const [port, p] of Object.entries(config.inbound.ports)) {
+    if (p.timeout === undefined && p.perTryTimeout === undefined && p.retries === undefined) continue;
+    const rule: DestinationConfig = { name: `port ${port}`, match: { ports: [Number(port)] } };
+    if (p.timeout !== undefined) rule.timeout = p.timeout;
+    if (p.perTryTimeout !== undefined) rule.perTryTimeout = p.perTryTimeout;
+    if (p.retries !== undefined) rule.retries = p.retries;
+    destinations.push(rule);
+  }
+  return { defaults, destinations, inbound: { maxConnections: 0, maxConcurrentRequests: 0, ports: {} } };
 }
 
 /** The inbound listener's limits: totals over every port, and per app port. */

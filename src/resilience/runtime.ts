@@ -133,20 +133,27 @@ export class ResilienceRuntime implements ResilienceStateView {
     recipe: (target: Target) => ReadonlyArray<Layer<ProxyRequest, ProxyResponse>>,
     /** The upstream call for a target (e.g. with its connect timeout); the next handler when absent. */
     terminal?: (target: Target, next: Handler<ProxyRequest, ProxyResponse>) => Handler<ProxyRequest, ProxyResponse>,
+    /**
+     * `table`: which policies (the outbound ones by default); `grpcTimeouts`: whether gRPC
+     * requests go through the stack even when no policy does anything (to honour grpc-timeout).
+     */
+    options: { table?: (current: PolicyTable) => PolicyTable; grpcTimeouts?: boolean } = {},
   ): Layer<ProxyRequest, ProxyResponse> {
+    const select = options.table ?? ((current: PolicyTable) => current);
+    const grpcTimeouts = options.grpcTimeouts ?? true;
     return (next) => {
       let table: PolicyTable | undefined;
       let targets: Targets<Handler<ProxyRequest, ProxyResponse>> | undefined;
       let inert = false;
       this.#views.push(() => targets?.targets() ?? []);
       return (req) => {
-        const current = this.#table;
+        const current = select(this.#table);
         if (current !== table) {
           table = current;
           targets = new Targets(current, direction, (target) => compose(recipe(target), terminal ? terminal(target, next) : next), this.events);
           inert = current.policies.every((p) => isInert(p, current.baseConnectTimeoutMs));
         }
-        if (inert && !req.grpc) return next(req);
+        if (inert && !(grpcTimeouts && req.grpc)) return next(req);
         return targets!.forConnection(req.conn, req.authority)(req);
       };
     };

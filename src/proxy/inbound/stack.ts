@@ -23,6 +23,8 @@ import { forwardTcp } from '../tcp/forward.ts';
 import { authorizationLayer } from './authorization-layer.ts';
 import { inboundMtlsLayer } from './mtls-layer.ts';
 import { inboundConnectionLimitLayer, inboundRequestLayer } from '../../resilience/inbound.ts';
+import { retryLayer } from '../../resilience/retry.ts';
+import { timeoutLayer } from '../../resilience/timeout.ts';
 
 // The inbound recipe (port 15006): a peer connected to this pod's IP and an app port.
 // The proxy connects on to that same pod IP and port from the proxy UID, which the
@@ -79,8 +81,14 @@ function inboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse> 
       requestIdLayer(config.http.requestId),
       // Metrics and the access log follow each request to the end of its response, or its failure.
       exchangeLayer([httpMetricsSink(deps.httpMetrics, 'inbound', deps.workload), requestLogSink(deps.accessLog)]),
-      // resilience.inbound: concurrent requests (all ports, and per port) and each port's rate limit.
+      // resilience.inbound: concurrent requests (all ports, and per port) and each port's rate limits.
       inboundRequestLayer(() => resilience.table.inbound, resilience.clock, resilience.inboundEvents, resilience.inboundState),
+      // resilience.inbound.ports.N: the timeout and retries towards the app on that port
+      // (none by default: the caller's sidecar has its own), built once per port.
+      resilience.requestLayer('inbound', (target) => [timeoutLayer(target, resilience.clock), retryLayer(target, resilience.clock)], undefined, {
+        table: (current) => current.inboundRequests,
+        grpcTimeouts: false,
+      }),
     ],
     (req) => (req.protocol === 'h2' ? h2c.send(req, req.conn.origDst) : http1.send(req, req.conn.origDst)),
   );

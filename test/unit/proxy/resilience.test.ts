@@ -445,3 +445,27 @@ t.test('HTTP/2 stream idle timeout: a stream with no frame either way is reset (
   t.same([ticking.status, ticking.end, ticking.body.toString()], [200, 'end', `${'.'.repeat(14)}done`], 'frames kept it alive past the idle timeout');
   t.equal(await counter(sidecar.outbound.registry, 'meshlet_requests_total', { response_flags: 'UT' }), 1, 'the idle stream is counted with flag UT');
 });
+
+t.test('inbound timeouts and retries towards the app, per port: none by default; a port policy times out (504 UT) and retries (direction inbound)', async (t) => {
+  let n = 0;
+  const flaky = await misbehaving(t, (socket) =>
+    socket.once('data', () => (n++ === 0 ? socket.resetAndDestroy() : socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'))),
+  );
+  const plain = await sidecar('inbound', () => flaky.port);
+  t.teardown(() => plain.close());
+  t.match(await request(plain.port), { status: 503, cause: 'upstream_reset' }, 'by default the inbound side tries once');
+  t.equal(flaky.connections, 1);
+
+  const retrying = await sidecar('inbound', () => flaky.port, { env: { MESHLET_RESILIENCE_INBOUND_PORTS: `{"${flaky.port}": {retries: {attempts: 2, retryOn: [reset]}}}` } });
+  t.teardown(() => retrying.close());
+  n = 0;
+  t.match(await request(retrying.port), { status: 200, body: 'ok' }, 'the reset was retried towards the app');
+  t.equal(flaky.connections, 3);
+  t.equal(await counter(retrying.registry, 'meshlet_upstream_retries_total', { direction: 'inbound', policy: `port ${flaky.port}`, reason: 'reset', outcome: 'sent' }), 1);
+
+  const hang = await app(t, () => {});
+  const timing = await sidecar('inbound', () => hang.port, { env: { MESHLET_RESILIENCE_INBOUND_PORTS: `{"${hang.port}": {timeout: 200ms}}` } });
+  t.teardown(() => timing.close());
+  t.match(await request(timing.port), { status: 504, cause: 'upstream_timeout' });
+  t.equal(await counter(timing.registry, 'meshlet_upstream_timeouts_total', { direction: 'inbound', kind: 'total' }), 1);
+});

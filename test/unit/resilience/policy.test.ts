@@ -74,3 +74,14 @@ t.test('splitAuthority', async (t) => {
   t.same(splitAuthority('[::1]:8080'), { host: '::1', port: 8080 });
   t.same(splitAuthority('[::1]'), { host: '::1', port: undefined });
 });
+
+t.test('inbound per-port timeouts and retries: a table of their own, inert unless a port sets one; errors name the field', async (t) => {
+  const none = policyTable(loadConfig({ env: {} })).inboundRequests;
+  t.ok(none.policies.every((p) => isInert(p, none.baseConnectTimeoutMs)), 'nothing by default: no retry towards the app, whatever the outbound defaults');
+  const table = policyTable(loadConfig({ env: { MESHLET_RESILIENCE_INBOUND_PORTS: '{"8080": {timeout: 2s, retries: {attempts: 3}}, "9090": {rateLimit: {requestsPerSecond: 5}}}' } })).inboundRequests;
+  const p = table.resolve(undefined, origDst('10.0.0.5', 8080));
+  t.match(p, { name: 'port 8080', timeoutMs: 2000, retries: { attempts: 3 } });
+  t.equal(table.resolve(undefined, origDst('10.0.0.5', 9090)).name, 'default', 'a port with only a rate limit has no request policy');
+  t.equal(table.resolve(undefined, origDst('10.0.0.5', 9090)).retries.attempts, 1);
+  t.throws(() => loadConfig({ env: { MESHLET_RESILIENCE_INBOUND_PORTS: '{"8080": {retries: {atempts: 3}}}' } }), /resilience\.inbound\.ports\.8080\.retries\.atempts: unknown field; did you mean attempts\?/);
+});
