@@ -30,6 +30,13 @@ export interface BreakerTicket {
 
 const BUCKETS = 10;
 
+/**
+ * A probe with no outcome after this long counts as failed, so a probe stuck on an
+ * upstream that never answers (and a policy without a timeout) cannot hold the breaker
+ * half-open, refusing everything, for as long as its client waits. opossum's own default.
+ */
+export const PROBE_TIMEOUT_MS = 10_000;
+
 /** The probe's failure as opossum sees it (a rejection of the guarded call). */
 class ProbeFailed extends Error {}
 
@@ -66,8 +73,9 @@ export class EndpointBreaker implements TargetStateView, BreakerTicket {
     this.#bucketStart = clock.now();
     this.#cb = new CircuitBreaker(guarded, {
       name: destination,
-      // Deadlines are the timeout layers'; a timer per call here would only duplicate them.
-      timeout: false,
+      // Only probes (and refused tries) go through fire(): this bounds the probe alone. The
+      // requests' deadlines are the timeout layers'.
+      timeout: PROBE_TIMEOUT_MS,
       resetTimeout: policy.openMs,
       errorThresholdPercentage: policy.errorPercent,
       volumeThreshold: policy.minRequests,

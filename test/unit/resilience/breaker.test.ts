@@ -116,6 +116,23 @@ t.test('half-open lets one probe through; a failed probe opens it again for twic
   t.equal(breaker.snapshot().opens, 0, 'closing resets the backoff');
 });
 
+t.test('a probe that never answers counts as failed after 10 s: the breaker does not stay half-open', async (t) => {
+  const { breaker, target, breakers } = setup(t, { CONSECUTIVE_FAILURES: '1', OPEN_DURATION: '1s' });
+  const hangs = breakerLayer(target, breakers)(() => new Promise<ProxyResponse>(() => {}));
+  breaker.report('5xx');
+  t.equal(breaker.state, 'open');
+  mock.timers.tick(1000);
+  void hangs(proxyRequest());
+  await settle();
+  mock.timers.tick(9999);
+  t.equal(breaker.state, 'half_open', 'the probe is out');
+  mock.timers.tick(1);
+  await settle();
+  t.equal(breaker.state, 'open', 'no answer in 10 s: open again');
+  mock.timers.tick(2000);
+  t.equal(breaker.state, 'half_open', 'for the doubled period, then another probe may go');
+});
+
 t.test('by error rate: opens when more than errorPercent of the window failed, once it holds minRequests', async (t) => {
   const { up, breaker, send, clock } = setup(t, { ERROR_PERCENT: '50', MIN_REQUESTS: '10', WINDOW: '10s' });
   // 9 requests, all failing: under minRequests, stays closed.
