@@ -45,10 +45,11 @@ const ignore = () => {};
 
 export class EndpointBreaker implements TargetStateView, BreakerTicket {
   readonly policy: BreakerPolicy;
+  /** host:port, as /clusters names it. */
+  readonly destination: string;
   readonly #cb: CircuitBreaker<[() => Promise<void>], void>;
   readonly #clock: Clock;
   readonly #events: TargetEvents;
-  readonly #where: string;
   readonly #message: string;
   readonly #rotate = new EventEmitter();
   readonly #bucketMs: number;
@@ -66,7 +67,7 @@ export class EndpointBreaker implements TargetStateView, BreakerTicket {
     this.policy = policy;
     this.#clock = clock;
     this.#events = events;
-    this.#where = destination;
+    this.destination = destination;
     this.#message = `the circuit breaker of ${destination} (policy ${policyName})`;
     this.#bucketMs = policy.windowMs / BUCKETS;
     this.#byRate = policy.errorPercent > 0;
@@ -168,7 +169,7 @@ export class EndpointBreaker implements TargetStateView, BreakerTicket {
   /** Forgotten (a reload, or too many destinations): its state no longer counts in the metrics. */
   dispose(): void {
     if (!this.#live) return;
-    this.#events.breaker(this.#state, undefined, this.#where);
+    this.#events.breaker(this.#state, undefined, this.destination);
     this.#live = false;
   }
 
@@ -183,7 +184,7 @@ export class EndpointBreaker implements TargetStateView, BreakerTicket {
     if (from === state) return;
     this.#state = state;
     this.#consecutive = 0;
-    if (this.#live) this.#events.breaker(from, state, this.#where);
+    if (this.#live) this.#events.breaker(from, state, this.destination);
   }
 
   /** Rotates opossum's window for the buckets that ended since the last count. */
@@ -247,12 +248,7 @@ export class Breakers {
 
   /** Every breaker, with its destination as /clusters names it (`host:port`). */
   *entries(): Generator<[string, EndpointBreaker]> {
-    for (const byDst of this.#byPolicy.values()) {
-      for (const [key, breaker] of byDst) {
-        const bar = key.lastIndexOf('|');
-        yield [formatHostPort(key.slice(0, bar), Number(key.slice(bar + 1))), breaker];
-      }
-    }
+    for (const byDst of this.#byPolicy.values()) for (const breaker of byDst.values()) yield [breaker.destination, breaker];
   }
 
   dispose(): void {
