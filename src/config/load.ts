@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { MeshletError } from '../errors.ts';
 import { INIT_ENV_VARIABLES } from '../iptables/options.ts';
 import { closest, didYouMean } from '../suggest.ts';
+import { otelSettings } from './otel-env.ts';
 import { configSchema, showValue, type Config } from './schema.ts';
 
 type Tree = Record<string, unknown>;
@@ -24,7 +25,7 @@ export interface ConfigSources {
 const OTHER_VARIABLES: ReadonlySet<string> = new Set(['MESHLET_CONFIG', ...INIT_ENV_VARIABLES]);
 
 /**
- * Defaults ← YAML file ← MESHLET_* env. Throws one MeshletError with one line per
+ * Defaults ← YAML file ← OTEL_* env (tracing) ← MESHLET_* env. Throws one MeshletError with one line per
  * problem, each naming the field (or variable), the bad value, what is accepted, and
  * where the value came from.
  */
@@ -156,7 +157,12 @@ function envName(path: string[]): string {
 function applyEnv(base: Tree, env: NodeJS.ProcessEnv): { tree: Tree; origins: Map<string, string>; problems: string[] } {
   const tree: Tree = structuredClone(base);
   const origins = new Map<string, string>();
-  const problems: string[] = [];
+  const otel = otelSettings(env);
+  const problems: string[] = otel.problems;
+  for (const { path, value, variable } of otel.settings) {
+    setAt(tree, path, value);
+    origins.set(path.join('.'), variable);
+  }
   for (const [name, { path, structured }] of leaves()) {
     const raw = env[name];
     if (raw === undefined) continue;
@@ -165,15 +171,19 @@ function applyEnv(base: Tree, env: NodeJS.ProcessEnv): { tree: Tree; origins: Ma
       problems.push(`${path.join('.')}: ${value.syntax} (from ${name})`);
       continue;
     }
-    let node = tree;
-    for (const key of path.slice(0, -1)) {
-      if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
-      node = node[key] as Tree;
-    }
-    node[path.at(-1)!] = value.value;
+    setAt(tree, path, value.value);
     origins.set(path.join('.'), name);
   }
   return { tree, origins, problems };
+}
+
+function setAt(tree: Tree, path: readonly string[], value: unknown): void {
+  let node = tree;
+  for (const key of path.slice(0, -1)) {
+    if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
+    node = node[key] as Tree;
+  }
+  node[path.at(-1)!] = value;
 }
 
 /** A scalar as YAML reads it, so "15001" is a number and "1s" text, as in the file. */

@@ -185,6 +185,33 @@ export const configSchema = z
           .default(1),
       })
       .prefault({}),
+    /**
+     * OpenTelemetry spans (docs/observability.md, "Tracing"). Set by the standard OTEL_*
+     * variables (config/otel-env.ts), or here; off while there is no endpoint.
+     */
+    tracing: z
+      .strictObject({
+        /** The OTLP/HTTP traces URL (`http://collector:4318/v1/traces`); '' exports nothing and adds no layer. */
+        endpoint: z
+          .string()
+          .refine((v) => v === '' || /^https?:\/\/[^/]/.test(v), { error: (issue) => `${showValue(issue.input)} is not an http:// or https:// URL` })
+          .default(''),
+        /** How spans are encoded: OTLP protobuf (the OpenTelemetry default) or OTLP JSON. */
+        protocol: z.enum(['http/protobuf', 'http/json']).default('http/protobuf'),
+        /** service.name of the spans; '' takes the workload's canonical service (its app label, else its name). */
+        serviceName: z.string().default(''),
+        /** OTEL_TRACES_SAMPLER's values; parent-based ones follow the caller's decision and sample new traces by `samplerArg`. */
+        sampler: z.enum(['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio']).default('parentbased_always_on'),
+        /** The share of new traces sampled by the `traceidratio` samplers. */
+        samplerArg: z
+          .number({ error: (issue) => `expected a ratio between 0 and 1, got ${showValue(issue.input)}` })
+          .min(0, { error: (issue) => `${showValue(issue.input)} is not a ratio between 0 and 1` })
+          .max(1, { error: (issue) => `${showValue(issue.input)} is not a ratio between 0 and 1` })
+          .default(1),
+        /** The trace headers written into every forwarded request (each request also keeps the format it came in). */
+        propagators: z.array(z.enum(['tracecontext', 'baggage', 'b3', 'b3multi', 'none'])).default(['tracecontext', 'baggage']),
+      })
+      .prefault({}),
     tcp: z
       .strictObject({
         /** A proxied connection with no bytes in either direction for this long is closed. */

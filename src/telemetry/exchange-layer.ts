@@ -28,12 +28,15 @@ export interface FinishedExchange {
   readonly error: unknown;
 }
 
-/** Where finished exchanges go: metrics, the access log. */
+/** Where finished exchanges go: metrics, the access log, spans. */
 export interface ExchangeSink {
-  /** A request entered the layer (called before it is sent on). */
-  started?(req: ProxyRequest): void;
-  /** Its response ended, or it failed; exactly once per started request. */
-  finished(exchange: FinishedExchange): void;
+  /**
+   * A request entered the layer (called before it is sent on; it may change the request's
+   * headers). What it returns comes back to `finished` (a span); undefined costs nothing.
+   */
+  started?(req: ProxyRequest): unknown;
+  /** Its response ended, or it failed; exactly once per started request, with what `started` returned. */
+  finished(exchange: FinishedExchange, token: unknown): void;
 }
 
 /**
@@ -44,13 +47,18 @@ export interface ExchangeSink {
  */
 export function exchangeLayer(sinks: readonly ExchangeSink[]): Layer<ProxyRequest, ProxyResponse> {
   if (sinks.length === 0) return (next) => next;
-  const starts = sinks.filter((s) => s.started !== undefined);
+  // The positions of the sinks that want to know of a start.
+  const starts = sinks.flatMap((s, i) => (s.started !== undefined ? [i] : []));
   return (next) => (req) => observe(next, req, sinks, starts);
 }
 
-async function observe(next: Handler<ProxyRequest, ProxyResponse>, req: ProxyRequest, sinks: readonly ExchangeSink[], starts: readonly ExchangeSink[]): Promise<ProxyResponse> {
+async function observe(next: Handler<ProxyRequest, ProxyResponse>, req: ProxyRequest, sinks: readonly ExchangeSink[], starts: readonly number[]): Promise<ProxyResponse> {
   const exchange = new Exchange(req, sinks);
-  for (let i = 0; i < starts.length; i++) starts[i]!.started!(req);
+  for (let i = 0; i < starts.length; i++) {
+    const at = starts[i]!;
+    const token = sinks[at]!.started!(req);
+    if (token !== undefined) exchange.keep(at, token);
+  }
   let response: ProxyResponse;
   try {
     // A request body is counted on its way up; only then is the request copied.
@@ -75,12 +83,18 @@ class Exchange implements FinishedExchange, BodyWatcher {
   requestBody: CountingBody | undefined;
   #responseBody: CountingBody | undefined;
   readonly #sinks: readonly ExchangeSink[];
+  /** What the sinks' starts returned, by sink; only made when one returned something. */
+  #tokens: unknown[] | undefined;
   #finished = false;
 
   constructor(req: ProxyRequest, sinks: readonly ExchangeSink[]) {
     this.req = req;
     this.peer = req.peer;
     this.#sinks = sinks;
+  }
+
+  keep(sink: number, token: unknown): void {
+    (this.#tokens ??= [])[sink] = token;
   }
 
   get requestBytes(): number {
@@ -141,6 +155,7 @@ class Exchange implements FinishedExchange, BodyWatcher {
     this.#finished = true;
     this.durationMs = performance.now() - this.started;
     const sinks = this.#sinks;
-    for (let i = 0; i < sinks.length; i++) sinks[i]!.finished(this);
+    const tokens = this.#tokens;
+    for (let i = 0; i < sinks.length; i++) sinks[i]!.finished(this, tokens?.[i]);
   }
 }

@@ -2,6 +2,7 @@ import { connectionLogLayer, requestLogSink } from '../../telemetry/access-log.t
 import { exchangeLayer } from '../../telemetry/exchange-layer.ts';
 import { httpMetricsSink } from '../../telemetry/http-metrics-sink.ts';
 import { tcpMetricsLayer } from '../../telemetry/tcp-metrics-layer.ts';
+import { traceSink } from '../../telemetry/tracing.ts';
 import type { AcceptedConnection, ConnectionOutcome } from '../../pipeline/connection.ts';
 import { detectLayer } from '../detect/detect-layer.ts';
 import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
@@ -79,8 +80,14 @@ function inboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse> 
   return compose(
     [
       requestIdLayer(config.http.requestId),
-      // Metrics and the access log follow each request to the end of its response, or its failure.
-      exchangeLayer([httpMetricsSink(deps.httpMetrics, 'inbound', deps.workload), requestLogSink(deps.accessLog)]),
+      // Spans, metrics and the access log follow each request to the end of its response,
+      // or its failure. The span (SERVER) comes first: it rewrites the trace headers the app
+      // sees, so its own calls continue the trace; without an OTLP endpoint it is not there.
+      exchangeLayer([
+        ...(deps.tracing ? [traceSink(deps.tracing, 'inbound')] : []),
+        httpMetricsSink(deps.httpMetrics, 'inbound', deps.workload),
+        requestLogSink(deps.accessLog),
+      ]),
       // resilience.inbound: concurrent requests (all ports, and per port) and each port's rate limits.
       inboundRequestLayer(() => resilience.table.inbound, resilience.clock, resilience.inboundEvents, resilience.inboundState),
       // resilience.inbound.ports.N: the timeout and retries towards the app on that port

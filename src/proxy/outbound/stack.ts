@@ -2,6 +2,7 @@ import { connectionLogLayer, requestLogSink } from '../../telemetry/access-log.t
 import { exchangeLayer } from '../../telemetry/exchange-layer.ts';
 import { httpMetricsSink } from '../../telemetry/http-metrics-sink.ts';
 import { tcpMetricsLayer } from '../../telemetry/tcp-metrics-layer.ts';
+import { traceSink } from '../../telemetry/tracing.ts';
 import type { AcceptedConnection, ConnectionOutcome } from '../../pipeline/connection.ts';
 import { detectLayer } from '../detect/detect-layer.ts';
 import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
@@ -98,8 +99,14 @@ function outboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse>
   return compose(
     [
       requestIdLayer(config.http.requestId),
-      // Metrics and the access log follow each request to the end of its response, or its failure.
-      exchangeLayer([httpMetricsSink(deps.httpMetrics, 'outbound', deps.workload), requestLogSink(deps.accessLog)]),
+      // Spans, metrics and the access log follow each request to the end of its response,
+      // or its failure. The span (CLIENT) comes first: it rewrites the trace headers
+      // sent on, so the next hop continues the trace; without an OTLP endpoint it is not there.
+      exchangeLayer([
+        ...(deps.tracing ? [traceSink(deps.tracing, 'outbound')] : []),
+        httpMetricsSink(deps.httpMetrics, 'outbound', deps.workload),
+        requestLogSink(deps.accessLog),
+      ]),
       // Per destination (the first of resilience.destinations that matches, else
       // resilience.defaults), built once per destination: fault injection, the whole
       // request's deadline, the destination's limits, retries with their budget and per-try

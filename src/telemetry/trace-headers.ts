@@ -1,0 +1,184 @@
+import { isName, type RawHeaders } from '../pipeline/headers.ts';
+
+// Reading a request's trace context without allocating: every request passes here when
+// tracing is on, and most are not sampled, so the decision is taken from the header
+// characters in place (charCodeAt, no slice, no regex, no object). Only a sampled request
+// goes on to the OpenTelemetry propagators, which build a context. The rules are the
+// propagators' own (W3C Trace Context level 1, B3 as @opentelemetry/propagator-b3 reads
+// it: lower-case hex ids, 64-bit trace ids padded), so both agree on what is valid.
+
+/** The trace header formats, as bits. */
+export const W3C = 1;
+export const B3_SINGLE = 2;
+export const B3_MULTI = 4;
+
+/** The sampling decision a parent carries. */
+export const NOT_SAMPLED = 0;
+export const SAMPLED = 1;
+/** B3 without a sampling state (or `b3: 1`/`d` without ids): the receiver decides. */
+export const DEFERRED = 2;
+
+/** What a request's trace headers say; one object per layer, overwritten by each scan. */
+export class TraceScan {
+  /** The formats the request carries valid context in (bits: W3C, B3_SINGLE, B3_MULTI). */
+  formats = 0;
+  /** The format the parent is taken from (W3C first), 0 when there is none. */
+  parent = 0;
+  decision: number = DEFERRED;
+  /** Where the parent's trace id is: in which value, from which character, how long (16 or 32). */
+  idValue = '';
+  idStart = 0;
+  idLength = 0;
+
+  /** Reads `headers`; returns whether a parent was found. */
+  scan(headers: RawHeaders): boolean {
+    this.formats = 0;
+    this.parent = 0;
+    this.decision = DEFERRED;
+    let traceparent: string | undefined;
+    let b3: string | undefined;
+    let b3TraceId: string | undefined;
+    let b3SpanId: string | undefined;
+    let b3Sampled: string | undefined;
+    let b3Flags: string | undefined;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      // Most names are not trace headers: their length rules them out before any compare.
+      switch (name.length) {
+        case 2:
+          if (b3 === undefined && isName(name, 'b3')) b3 = headers[i + 1];
+          break;
+        case 10:
+          if (b3Flags === undefined && isName(name, 'x-b3-flags')) b3Flags = headers[i + 1];
+          break;
+        case 11:
+          if (traceparent === undefined && isName(name, 'traceparent')) traceparent = headers[i + 1];
+          else if (b3SpanId === undefined && isName(name, 'x-b3-spanid')) b3SpanId = headers[i + 1];
+          break;
+        case 12:
+          if (b3TraceId === undefined && isName(name, 'x-b3-traceid')) b3TraceId = headers[i + 1];
+          else if (b3Sampled === undefined && isName(name, 'x-b3-sampled')) b3Sampled = headers[i + 1];
+          break;
+      }
+    }
+    if (traceparent !== undefined && validTraceparent(traceparent)) {
+      this.formats |= W3C;
+      this.#take(W3C, traceparent, 3, 32, (hexDigit(traceparent, 54) & 1) === 1 ? SAMPLED : NOT_SAMPLED);
+    }
+    if (b3 !== undefined) this.#single(b3);
+    if (b3TraceId !== undefined && b3SpanId !== undefined && validB3Id(b3TraceId, 0, b3TraceId.length) && validB3Id(b3SpanId, 0, b3SpanId.length) && b3SpanId.length === 16) {
+      this.formats |= B3_MULTI;
+      const decision = b3Flags === '1' || b3Sampled === '1' || b3Sampled === 'true' ? SAMPLED : b3Sampled === '0' || b3Sampled === 'false' ? NOT_SAMPLED : DEFERRED;
+      this.#take(B3_MULTI, b3TraceId, 0, b3TraceId.length, decision);
+    }
+    return this.parent !== 0;
+  }
+
+  /** `b3: {traceid}-{spanid}[-{sampling}[-{parentspanid}]]`, or a bare sampling state. */
+  #single(value: string): void {
+    if (value.length === 1) {
+      // A decision without ids: `0` denies, `1` and `d` ask for a trace, which starts here.
+      const c = value.charCodeAt(0);
+      if (c === 48 /* 0 */ && this.parent === 0) {
+        this.formats |= B3_SINGLE;
+        this.parent = B3_SINGLE;
+        this.decision = NOT_SAMPLED;
+        this.idLength = 0;
+      }
+      return;
+    }
+    const idLength = value.length >= 49 && value.charCodeAt(32) === 45 ? 32 : 16;
+    if (value.length < idLength + 17 || value.charCodeAt(idLength) !== 45 /* - */) return;
+    if (!validB3Id(value, 0, idLength) || !validB3Id(value, idLength + 1, 16)) return;
+    const rest = idLength + 17;
+    let decision = DEFERRED;
+    if (value.length > rest) {
+      if (value.charCodeAt(rest) !== 45 || value.length < rest + 2) return;
+      const state = value.charCodeAt(rest + 1);
+      if (state === 49 /* 1 */ || state === 100 /* d */) decision = SAMPLED;
+      else if (state === 48 /* 0 */) decision = NOT_SAMPLED;
+      else return;
+    }
+    this.formats |= B3_SINGLE;
+    this.#take(B3_SINGLE, value, 0, idLength, decision);
+  }
+
+  #take(format: number, value: string, start: number, length: number, decision: number): void {
+    if (this.parent !== 0) return;
+    this.parent = format;
+    this.decision = decision;
+    this.idValue = value;
+    this.idStart = start;
+    this.idLength = length;
+  }
+}
+
+/** 0–15 for a lower-case hex digit at `i`, -1 otherwise. */
+function hexDigit(s: string, i: number): number {
+  const c = s.charCodeAt(i);
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  return -1;
+}
+
+/** `length` lower-case hex digits from `start`, not all zero. */
+function hexRun(s: string, start: number, length: number): boolean {
+  let nonZero = false;
+  for (let i = start; i < start + length; i++) {
+    const d = hexDigit(s, i);
+    if (d < 0) return false;
+    if (d !== 0) nonZero = true;
+  }
+  return nonZero;
+}
+
+/** A B3 id: 16 or 32 lower-case hex digits, not all zero. */
+function validB3Id(s: string, start: number, length: number): boolean {
+  return (length === 16 || length === 32) && s.length >= start + length && hexRun(s, start, length);
+}
+
+/** W3C `version-traceid-parentid-flags`: version 00 exactly 55 characters, later ones may append `-...`. */
+export function validTraceparent(v: string): boolean {
+  if (v.length < 55 || (v.length > 55 && v.charCodeAt(55) !== 45)) return false;
+  if (v.charCodeAt(2) !== 45 || v.charCodeAt(35) !== 45 || v.charCodeAt(52) !== 45) return false;
+  const v0 = hexDigit(v, 0);
+  const v1 = hexDigit(v, 1);
+  if (v0 < 0 || v1 < 0 || (v0 === 15 && v1 === 15)) return false;
+  if (v0 === 0 && v1 === 0 && v.length !== 55) return false;
+  return hexRun(v, 3, 32) && hexRun(v, 36, 16) && hexDigit(v, 53) >= 0 && hexDigit(v, 54) >= 0;
+}
+
+/**
+ * The trace id ratio test of @opentelemetry/sdk-trace-base's TraceIdRatioBasedSampler
+ * (the id's 32-bit words XORed, compared with ratio × 2³²−1), on the id where it lies in
+ * the header, so a hop that samples by ratio without a parent-based rule agrees with the
+ * OpenTelemetry SDKs of the same language on the same trace.
+ */
+export function ratioAccepts(value: string, start: number, length: number, ratio: number): boolean {
+  if (ratio >= 1) return true;
+  if (ratio <= 0) return false;
+  let acc = 0;
+  // A 64-bit B3 id is the low half of its 128-bit form, whose high half is zero.
+  for (let word = start; word < start + length; word += 8) {
+    let n = 0;
+    for (let i = word; i < word + 8; i++) n = n * 16 + hexDigit(value, i);
+    acc ^= n;
+  }
+  return acc >>> 0 < Math.floor(ratio * 0xffffffff);
+}
+
+/** The header names of every trace format, lower case: removed before a sampled request's own are written. */
+export const TRACE_HEADERS: readonly string[] = ['traceparent', 'tracestate', 'b3', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'x-b3-sampled', 'x-b3-flags'];
+
+/** Removes every trace header from `headers`, in place. */
+export function removeTraceHeaders(headers: RawHeaders): void {
+  let w = 0;
+  for (let r = 0; r < headers.length; r += 2) {
+    const name = headers[r]!;
+    if (TRACE_HEADERS.some((h) => isName(name, h))) continue;
+    headers[w] = name;
+    headers[w + 1] = headers[r + 1]!;
+    w += 2;
+  }
+  headers.length = w;
+}
