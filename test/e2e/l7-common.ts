@@ -71,6 +71,8 @@ export async function startServerApps(pod: Pod): Promise<ServerApps> {
 export interface MeshedPair {
   a: Pod;
   b: Pod;
+  /** The testbed, with any pods asked for besides a and b (not meshed). */
+  tb: Testbed;
   idA: IssuedIdentity;
   idB: IssuedIdentity;
   proxyA: SpawnedProcess;
@@ -85,13 +87,13 @@ export interface MeshedPair {
  * a sends b's traffic over mTLS expecting b's exact SPIFFE ID, b's inbound is strict,
  * and the server apps run in b. Everything is removed when `t` ends.
  */
-export async function meshedPair(t: Test, env: { a?: NodeJS.ProcessEnv; b?: NodeJS.ProcessEnv } = {}): Promise<MeshedPair> {
+export async function meshedPair(t: Test, env: { a?: NodeJS.ProcessEnv; b?: NodeJS.ProcessEnv } = {}, others: string[] = []): Promise<MeshedPair> {
   const TD = 'cluster.local';
   const ids = new IdentityStore();
   t.teardown(() => ids.remove());
   const tmp = scratch();
   t.teardown(tmp.remove);
-  const tb = await Testbed.create(['a', 'b']);
+  const tb = await Testbed.create(['a', 'b', ...others]);
   t.teardown(() => tb.destroy());
   const [a, b] = [tb.pod('a'), tb.pod('b')];
   const ca = await ids.ca('ca', TD);
@@ -109,7 +111,7 @@ export async function meshedPair(t: Test, env: { a?: NodeJS.ProcessEnv; b?: Node
   t.teardown(() => {
     if (!t.passing()) t.comment(`a's proxy, last lines:\n${tail(proxyA)}\n\nb's proxy, last lines:\n${tail(proxyB)}`);
   });
-  return { a, b, idA, idB, proxyA, proxyB, apps, dir: tmp.dir };
+  return { a, b, tb, idA, idB, proxyA, proxyB, apps, dir: tmp.dir };
 }
 
 export function scratch(): { dir: string; remove: () => void } {

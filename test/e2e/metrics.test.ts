@@ -7,7 +7,7 @@ import { curl, eventually, grpcClient, meshedPair, PORT } from './l7-common.ts';
 // a log collector would: real pods, real curl, both proxies' /stats/prometheus scraped on
 // 15020 and parsed with a Prometheus text parser. a reports as source under the default
 // prefix; b as destination under `istio`, with its access log on.
-// (promtool and a Prometheus server are not installed here, so no PromQL is run.)
+// promtool and PromQL against a real Prometheus server: prometheus.test.ts.
 
 const skip = testbedUnavailable();
 if (skip) {
