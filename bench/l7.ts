@@ -5,6 +5,12 @@
 //   plaintext   meshlet in both pods (rules by `meshlet init`), no identities;
 //   plaintext-off  the same with every resilience layer off (retries.attempts 1), to
 //               measure what the default resilience policy costs when nothing trips;
+//   telemetry-on   the plaintext pair with its request metrics and OpenTelemetry tracing
+//               at a 1 % sampling ratio, exporting OTLP/HTTP protobuf to a sink on each
+//               pod's loopback (bench/apps/otlp-sink.ts);
+//   telemetry-off  the plaintext pair with request metrics off and no tracing: with
+//               telemetry-on, what observability costs (the issue's limit: at most 5 % of
+//               HTTP/1.1 requests/s and 0.05 ms at p50);
 //   mtls        meshlet in both pods, mesh-wide strict mTLS (identities from `meshlet ca`);
 //   nginx       nginx in both pods, the client addressing nginx a, which proxies to
 //               nginx b, which proxies to the app (bench/lib/baselines.ts);
@@ -56,10 +62,26 @@ import type { BenchContext, Scenario, ScenarioResult, Table } from './scenario.t
 
 const APPS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'apps');
 const APP = path.join(APPS, 'l7-app.ts');
+const SINK = path.join(APPS, 'otlp-sink.ts');
+const SINK_PORT = 4318;
+/**
+ * The plaintext pair's variants: plaintext-off with every resilience layer off (one
+ * attempt, nothing else configured), to measure what the default policy costs when nothing
+ * trips; telemetry-on and -off, what metrics and tracing cost together.
+ */
+const VARIANT_ENV: Partial<Record<Mode, () => NodeJS.ProcessEnv>> = {
+  'plaintext-off': () => ({ MESHLET_RESILIENCE_DEFAULTS_RETRIES_ATTEMPTS: '1' }),
+  'telemetry-on': () => ({
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${SINK_PORT}`,
+    OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+    OTEL_TRACES_SAMPLER_ARG: '0.01',
+  }),
+  'telemetry-off': () => ({ MESHLET_METRICS_ENABLED: 'false' }),
+};
 const LOAD = path.join(APPS, 'l7-load.ts');
 const GRPC_PATH = '/meshlet.bench.Bench/Call';
 
-const MODES = ['direct', 'plaintext', 'plaintext-off', 'mtls', 'nginx', 'nginx-tls', 'haproxy', 'node', 'node-raw'] as const;
+const MODES = ['direct', 'plaintext', 'plaintext-off', 'telemetry-on', 'telemetry-off', 'mtls', 'nginx', 'nginx-tls', 'haproxy', 'node', 'node-raw'] as const;
 type Mode = (typeof MODES)[number];
 const PROXIED = MODES.filter((m) => m !== 'direct');
 const MESHLET = ['plaintext', 'mtls'] as const;
@@ -68,6 +90,8 @@ const LABEL: Record<Mode, string> = {
   direct: 'direct',
   plaintext: 'meshlet plaintext pair',
   'plaintext-off': 'meshlet plaintext pair, resilience off',
+  'telemetry-on': 'meshlet plaintext pair, metrics and tracing at 1 %',
+  'telemetry-off': 'meshlet plaintext pair, metrics and tracing off',
   mtls: 'meshlet mTLS pair',
   nginx: 'nginx pair',
   'nginx-tls': 'nginx TLS pair',
@@ -75,10 +99,10 @@ const LABEL: Record<Mode, string> = {
   node: 'Node.js floor pair',
   'node-raw': 'Node.js ceiling pair',
 };
-const SHORT: Record<Mode, string> = { direct: 'direct', plaintext: 'meshlet', 'plaintext-off': 'meshlet, resilience off', mtls: 'meshlet mTLS', nginx: 'nginx', 'nginx-tls': 'nginx TLS', haproxy: 'haproxy', node: 'Node floor', 'node-raw': 'Node ceiling' };
+const SHORT: Record<Mode, string> = { direct: 'direct', plaintext: 'meshlet', 'plaintext-off': 'meshlet, resilience off', 'telemetry-on': 'meshlet, telemetry on', 'telemetry-off': 'meshlet, telemetry off', mtls: 'meshlet mTLS', nginx: 'nginx', 'nginx-tls': 'nginx TLS', haproxy: 'haproxy', node: 'Node floor', 'node-raw': 'Node ceiling' };
 const SECURITY: Record<Meshlet, string> = { plaintext: 'none', mtls: 'mutual_tls' };
 /** Second octet of each testbed's addresses (the L4 scenario uses 44–46). */
-const SUBNET: Record<Mode, number> = { direct: 50, plaintext: 51, 'plaintext-off': 58, mtls: 52, nginx: 53, 'nginx-tls': 54, haproxy: 55, node: 56, 'node-raw': 57 };
+const SUBNET: Record<Mode, number> = { direct: 50, plaintext: 51, 'plaintext-off': 58, 'telemetry-on': 59, 'telemetry-off': 60, mtls: 52, nginx: 53, 'nginx-tls': 54, haproxy: 55, node: 56, 'node-raw': 57 };
 
 const KINDS = ['h1', 'latency', 'h2', 'grpc'] as const;
 type Kind = (typeof KINDS)[number];
@@ -412,6 +436,57 @@ const pct = (share: number | undefined) => (share === undefined || !Number.isFin
 const times = (ratio: number) => (Number.isFinite(ratio) ? `×${ratio.toFixed(2)}` : 'n/a');
 const metOrNot = (ok: boolean) => (ok ? 'met' : 'not met');
 
+/**
+ * The report of a run of some modes only (--l7-modes): each mode's figures and, for each
+ * pair of them, the ratios and differences; the targets and the comparisons with modes
+ * that did not run are left out.
+ */
+function subsetResult(scenario: Scenario, modes: readonly Mode[], runs: Record<Kind, Record<Mode, Run[]>>, n: number): ScenarioResult {
+  const fig = (k: Kind, m: Mode) => spread(runs[k][m].map((r) => (k === 'latency' ? r.latency!.us.p50 : r.value)));
+  const p99 = (m: Mode) => spread(runs.latency[m].map((r) => r.latency!.us.p99));
+  const cpu = (k: Kind, m: Mode) =>
+    median(runs[k][m].map((r) => (Object.entries(r.cpu).filter(([name]) => name.startsWith('proxy-')).reduce((sum, [, c]) => sum + (c.user + c.system) * r.elapsedS, 0) / r.requests) * 1e6));
+  const range = (sp: Spread) => (sp.runs.length === 0 ? '–' : `${sig(sp.median)} (${sig(sp.min)}–${sig(sp.max)})`);
+  const pairs = modes.flatMap((a, i) => modes.slice(i + 1).map((b) => [a, b] as const));
+  const summary: Record<string, number> = {};
+  for (const m of modes) {
+    for (const k of RATE_KINDS) summary[`${k}ReqPerS_${m}`] = fig(k, m).median;
+    summary[`latencyP50Us_${m}`] = fig('latency', m).median;
+    summary[`latencyP99Us_${m}`] = p99(m).median;
+    for (const k of KINDS) summary[`proxyCpuUsPerRequest_${k}_${m}`] = cpu(k, m);
+  }
+  return {
+    name: scenario.name,
+    title: `${scenario.title} (modes ${modes.join(', ')} only)`,
+    summary,
+    tables: [
+      {
+        title: `Median of ${n} run${n === 1 ? '' : 's'} (min–max); ${BODY_BYTES}-byte responses`,
+        headers: ['figure', ...modes.map((m) => LABEL[m])],
+        rows: [
+          ['HTTP/1.1 requests/s', ...modes.map((m) => range(fig('h1', m)))],
+          [`HTTP/1.1 latency p50 at ${FIXED_RATE} requests/s (µs)`, ...modes.map((m) => range(fig('latency', m)))],
+          [`HTTP/1.1 latency p99 at ${FIXED_RATE} requests/s (µs)`, ...modes.map((m) => range(p99(m)))],
+          ['HTTP/2 requests/s', ...modes.map((m) => range(fig('h2', m)))],
+          ['gRPC requests/s', ...modes.map((m) => range(fig('grpc', m)))],
+          ...KINDS.map((k) => [`proxy CPU µs per request, ${KIND_LABEL[k]}`, ...modes.map((m) => (m === 'direct' ? '–' : sig(cpu(k, m))))]),
+        ],
+      },
+      {
+        title: 'Each pair: requests/s ratio; latency difference',
+        headers: ['figure', ...pairs.map(([a, b]) => `${SHORT[a]} vs ${SHORT[b]}`)],
+        rows: [
+          ...RATE_KINDS.map((k) => [`${KIND_LABEL[k]} requests/s`, ...pairs.map(([a, b]) => times(fig(k, a).median / fig(k, b).median))]),
+          [`latency p50 at ${FIXED_RATE}/s`, ...pairs.map(([a, b]) => signed(fig('latency', a).median - fig('latency', b).median, 'µs'))],
+          [`latency p99 at ${FIXED_RATE}/s`, ...pairs.map(([a, b]) => signed(p99(a).median - p99(b).median, 'µs'))],
+        ],
+      },
+    ],
+    notes: ['A run of some modes only (--l7-modes): no targets, no comparison with the modes that did not run. The method is the full run\'s (see a full report).'],
+    data: { modes, runs },
+  };
+}
+
 export const l7Scenario: Scenario = {
   name: 'l7',
   title: 'L7: HTTP/1.1, HTTP/2 and gRPC, direct vs the meshlet pair (plaintext, mTLS) vs nginx and haproxy pairs and Node.js floor and ceiling pairs',
@@ -441,15 +516,23 @@ export const l7Scenario: Scenario = {
       const ids = await issueIdentities(store);
       const baselineTls = await issueBaselineCerts(ids.caDir, path.join(work, 'certs'), { client: ids.client.spiffeId, server: ids.server.spiffeId });
 
-      for (const mode of MODES) {
+      // --l7-modes: only some modes, for a short comparison (a reduced report, no targets).
+      const selected = o.l7Modes === undefined ? MODES : MODES.filter((m) => o.l7Modes!.includes(m));
+      const unknown = (o.l7Modes ?? []).filter((m) => !(MODES as readonly string[]).includes(m));
+      if (unknown.length > 0) throw new Error(`--l7-modes: no mode ${unknown.join(', ')} (have: ${MODES.join(', ')})`);
+      for (const mode of selected) {
         ctx.log(`l7: building the ${mode} pods`);
         const subnet = SUBNET[mode];
-        const meshlet = mode === 'plaintext' || mode === 'plaintext-off' || mode === 'mtls';
-        // plaintext-off: the same pair with every resilience layer off (one attempt, nothing
-        // else configured), to measure what the default policy costs when nothing trips.
-        const proxyEnv = mode === 'mtls' ? mtlsEnv(ids, subnet) : mode === 'plaintext-off' ? () => ({ MESHLET_RESILIENCE_DEFAULTS_RETRIES_ATTEMPTS: '1' }) : undefined;
-        const topology = await createTopology(mode === 'plaintext-off' ? 'plaintext' : meshlet ? mode : 'direct', { subnet, proxyEnv });
+        const plaintextVariant = mode === 'plaintext-off' || mode === 'telemetry-on' || mode === 'telemetry-off';
+        const meshlet = mode === 'plaintext' || mode === 'mtls' || plaintextVariant;
+        const proxyEnv = mode === 'mtls' ? mtlsEnv(ids, subnet) : VARIANT_ENV[mode];
+        const topology = await createTopology(plaintextVariant ? 'plaintext' : meshlet ? mode : 'direct', { subnet, proxyEnv });
         built.push(topology);
+        if (mode === 'telemetry-on') {
+          // The collector each sidecar exports to, on its pod's loopback (the proxy's own
+          // connections are not intercepted), answering every export and keeping nothing.
+          for (const pod of [topology.client, topology.server]) baselineProcesses.push((await startAppServer(pod, [SINK, '--port', String(SINK_PORT)])).process);
+        }
         const server = await startAppServer(topology.server, [
           APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES),
         ]);
@@ -476,7 +559,7 @@ export const l7Scenario: Scenario = {
       const side = (mode: Mode) => sides.get(mode)!;
       // Let start-up allocation settle before calling the proxies idle.
       await sleep(1000);
-      const rssIdle = Object.fromEntries(PROXIED.map((m) => [m, Object.fromEntries(side(m).proxies.map((p) => [p.pod, rssBytes(p.pid) ?? Number.NaN]))])) as Record<Mode, Record<string, number>>;
+      const rssIdle = Object.fromEntries(PROXIED.filter((m) => selected.includes(m)).map((m) => [m, Object.fromEntries(side(m).proxies.map((p) => [p.pod, rssBytes(p.pid) ?? Number.NaN]))])) as Record<Mode, Record<string, number>>;
 
       const runOnce = (kind: Kind, mode: Mode, rss?: RssSampler, durations = d) =>
         kind === 'latency' ? latencyRun(side(mode), durations, rss) : h2loadRun(side(mode), kind, durations.rateS, grpcFrame, rss);
@@ -485,7 +568,7 @@ export const l7Scenario: Scenario = {
 
       ctx.log('l7: warm-up (not recorded)');
       for (const kind of KINDS) {
-        for (const mode of MODES.filter((m) => measures(m, kind))) await runOnce(kind, mode, undefined, dWarm);
+        for (const mode of selected.filter((m) => measures(m, kind))) await runOnce(kind, mode, undefined, dWarm);
       }
 
       const runs = Object.fromEntries(KINDS.map((k) => [k, Object.fromEntries(MODES.map((m) => [m, [] as Run[]]))])) as Record<Kind, Record<Mode, Run[]>>;
@@ -493,7 +576,7 @@ export const l7Scenario: Scenario = {
       for (const kind of KINDS) {
         for (let round = 0; round < o.runs; round++) {
           await ctx.settle();
-          for (const mode of roundOrder(round).filter((m) => measures(m, kind))) {
+          for (const mode of roundOrder(round).filter((m) => measures(m, kind) && selected.includes(m))) {
             const sampler = mode === 'direct' ? undefined : new RssSampler(proxyPids(side(mode)));
             const run = await runOnce(kind, mode, sampler);
             if (sampler) for (const [pod, v] of sampler.stop()) rssMax[kind][mode][pod] = Math.max(rssMax[kind][mode][pod] ?? 0, v);
@@ -502,7 +585,8 @@ export const l7Scenario: Scenario = {
           }
         }
       }
-      const rssAfter = Object.fromEntries(PROXIED.map((m) => [m, Object.fromEntries(side(m).proxies.map((p) => [p.pod, rssBytes(p.pid) ?? Number.NaN]))])) as Record<Mode, Record<string, number>>;
+      const rssAfter = Object.fromEntries(PROXIED.filter((m) => selected.includes(m)).map((m) => [m, Object.fromEntries(side(m).proxies.map((p) => [p.pod, rssBytes(p.pid) ?? Number.NaN]))])) as Record<Mode, Record<string, number>>;
+      if (selected.length < MODES.length) return subsetResult(this, selected, runs, o.runs);
 
       // Proof that the meshlet figures went through both sidecars, with the right security,
       // and what the sidecars made of the traffic (protocol detection, request counters).
@@ -611,7 +695,7 @@ export const l7Scenario: Scenario = {
       // mTLS vs floor and floor vs nginx TLS split mTLS vs nginx TLS into meshlet's part and
       // the runtime's; the last two set meshlet against what the runtime can do at all.
       const comparisons: Array<[Mode, Mode]> = [
-        ['plaintext', 'plaintext-off'], ['plaintext', 'nginx'], ['plaintext', 'haproxy'], ['mtls', 'nginx-tls'], ['mtls', 'nginx'], ['mtls', 'haproxy'], ['mtls', 'node'], ['node', 'nginx-tls'],
+        ['plaintext', 'plaintext-off'], ['telemetry-on', 'telemetry-off'], ['plaintext', 'nginx'], ['plaintext', 'haproxy'], ['mtls', 'nginx-tls'], ['mtls', 'nginx'], ['mtls', 'haproxy'], ['mtls', 'node'], ['node', 'nginx-tls'],
         ['plaintext', 'node-raw'], ['node-raw', 'nginx'],
       ];
       const vsBaselineTable: Table = {
@@ -684,7 +768,7 @@ export const l7Scenario: Scenario = {
       // ---- targets (TARGET): the figures above, each against its limit. Like for like: the
       // mTLS pair against nginx TLS (both encrypt the hop between the proxies), the
       // plaintext pair against nginx and the ceiling (neither does).
-      const key = (m: Mode) => ({ direct: 'Direct', plaintext: 'Plaintext', 'plaintext-off': 'PlaintextOff', mtls: 'Mtls', nginx: 'Nginx', 'nginx-tls': 'NginxTls', haproxy: 'Haproxy', node: 'Node', 'node-raw': 'NodeRaw' })[m];
+      const key = (m: Mode) => ({ direct: 'Direct', plaintext: 'Plaintext', 'plaintext-off': 'PlaintextOff', 'telemetry-on': 'TelemetryOn', 'telemetry-off': 'TelemetryOff', mtls: 'Mtls', nginx: 'Nginx', 'nginx-tls': 'NginxTls', haproxy: 'Haproxy', node: 'Node', 'node-raw': 'NodeRaw' })[m];
       const cpuAtRate = perRequest.latency.proxies;
       interface Target {
         key: string;

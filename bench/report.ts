@@ -74,13 +74,15 @@ export function renderMarkdown(report: BenchReport): string {
  */
 export function writeReport(report: BenchReport, dir = RESULTS_DIR): { json: string; md: string } {
   mkdirSync(dir, { recursive: true });
-  const stamp = report.startedAt.replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z') + (report.options.quick ? '-quick' : '');
+  // A quick run or a run of some modes only is not the reference: never latest.*.
+  const partial = report.options.l7Modes !== undefined;
+  const stamp = report.startedAt.replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z') + (report.options.quick ? '-quick' : '') + (partial ? '-partial' : '');
   const json = `${JSON.stringify(report, null, 2)}\n`;
   const md = renderMarkdown(report);
   const files = { json: path.join(dir, `${stamp}.json`), md: path.join(dir, `${stamp}.md`) };
   writeFileSync(files.json, json);
   writeFileSync(files.md, md);
-  if (!report.options.quick) {
+  if (!report.options.quick && !partial) {
     writeFileSync(path.join(dir, 'latest.json'), json);
     writeFileSync(path.join(dir, 'latest.md'), md);
   }

@@ -29,6 +29,8 @@ const USAGE = `usage: node bench/run.ts [options]
                        after it and the rate is over what completed (default 20)
   --ipv6               client reaches the server over IPv6 (default IPv4)
   --only NAME[,NAME]   scenarios to run (${SCENARIOS.map((s) => s.name).join(', ')})
+  --l7-modes M[,M]     the l7 scenario's modes to run (e.g. telemetry-on,telemetry-off):
+                       a short comparison with a reduced report, no targets
   --wait-quiet SECONDS on a shared machine: first wait up to this long for the CPUs to be
                        idle (under 15 % busy for 3 s in a row), then before each round of
                        runs up to 10 s (120 s in all) for a quiet 0.3 s (under 20 % busy);
@@ -68,6 +70,7 @@ function parseOptions(argv: string[]): { options: BenchOptions; only: string[] |
       'conn-seconds': { type: 'string' },
       ipv6: { type: 'boolean', default: false },
       only: { type: 'string' },
+      'l7-modes': { type: 'string' },
       'wait-quiet': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -88,6 +91,7 @@ function parseOptions(argv: string[]): { options: BenchOptions; only: string[] |
     concurrency: values.concurrency ? positiveInt('concurrency', values.concurrency) : 16,
     connSeconds: values['conn-seconds'] ? positiveInt('conn-seconds', values['conn-seconds']) : 20,
     family: values.ipv6 ? 6 : 4,
+    ...(values['l7-modes'] ? { l7Modes: values['l7-modes'].split(',').map((s) => s.trim()).filter(Boolean) } : {}),
   };
   if (options.sizeBytes < 1 || options.chunkBytes < 1) throw new Error('--size and --chunk must be at least 1 byte');
   const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);

@@ -25,6 +25,8 @@ export interface BenchOptions {
   connSeconds: number;
   /** Address family the client uses to reach the server. */
   family: 4 | 6;
+  /** The l7 scenario's modes to run (all when undefined); a subset gets a reduced report. */
+  l7Modes?: string[];
 }
 
 export interface BenchContext {

@@ -166,6 +166,12 @@ export const configSchema = z
       .prefault({}),
     metrics: z
       .strictObject({
+        /**
+         * Request (HTTP) and connection (TCP) metrics. Off, their recording layers are not
+         * built; the proxy's own metrics (detections, refusals, certificate expiry, process)
+         * are still served.
+         */
+        enabled: z.boolean().default(true),
         /** The metric names' prefix: `meshlet`, or `istio` so Istio's dashboards and Kiali read them unchanged. */
         prefix: z
           .string()

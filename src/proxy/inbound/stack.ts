@@ -52,7 +52,7 @@ export function inboundStack(deps: StackDeps): Handler<AcceptedConnection, Conne
       detectLayer(config.protocols, config.inbound.detectTimeout, tcpMetrics.detections, log),
       // From here on the connection is accepted: its access log line (opaque TCP) and the TCP metrics.
       connectionLogLayer(deps.accessLog),
-      tcpMetricsLayer(tcpMetrics, deps.workload),
+      ...(config.metrics.enabled ? [tcpMetricsLayer(tcpMetrics, deps.workload)] : []),
     ],
     (conn) => {
       if (conn.protocol === 'mesh-h2') return h2.serve(conn, fromPeerSidecar);
@@ -85,7 +85,7 @@ function inboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse> 
       // sees, so its own calls continue the trace; without an OTLP endpoint it is not there.
       exchangeLayer([
         ...(deps.tracing ? [traceSink(deps.tracing, 'inbound')] : []),
-        httpMetricsSink(deps.httpMetrics, 'inbound', deps.workload),
+        ...(config.metrics.enabled ? [httpMetricsSink(deps.httpMetrics, 'inbound', deps.workload)] : []),
         requestLogSink(deps.accessLog),
       ]),
       // resilience.inbound: concurrent requests (all ports, and per port) and each port's rate limits.

@@ -49,7 +49,7 @@ export function outboundStack(deps: StackDeps): Handler<AcceptedConnection, Conn
       meshRouteLayer(deps),
       // From here on the connection is accepted: its access log line (opaque TCP) and the TCP metrics.
       connectionLogLayer(deps.accessLog),
-      tcpMetricsLayer(tcpMetrics, deps.workload),
+      ...(config.metrics.enabled ? [tcpMetricsLayer(tcpMetrics, deps.workload)] : []),
     ],
     (conn) => {
       if (conn.protocol === 'http1') return http1.serve(conn);
@@ -104,7 +104,7 @@ function outboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse>
       // sent on, so the next hop continues the trace; without an OTLP endpoint it is not there.
       exchangeLayer([
         ...(deps.tracing ? [traceSink(deps.tracing, 'outbound')] : []),
-        httpMetricsSink(deps.httpMetrics, 'outbound', deps.workload),
+        ...(config.metrics.enabled ? [httpMetricsSink(deps.httpMetrics, 'outbound', deps.workload)] : []),
         requestLogSink(deps.accessLog),
       ]),
       // Per destination (the first of resilience.destinations that matches, else
