@@ -146,7 +146,7 @@ async function logged(log: AccessLog, next: Handler<AcceptedConnection, Connecti
 }
 
 /** An authority never carries credentials into the log (`user:pass@host` is not valid HTTP, but a client may send it). */
-function withoutUserinfo(authority: string): string {
+export function withoutUserinfo(authority: string): string {
   const at = authority.lastIndexOf('@');
   return at === -1 ? authority : authority.slice(at + 1);
 }

@@ -2,11 +2,12 @@ import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
 import { ProtobufTraceSerializer, TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer';
-import { detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
+import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
+import { traceIds } from './trace-ids.ts';
 import { Tracing } from './tracing.ts';
 import type { LocalWorkload } from './workload.ts';
 
@@ -36,14 +37,15 @@ export function createTracer(settings: Config['tracing'], workload: LocalWorkloa
   if (metadata.namespace) attributes['service.namespace'] = metadata.namespace;
   if (metadata.namespace) attributes['k8s.namespace.name'] = metadata.namespace;
   if (metadata.name) attributes['k8s.deployment.name'] = metadata.name;
-  // OTEL_RESOURCE_ATTRIBUTES add to these; the service name set above wins over its service.name.
-  const resource = detectResources({ detectors: [envDetector] }).merge(resourceFromAttributes(attributes));
+  // The SDK's own (telemetry.sdk.*), then OTEL_RESOURCE_ATTRIBUTES, then ours: the service name set above wins.
+  const resource = defaultResource().merge(detectResources({ detectors: [envDetector] })).merge(resourceFromAttributes(attributes));
   const exporter = settings.protocol === 'http/json' ? new OTLPTraceExporter({ url: settings.endpoint }) : new ProtobufTraceExporter(settings.endpoint);
   const processor = new BatchSpanProcessor(exporter);
   const provider = new BasicTracerProvider({
     resource,
     // The layer has decided already (tracing.ts): a span is only started when sampled.
     sampler: new AlwaysOnSampler(),
+    idGenerator: traceIds,
     spanProcessors: [processor],
   });
   const tracing = new Tracing(provider.getTracer('meshlet'), settings);

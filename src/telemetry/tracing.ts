@@ -1,7 +1,6 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter, type TextMapPropagator, type TextMapSetter, type Tracer } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
-import { RandomIdGenerator } from '@opentelemetry/sdk-trace-base';
 import {
   ATTR_CLIENT_ADDRESS,
   ATTR_CLIENT_PORT,
@@ -22,8 +21,10 @@ import {
 import type { Direction } from '../pipeline/connection.ts';
 import type { ProxyRequest } from '../pipeline/exchange.ts';
 import { get, type RawHeaders } from '../pipeline/headers.ts';
+import { withoutUserinfo } from './access-log.ts';
 import type { ExchangeSink, FinishedExchange } from './exchange-layer.ts';
 import { B3_MULTI, B3_SINGLE, DEFERRED, ratioAccepts, removeTraceHeaders, SAMPLED, TraceScan, W3C } from './trace-headers.ts';
+import { traceIds } from './trace-ids.ts';
 import { peerPrincipalOf } from './workload-labels.ts';
 
 // Spans for HTTP/1.1, HTTP/2 and gRPC requests, one per request and side: the inbound
@@ -110,7 +111,6 @@ export class Tracing {
   readonly formats: number;
   /** The propagators that write each combination of formats, made once. */
   readonly #injectors: ReadonlyArray<readonly TextMapPropagator[]>;
-  readonly #ids = new RandomIdGenerator();
 
   constructor(tracer: Tracer, settings: TracingSettings) {
     this.tracer = tracer;
@@ -137,8 +137,8 @@ export class Tracing {
   injectUnsampled(headers: RawHeaders): void {
     const formats = this.formats;
     if (formats === 0) return;
-    const traceId = this.#ids.generateTraceId();
-    const spanId = this.#ids.generateSpanId();
+    const traceId = traceIds.generateTraceId();
+    const spanId = traceIds.generateSpanId();
     if (formats & W3C) headers.push('traceparent', `00-${traceId}-${spanId}-00`);
     if (formats & B3_SINGLE) headers.push('b3', `${traceId}-${spanId}-0`);
     if (formats & B3_MULTI) headers.push('x-b3-traceid', traceId, 'x-b3-spanid', spanId, 'x-b3-sampled', '0');
@@ -259,9 +259,4 @@ function hostPort(authority: string, defaultPort: number): { host: string; port:
     return { host: a.slice(close === -1 ? 0 : 1, close === -1 ? colon : close), port: Number.isInteger(port) ? port : defaultPort };
   }
   return { host: close === -1 ? a : a.slice(1, close), port: defaultPort };
-}
-
-function withoutUserinfo(authority: string): string {
-  const at = authority.lastIndexOf('@');
-  return at === -1 ? authority : authority.slice(at + 1);
 }

@@ -1,0 +1,156 @@
+// What metrics and tracing cost per request, in one process: the request pipeline's
+// telemetry part as src/proxy/outbound/stack.ts composes it (the exchange layer with the
+// span, metrics and access-log sinks) over an upstream call that answers at once, so only
+// telemetry is measured. Three modes:
+//
+//   off       metrics off, no tracing (the access log's sink, off by default, stays);
+//   metrics   the default: request metrics, no tracing;
+//   on        request metrics and tracing at a 1 % ratio (parentbased_traceidratio), the
+//             SDK's batch processor exporting OTLP/HTTP protobuf to a sink in this
+//             process (so the sink's small share counts against tracing): what the
+//             outbound sidecar of the first hop does, deciding for new traces;
+//   on-ratio-0  the same at a ratio of 0: only what a new trace that is not sampled costs
+//             (its ids and traceparent), no span;
+//   on-unsampled-parent  the same as on, for requests that arrive with an unsampled parent (what
+//             every later sidecar of an unsampled trace sees; it copies the header list,
+//             which the others do not, so it counts a little against itself).
+//
+//   node bench/telemetry-layers.ts [--requests 100000] [--rounds 11]
+//
+// Rounds rotate the modes; each prints CPU (user + system) and wall time per request, and
+// the median of each is reported with its spread. Requests arrive without trace headers,
+// as in the L7 benchmark: each is a new trace, 1 % of them sampled.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parseArgs } from 'node:util';
+import { Registry } from 'prom-client';
+import { loadConfig } from '../src/config/load.ts';
+import { createLogger } from '../src/log.ts';
+import { origDst } from '../src/net/addresses.ts';
+import { RequestAbort } from '../src/pipeline/abort.ts';
+import { compose, type Handler } from '../src/pipeline/compose.ts';
+import type { AcceptedConnection } from '../src/pipeline/connection.ts';
+import type { ProxyRequest, ProxyResponse } from '../src/pipeline/exchange.ts';
+import { requestLogSink } from '../src/telemetry/access-log.ts';
+import { exchangeLayer } from '../src/telemetry/exchange-layer.ts';
+import { httpMetricsSink } from '../src/telemetry/http-metrics-sink.ts';
+import { createTelemetry, type Telemetry } from '../src/telemetry/telemetry.ts';
+import { traceSink } from '../src/telemetry/tracing.ts';
+
+const { values } = parseArgs({ options: { requests: { type: 'string', default: '100000' }, rounds: { type: 'string', default: '11' } } });
+const REQUESTS = Number(values.requests);
+const ROUNDS = Number(values.rounds);
+
+const RESPONSE: ProxyResponse = { status: 200, headers: ['content-length', '0'], body: undefined, flag: '-' };
+const upstream: Handler<ProxyRequest, ProxyResponse> = () => Promise.resolve(RESPONSE);
+
+// The collector: answers every export, keeps nothing.
+let exports = 0;
+const sink = http.createServer((req, res) => {
+  req.resume();
+  req.on('end', () => {
+    exports++;
+    res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+  });
+});
+await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+const sinkPort = (sink.address() as AddressInfo).port;
+
+const log = createLogger('warn');
+function telemetry(env: NodeJS.ProcessEnv): Telemetry & { config: ReturnType<typeof loadConfig> } {
+  const config = loadConfig({ env });
+  return { ...createTelemetry(new Registry(), config, log, undefined), config };
+}
+
+/** The outbound request pipeline's telemetry, as the stack composes it. */
+function pipeline(t: ReturnType<typeof telemetry>): Handler<ProxyRequest, ProxyResponse> {
+  return compose(
+    [
+      exchangeLayer([
+        ...(t.tracing ? [traceSink(t.tracing, 'outbound')] : []),
+        ...(t.config.metrics.enabled ? [httpMetricsSink(t.httpMetrics, 'outbound', t.workload)] : []),
+        requestLogSink(t.accessLog),
+      ]),
+    ],
+    upstream,
+  );
+}
+
+const on = telemetry({
+  OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`,
+  OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+  OTEL_TRACES_SAMPLER_ARG: '0.01',
+});
+const onPipeline = pipeline(on);
+const never = telemetry({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0' });
+/** An unsampled parent, as the inbound sidecar sees the requests of an outbound one that did not sample them. */
+const UNSAMPLED = ['traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00'];
+const modes = {
+  off: pipeline(telemetry({ MESHLET_METRICS_ENABLED: 'false' })),
+  metrics: pipeline(telemetry({})),
+  on: onPipeline,
+  'on-ratio-0': pipeline(never),
+  'on-unsampled-parent': ((req) => onPipeline({ ...req, headers: [...req.headers, ...UNSAMPLED] })) as Handler<ProxyRequest, ProxyResponse>,
+};
+type ModeName = keyof typeof modes;
+
+// 16 client connections, as the L7 benchmark's HTTP/1.1 runs use, each a distinct object.
+const conns = Array.from({ length: 16 }, (_, i) => ({ id: i, direction: 'outbound', origDst: origDst('10.0.0.1', 8080), peer: { kind: 'peer', address: '10.0.0.2', port: 40000 + i }, security: 'none' }) as unknown as AcceptedConnection);
+
+/** A request object per request, as the codec makes one. */
+const request = (i: number): ProxyRequest => ({
+  conn: conns[i & 15]!,
+  protocol: 'http1',
+  method: 'GET',
+  authority: 'app:8080',
+  path: '/',
+  scheme: 'http',
+  headers: ['Host', 'app:8080', 'User-Agent', 'h2load nghttp2/1.52.0', 'Accept', '*/*', 'x-request-id', '3c3c1c7e-4a55-4b7e-9f0e-0b9b1b0c6f7d'],
+  hostName: 'Host',
+  body: undefined,
+  grpc: false,
+  abort: new RequestAbort(),
+  onContinue: () => {},
+});
+
+async function round(mode: ModeName): Promise<{ cpuNs: number; wallNs: number }> {
+  const handler = modes[mode];
+  const cpu = process.cpuUsage();
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < REQUESTS; i++) await handler(request(i));
+  // The loop never yields to timers, so the batch processor exports its spans now: inside
+  // the round, whose CPU time they belong to.
+  if (mode.startsWith('on')) await on.tracer!.flush();
+  const wall = Number(process.hrtime.bigint() - start);
+  const used = process.cpuUsage(cpu);
+  return { cpuNs: ((used.user + used.system) * 1000) / REQUESTS, wallNs: wall / REQUESTS };
+}
+
+const names = Object.keys(modes) as ModeName[];
+for (const name of names) await round(name); // warm-up: JIT every path first
+const results = Object.fromEntries(names.map((n) => [n, [] as Array<{ cpuNs: number; wallNs: number }>])) as Record<ModeName, Array<{ cpuNs: number; wallNs: number }>>;
+for (let r = 0; r < ROUNDS; r++) {
+  const order = [...names.slice(r % names.length), ...names.slice(0, r % names.length)];
+  for (const mode of order) {
+    const x = await round(mode);
+    results[mode].push(x);
+    process.stderr.write(`round ${r + 1} ${mode}: ${x.cpuNs.toFixed(0)} ns CPU, ${x.wallNs.toFixed(0)} ns wall per request\n`);
+  }
+}
+await on.tracer?.shutdown();
+sink.close();
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const summary = (mode: ModeName, key: 'cpuNs' | 'wallNs') => {
+  const xs = results[mode].map((x) => x[key]);
+  return { median: Math.round(median(xs)), min: Math.round(Math.min(...xs)), max: Math.round(Math.max(...xs)) };
+};
+const added = (a: ModeName, b: ModeName) => Math.round(median(results[a].map((x) => x.cpuNs)) - median(results[b].map((x) => x.cpuNs)));
+process.stdout.write(
+  `${JSON.stringify({
+    requests: REQUESTS,
+    rounds: ROUNDS,
+    ...Object.fromEntries(names.map((n) => [n, { cpuNs: summary(n, 'cpuNs'), wallNs: summary(n, 'wallNs') }])),
+    addedCpuNs: { metricsVsOff: added('metrics', 'off'), onVsOff: added('on', 'off'), tracingVsMetrics: added('on', 'metrics'), unsampledParentVsMetrics: added('on-unsampled-parent', 'metrics'), newUnsampledVsMetrics: added('on-ratio-0', 'metrics') },
+    spanExports: exports,
+  })}\n`,
+);
