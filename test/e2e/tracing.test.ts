@@ -32,7 +32,7 @@ function spansOf(receiver: SpawnedProcess): ReceivedSpan[] {
     .map((l) => (JSON.parse(l) as { span: ReceivedSpan }).span);
 }
 
-t.test('a request through sidecar A, app B and sidecar B is one trace: linked spans, semantic attributes, the app continuing it', async (t) => {
+t.test('a request through sidecar A, app B and sidecar B is one trace: linked spans, semantic attributes, the app continuing it, the last spans flushed by the drain', async (t) => {
   const TD = 'cluster.local';
   const ids = new IdentityStore();
   t.teardown(() => ids.remove());
@@ -63,6 +63,10 @@ t.test('a request through sidecar A, app B and sidecar B is one trace: linked sp
     OTEL_EXPORTER_OTLP_ENDPOINT: collector,
     OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
     OTEL_SERVICE_NAME: 'client-a',
+    // a's spans wait in its batch (10 min, far fewer than a batch) until it drains: they
+    // arrive only if the drain flushes them.
+    OTEL_BSP_SCHEDULE_DELAY: '600000',
+    MESHLET_DRAIN_DELAY: '500ms',
   });
   const proxyB = await b.startProxy({
     ...common,
@@ -84,12 +88,23 @@ t.test('a request through sidecar A, app B and sidecar B is one trace: linked sp
   t.equal(r.status, 200, r.stderr);
   const answer = JSON.parse(r.body.toString()) as { incoming: string[]; downstream: { status: number } };
   t.equal(answer.downstream.status, 200, "b's app reached c");
+  const calls = await grpcClient(a, b.ipv4, 50051, ['unary', 'fail']);
+  t.equal(calls.unary?.code, 0);
+  t.equal(calls.fail?.code, 5);
 
+  // b exports within 100 ms: its SERVER and CLIENT spans of the HTTP request, its SERVER spans of the two calls.
+  const ofB = () => spansOf(receiver).filter((s) => s.resource['service.name'] === 'server');
+  t.ok(await eventually(() => ofB().length >= 4, "b's four spans", 15_000), "the receiver got b's spans");
+  t.equal(spansOf(receiver).filter((s) => s.resource['service.name'] === 'client-a').length, 0, "a's spans are still in its batch: nothing is exported on a request's path");
+  await proxyA.stop('SIGTERM');
+  t.equal(proxyA.child.exitCode, 0, 'a drained and exited');
+  t.match(proxyA.output().stdout, /"how":"drained"/);
   let spans: ReceivedSpan[] = [];
-  t.ok(await eventually(() => (spans = spansOf(receiver)).length >= 3, 'three spans', 15_000), 'the receiver got the three spans');
-  const aClient = spans.find((s) => s.kind === CLIENT && s.resource['service.name'] === 'client-a');
-  const bServer = spans.find((s) => s.kind === SERVER && s.resource['service.name'] === 'server');
-  const bClient = spans.find((s) => s.kind === CLIENT && s.resource['service.name'] === 'server');
+  t.ok(await eventually(() => (spans = spansOf(receiver)).length >= 7, 'seven spans', 15_000), "a's three spans arrived with its drain: the queue is flushed when the proxy stops");
+  const http = spans.filter((s) => s.attributes['rpc.system'] === undefined);
+  const aClient = http.find((s) => s.kind === CLIENT && s.resource['service.name'] === 'client-a');
+  const bServer = http.find((s) => s.kind === SERVER && s.resource['service.name'] === 'server');
+  const bClient = http.find((s) => s.kind === CLIENT && s.resource['service.name'] === 'server');
   if (!aClient || !bServer || !bClient) {
     t.fail(`missing spans: ${JSON.stringify(spans.map((s) => [s.kind, s.resource['service.name']]))}`);
     return;
@@ -141,13 +156,7 @@ t.test('a request through sidecar A, app B and sidecar B is one trace: linked sp
   });
 
   t.test('gRPC: a call gets the same pair of spans, with its gRPC status', async (t) => {
-    const before = spansOf(receiver).length;
-    const calls = await grpcClient(a, b.ipv4, 50051, ['unary', 'fail']);
-    t.equal(calls.fail?.code, 5);
-    let all: ReceivedSpan[] = [];
-    t.ok(await eventually(() => (all = spansOf(receiver)).length >= before + 4, 'four more spans', 15_000));
-    const rpc = all.slice(before);
-    const failed = rpc.filter((s) => s.attributes['rpc.grpc.status_code'] === 5);
+    const failed = spans.filter((s) => s.attributes['rpc.grpc.status_code'] === 5);
     t.equal(failed.length, 2, 'the failed call: a CLIENT and a SERVER span');
     const [client, server] = [failed.find((s) => s.kind === CLIENT), failed.find((s) => s.kind === SERVER)];
     t.equal(server?.parentSpanId, client?.spanId, 'linked');
