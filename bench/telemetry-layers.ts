@@ -35,7 +35,6 @@ import { requestLogSink } from '../src/telemetry/access-log.ts';
 import { exchangeLayer } from '../src/telemetry/exchange-layer.ts';
 import { httpMetricsSink } from '../src/telemetry/http-metrics-sink.ts';
 import { createTelemetry, type Telemetry } from '../src/telemetry/telemetry.ts';
-import { traceSink } from '../src/telemetry/tracing.ts';
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '100000' }, rounds: { type: 'string', default: '11' } } });
 const REQUESTS = Number(values.requests);
@@ -57,17 +56,17 @@ await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
 const sinkPort = (sink.address() as AddressInfo).port;
 
 const log = createLogger('warn');
-function telemetry(env: NodeJS.ProcessEnv): Telemetry & { config: ReturnType<typeof loadConfig> } {
+async function telemetry(env: NodeJS.ProcessEnv): Promise<Telemetry & { config: ReturnType<typeof loadConfig> }> {
   const config = loadConfig({ env });
-  return { ...createTelemetry(new Registry(), config, log, undefined), config };
+  return { ...(await createTelemetry(new Registry(), config, log, undefined)), config };
 }
 
 /** The outbound request pipeline's telemetry, as the stack composes it. */
-function pipeline(t: ReturnType<typeof telemetry>): Handler<ProxyRequest, ProxyResponse> {
+function pipeline(t: Awaited<ReturnType<typeof telemetry>>): Handler<ProxyRequest, ProxyResponse> {
   return compose(
     [
       exchangeLayer([
-        ...(t.tracing ? [traceSink(t.tracing, 'outbound')] : []),
+        ...(t.tracing ? [t.tracing.sink('outbound')] : []),
         ...(t.config.metrics.enabled ? [httpMetricsSink(t.httpMetrics, 'outbound', t.workload)] : []),
         requestLogSink(t.accessLog),
       ]),
@@ -76,18 +75,18 @@ function pipeline(t: ReturnType<typeof telemetry>): Handler<ProxyRequest, ProxyR
   );
 }
 
-const on = telemetry({
+const on = await telemetry({
   OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`,
   OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
   OTEL_TRACES_SAMPLER_ARG: '0.01',
 });
 const onPipeline = pipeline(on);
-const never = telemetry({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0' });
+const never = await telemetry({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0' });
 /** An unsampled parent, as the inbound sidecar sees the requests of an outbound one that did not sample them. */
 const UNSAMPLED = ['traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00'];
 const modes = {
-  off: pipeline(telemetry({ MESHLET_METRICS_ENABLED: 'false' })),
-  metrics: pipeline(telemetry({})),
+  off: pipeline(await telemetry({ MESHLET_METRICS_ENABLED: 'false' })),
+  metrics: pipeline(await telemetry({})),
   on: onPipeline,
   'on-ratio-0': pipeline(never),
   'on-unsampled-parent': ((req) => onPipeline({ ...req, headers: [...req.headers, ...UNSAMPLED] })) as Handler<ProxyRequest, ProxyResponse>,

@@ -70,7 +70,7 @@ export async function startProxy(config: Config, log: Logger): Promise<RunningPr
     const resilience = ResilienceRuntime.fromConfig(config, withBreakerLog(createResilienceMetrics(registry, config.metrics.prefix), log));
     const watcher = startIdentity(config, log, registry);
     if (watcher) opened.push(() => watcher.close());
-    const telemetry = createTelemetry(registry, config, log, watcher?.current.spiffeId);
+    const telemetry = await createTelemetry(registry, config, log, watcher?.current.spiffeId);
     // Closed last: the spans of the last requests, ended as their connections closed, still go out.
     if (telemetry.tracer) opened.push(() => telemetry.tracer!.shutdown());
     const { tcpMetrics } = telemetry;

@@ -4,7 +4,7 @@ import type { Logger } from '../log.ts';
 import { AccessLog } from './access-log.ts';
 import { HttpMetrics } from './http-metrics.ts';
 import { createTcpMetrics, type TcpMetrics } from './tcp-metrics.ts';
-import { createTracer, type TracerHandle } from './tracer.ts';
+import type { TracerHandle } from './tracer.ts';
 import type { Tracing } from './tracing.ts';
 import { localWorkload, type LocalWorkload } from './workload.ts';
 
@@ -21,15 +21,16 @@ export interface Telemetry {
   readonly tracer: TracerHandle | undefined;
 }
 
-export function createTelemetry(
+export async function createTelemetry(
   registry: Registry,
   config: Pick<Config, 'metrics' | 'accessLog' | 'workload' | 'tracing'>,
   log: Logger,
   /** This pod's SPIFFE ID, when it has an identity. */
   spiffeId: string | undefined,
-): Telemetry {
+): Promise<Telemetry> {
   const workload = localWorkload(config.workload, spiffeId);
-  const tracer = createTracer(config.tracing, workload, log);
+  // The OpenTelemetry SDK (about 5 MiB of heap) is loaded only when spans are to be exported.
+  const tracer = config.tracing.endpoint === '' ? undefined : (await import('./tracer.ts')).createTracer(config.tracing, workload, log);
   return {
     tcpMetrics: createTcpMetrics(registry, config.metrics.prefix),
     httpMetrics: new HttpMetrics(registry, config.metrics.prefix),

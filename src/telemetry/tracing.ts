@@ -133,6 +133,11 @@ export class Tracing {
     for (let i = 0; i < injectors.length; i++) injectors[i]!.inject(context, headers, setter);
   }
 
+  /** The span sink of one side, for its stack's exchange layer (traceSink). */
+  sink(direction: Direction): ExchangeSink {
+    return traceSink(this, direction);
+  }
+
   /** A new trace this hop does not sample: its decision, with fresh ids, for the hops after it. */
   injectUnsampled(headers: RawHeaders): void {
     const formats = this.formats;

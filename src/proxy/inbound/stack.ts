@@ -2,7 +2,6 @@ import { connectionLogLayer, requestLogSink } from '../../telemetry/access-log.t
 import { exchangeLayer } from '../../telemetry/exchange-layer.ts';
 import { httpMetricsSink } from '../../telemetry/http-metrics-sink.ts';
 import { tcpMetricsLayer } from '../../telemetry/tcp-metrics-layer.ts';
-import { traceSink } from '../../telemetry/tracing.ts';
 import type { AcceptedConnection, ConnectionOutcome } from '../../pipeline/connection.ts';
 import { detectLayer } from '../detect/detect-layer.ts';
 import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
@@ -84,7 +83,7 @@ function inboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse> 
       // or its failure. The span (SERVER) comes first: it rewrites the trace headers the app
       // sees, so its own calls continue the trace; without an OTLP endpoint it is not there.
       exchangeLayer([
-        ...(deps.tracing ? [traceSink(deps.tracing, 'inbound')] : []),
+        ...(deps.tracing ? [deps.tracing.sink('inbound')] : []),
         ...(config.metrics.enabled ? [httpMetricsSink(deps.httpMetrics, 'inbound', deps.workload)] : []),
         requestLogSink(deps.accessLog),
       ]),

@@ -2,7 +2,6 @@ import { connectionLogLayer, requestLogSink } from '../../telemetry/access-log.t
 import { exchangeLayer } from '../../telemetry/exchange-layer.ts';
 import { httpMetricsSink } from '../../telemetry/http-metrics-sink.ts';
 import { tcpMetricsLayer } from '../../telemetry/tcp-metrics-layer.ts';
-import { traceSink } from '../../telemetry/tracing.ts';
 import type { AcceptedConnection, ConnectionOutcome } from '../../pipeline/connection.ts';
 import { detectLayer } from '../detect/detect-layer.ts';
 import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
@@ -103,7 +102,7 @@ function outboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse>
       // or its failure. The span (CLIENT) comes first: it rewrites the trace headers
       // sent on, so the next hop continues the trace; without an OTLP endpoint it is not there.
       exchangeLayer([
-        ...(deps.tracing ? [traceSink(deps.tracing, 'outbound')] : []),
+        ...(deps.tracing ? [deps.tracing.sink('outbound')] : []),
         ...(config.metrics.enabled ? [httpMetricsSink(deps.httpMetrics, 'outbound', deps.workload)] : []),
         requestLogSink(deps.accessLog),
       ]),

@@ -127,7 +127,7 @@ t.test('a connection that was not redirected is refused as a loop, and the liste
   const metrics = createTcpMetrics(registry, 'meshlet');
   const log = createLogger('silent');
   const config = loadConfig({ env: {} });
-  const stack = outboundStack({ ...createTelemetry(new Registry(), config, log, undefined), tcpMetrics: metrics, config, log, localAddresses: new LocalAddresses(), proxyPorts: new Set([0]), identity: () => undefined, peers: { lookup: () => undefined }, parts: newStackParts(), resilience: ResilienceRuntime.fromConfig(config) });
+  const stack = outboundStack({ ...(await createTelemetry(new Registry(), config, log, undefined)), tcpMetrics: metrics, config, log, localAddresses: new LocalAddresses(), proxyPorts: new Set([0]), identity: () => undefined, peers: { lookup: () => undefined }, parts: newStackParts(), resilience: ResilienceRuntime.fromConfig(config) });
   const listener = await listenRedirected('outbound', 0, stack, { log, metrics });
   t.teardown(() => listener.server.close());
   for (let i = 0; i < 2; i++) {

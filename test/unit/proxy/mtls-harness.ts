@@ -60,7 +60,7 @@ export async function sidecar(
   const { log, lines } = captureLog();
   const identity = options.identity ?? (options.identityDir ? ((id) => () => id)(loadIdentity(options.identityDir)) : () => undefined);
   const deps = {
-    ...createTelemetry(registry, config, log, identity()?.spiffeId),
+    ...(await createTelemetry(registry, config, log, identity()?.spiffeId)),
     config,
     log,
     localAddresses: new LocalAddresses(),
