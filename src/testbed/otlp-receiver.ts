@@ -252,8 +252,8 @@ function protoSpan(buf: Buffer, resource: Record<string, AttributeValue>, scope:
   return {
     traceId: hex(1),
     spanId: hex(2),
-    traceState: text(one(f, 3)),
     parentSpanId: hex(4),
+    traceState: text(one(f, 3)),
     name: text(one(f, 5)),
     kind: Number(one(f, 6)?.varint ?? 0n),
     startTimeUnixNano: one(f, 7)?.fixed ?? 0n,
