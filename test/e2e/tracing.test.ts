@@ -152,7 +152,6 @@ t.test('a request through sidecar A, app B and sidecar B is one trace: linked sp
     t.notOk(JSON.stringify(spans).includes('4111'), 'no query string in any span');
     t.match(aClient.resource, { 'service.name': 'client-a', 'service.namespace': 'ns-a' });
     t.match(bServer.resource, { 'service.name': 'server', 'k8s.namespace.name': 'ns-b' });
-    t.ok(BigInt(aClient.endTimeUnixNano) >= BigInt(bServer.endTimeUnixNano), "a's span ends after b's");
   });
 
   t.test('gRPC: a call gets the same pair of spans, with its gRPC status', async (t) => {
