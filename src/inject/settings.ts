@@ -66,8 +66,9 @@ export const DEFAULT_SETTINGS: InjectSettings = {
   issuerKind: 'ClusterIssuer',
   trustDomain: 'cluster.local',
   prometheus: true,
-  // docs/performance.md, "Sizing": 85 MiB RSS idle and 95-121 MiB under load, so the
-  // request covers a loaded sidecar and the limit (the OOM kill) leaves twice that; 0.2
+  // docs/performance.md, "Sizing": 78 MiB RSS idle, up to 110 MiB under HTTP/1.1 load and
+  // 146 under HTTP/2, so the request covers an HTTP/1.1 sidecar at full load and the limit
+  // (the OOM kill) leaves room above the HTTP/2 peak; 0.2
   // vCPU per 1000 HTTP/1.1 requests/s, and no CPU limit (a throttled sidecar stalls).
   resources: { cpu: '200m', memory: '128Mi', memoryLimit: '256Mi' },
   initEnv: {},
