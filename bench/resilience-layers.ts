@@ -16,10 +16,7 @@
 import { parseArgs } from 'node:util';
 import { Registry } from 'prom-client';
 import { loadConfig } from '../src/config/load.ts';
-import { origDst } from '../src/net/addresses.ts';
-import { RequestAbort } from '../src/pipeline/abort.ts';
 import { compose, type Handler, type Layer } from '../src/pipeline/compose.ts';
-import type { AcceptedConnection } from '../src/pipeline/connection.ts';
 import type { ProxyRequest, ProxyResponse } from '../src/pipeline/exchange.ts';
 import CircuitBreaker from 'opossum';
 import { breakerLayer } from '../src/resilience/breaker.ts';
@@ -30,6 +27,7 @@ import { ResilienceRuntime } from '../src/resilience/runtime.ts';
 import type { Target } from '../src/resilience/targets.ts';
 import { timeoutLayer } from '../src/resilience/timeout.ts';
 import { createResilienceMetrics } from '../src/telemetry/resilience-metrics.ts';
+import { median, requestMaker, rotatingRounds, summary, timedRound } from './lib/in-process.ts';
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '11' } } });
 const REQUESTS = Number(values.requests);
@@ -57,33 +55,7 @@ const viaFire = () => (): Layer<ProxyRequest, ProxyResponse> => (next) => {
   return (req) => cb.fire(req);
 };
 
-// 16 client connections, as the L7 benchmark's HTTP/1.1 runs use, each a distinct object.
-const conns = Array.from({ length: 16 }, (_, i) => ({ id: i, direction: 'outbound', origDst: origDst('10.0.0.1', 8080), security: 'none' }) as unknown as AcceptedConnection);
-
-/** A request object per request, as the codec makes one. */
-const request = (i: number): ProxyRequest => ({
-  conn: conns[i & 15]!,
-  protocol: 'http1',
-  method: 'GET',
-  authority: 'app:8080',
-  path: '/',
-  scheme: 'http',
-  headers: ['accept', '*/*'],
-  hostName: 'Host',
-  body: undefined,
-  grpc: false,
-  abort: new RequestAbort(),
-  onContinue: () => {},
-});
-
-async function round(handler: Handler<ProxyRequest, ProxyResponse>): Promise<{ cpuNs: number; wallNs: number }> {
-  const cpu = process.cpuUsage();
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < REQUESTS; i++) await handler(request(i));
-  const wall = Number(process.hrtime.bigint() - start);
-  const used = process.cpuUsage(cpu);
-  return { cpuNs: ((used.user + used.system) * 1000) / REQUESTS, wallNs: wall / REQUESTS };
-}
+const request = requestMaker(['accept', '*/*']);
 
 const breakerEnv = (fields: Record<string, string>) => Object.fromEntries(Object.entries(fields).map(([k, v]) => [`MESHLET_RESILIENCE_DEFAULTS_CIRCUIT_BREAKER_${k}`, v]));
 const modes = {
@@ -95,27 +67,12 @@ const modes = {
 };
 type Mode = keyof typeof modes;
 const names = Object.keys(modes) as Mode[];
-// Warm-up: JIT every path before anything is recorded.
-for (const handler of Object.values(modes)) await round(handler);
-const results = Object.fromEntries(names.map((m) => [m, []])) as unknown as Record<Mode, Array<{ cpuNs: number; wallNs: number }>>;
-for (let r = 0; r < ROUNDS; r++) {
-  // Each round starts at another mode, so none always runs first.
-  for (const mode of names.map((_, i) => names[(i + r) % names.length]!)) {
-    const x = await round(modes[mode]);
-    results[mode].push(x);
-    process.stderr.write(`round ${r + 1} ${mode}: ${x.cpuNs.toFixed(0)} ns CPU, ${x.wallNs.toFixed(0)} ns wall per request\n`);
-  }
-}
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const summary = (mode: Mode, key: 'cpuNs' | 'wallNs') => {
-  const xs = results[mode].map((x) => x[key]);
-  return { median: Math.round(median(xs)), min: Math.round(Math.min(...xs)), max: Math.round(Math.max(...xs)) };
-};
+const results = await rotatingRounds(names, ROUNDS, (mode) => timedRound(modes[mode], request, REQUESTS));
 const added = (mode: Mode, than: Mode, key: 'cpuNs' | 'wallNs') => Math.round(median(results[mode].map((x) => x[key])) - median(results[than].map((x) => x[key])));
 const out = {
   requests: REQUESTS,
   rounds: ROUNDS,
-  ...Object.fromEntries(names.map((m) => [m, { cpuNs: summary(m, 'cpuNs'), wallNs: summary(m, 'wallNs') }])),
+  ...Object.fromEntries(names.map((m) => [m, { cpuNs: summary(results[m], 'cpuNs'), wallNs: summary(results[m], 'wallNs') }])),
   // The layers (defaults) over none; each breaker over the defaults alone.
   addedCpuNs: added('on', 'off', 'cpuNs'),
   addedWallNs: added('on', 'off', 'wallNs'),

@@ -26,15 +26,13 @@ import { parseArgs } from 'node:util';
 import { Registry } from 'prom-client';
 import { loadConfig } from '../src/config/load.ts';
 import { createLogger } from '../src/log.ts';
-import { origDst } from '../src/net/addresses.ts';
-import { RequestAbort } from '../src/pipeline/abort.ts';
 import { compose, type Handler } from '../src/pipeline/compose.ts';
-import type { AcceptedConnection } from '../src/pipeline/connection.ts';
 import type { ProxyRequest, ProxyResponse } from '../src/pipeline/exchange.ts';
 import { requestLogSink } from '../src/telemetry/access-log.ts';
 import { exchangeLayer } from '../src/telemetry/exchange-layer.ts';
 import { httpMetricsSink } from '../src/telemetry/http-metrics-sink.ts';
 import { createTelemetry, type Telemetry } from '../src/telemetry/telemetry.ts';
+import { median, requestMaker, rotatingRounds, summary, timedRound } from './lib/in-process.ts';
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '100000' }, rounds: { type: 'string', default: '11' } } });
 const REQUESTS = Number(values.requests);
@@ -93,62 +91,23 @@ const modes = {
 };
 type ModeName = keyof typeof modes;
 
-// 16 client connections, as the L7 benchmark's HTTP/1.1 runs use, each a distinct object.
-const conns = Array.from({ length: 16 }, (_, i) => ({ id: i, direction: 'outbound', origDst: origDst('10.0.0.1', 8080), peer: { kind: 'peer', address: '10.0.0.2', port: 40000 + i }, security: 'none' }) as unknown as AcceptedConnection);
-
-/** A request object per request, as the codec makes one. */
-const request = (i: number): ProxyRequest => ({
-  conn: conns[i & 15]!,
-  protocol: 'http1',
-  method: 'GET',
-  authority: 'app:8080',
-  path: '/',
-  scheme: 'http',
-  headers: ['Host', 'app:8080', 'User-Agent', 'h2load nghttp2/1.52.0', 'Accept', '*/*', 'x-request-id', '3c3c1c7e-4a55-4b7e-9f0e-0b9b1b0c6f7d'],
-  hostName: 'Host',
-  body: undefined,
-  grpc: false,
-  abort: new RequestAbort(),
-  onContinue: () => {},
-});
-
-async function round(mode: ModeName): Promise<{ cpuNs: number; wallNs: number }> {
-  const handler = modes[mode];
-  const cpu = process.cpuUsage();
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < REQUESTS; i++) await handler(request(i));
-  // The loop never yields to timers, so the batch processor exports its spans now: inside
-  // the round, whose CPU time they belong to.
-  if (mode.startsWith('on')) await on.tracer!.flush();
-  const wall = Number(process.hrtime.bigint() - start);
-  const used = process.cpuUsage(cpu);
-  return { cpuNs: ((used.user + used.system) * 1000) / REQUESTS, wallNs: wall / REQUESTS };
-}
+const request = requestMaker(['Host', 'app:8080', 'User-Agent', 'h2load nghttp2/1.52.0', 'Accept', '*/*', 'x-request-id', '3c3c1c7e-4a55-4b7e-9f0e-0b9b1b0c6f7d'], (i) => ({
+  peer: { kind: 'peer', address: '10.0.0.2', port: 40000 + i },
+}));
+// The loop never yields to timers, so the batch processor exports its spans at the round's
+// end: inside the round, whose CPU time they belong to.
+const flushSpans = () => on.tracer!.flush();
 
 const names = Object.keys(modes) as ModeName[];
-for (const name of names) await round(name); // warm-up: JIT every path first
-const results = Object.fromEntries(names.map((n) => [n, [] as Array<{ cpuNs: number; wallNs: number }>])) as Record<ModeName, Array<{ cpuNs: number; wallNs: number }>>;
-for (let r = 0; r < ROUNDS; r++) {
-  const order = [...names.slice(r % names.length), ...names.slice(0, r % names.length)];
-  for (const mode of order) {
-    const x = await round(mode);
-    results[mode].push(x);
-    process.stderr.write(`round ${r + 1} ${mode}: ${x.cpuNs.toFixed(0)} ns CPU, ${x.wallNs.toFixed(0)} ns wall per request\n`);
-  }
-}
+const results = await rotatingRounds(names, ROUNDS, (mode) => timedRound(modes[mode], request, REQUESTS, mode.startsWith('on') ? flushSpans : undefined));
 await on.tracer?.shutdown();
 sink.close();
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const summary = (mode: ModeName, key: 'cpuNs' | 'wallNs') => {
-  const xs = results[mode].map((x) => x[key]);
-  return { median: Math.round(median(xs)), min: Math.round(Math.min(...xs)), max: Math.round(Math.max(...xs)) };
-};
 const added = (a: ModeName, b: ModeName) => Math.round(median(results[a].map((x) => x.cpuNs)) - median(results[b].map((x) => x.cpuNs)));
 process.stdout.write(
   `${JSON.stringify({
     requests: REQUESTS,
     rounds: ROUNDS,
-    ...Object.fromEntries(names.map((n) => [n, { cpuNs: summary(n, 'cpuNs'), wallNs: summary(n, 'wallNs') }])),
+    ...Object.fromEntries(names.map((n) => [n, { cpuNs: summary(results[n], 'cpuNs'), wallNs: summary(results[n], 'wallNs') }])),
     addedCpuNs: { metricsVsOff: added('metrics', 'off'), onVsOff: added('on', 'off'), tracingVsMetrics: added('on', 'metrics'), unsampledParentVsMetrics: added('on-unsampled-parent', 'metrics'), newUnsampledVsMetrics: added('on-ratio-0', 'metrics') },
     spanExports: exports,
   })}\n`,
