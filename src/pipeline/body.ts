@@ -124,6 +124,7 @@ export class PushBody implements Body {
   finish(trailers: RawHeaders): void {
     if (this.#cancelled || this.#ended) return;
     this.#ended = trailers;
+    this.#handBack();
     this.#drain();
   }
 
@@ -133,6 +134,7 @@ export class PushBody implements Body {
     this.#ended = err;
     this.#queue = [];
     this.#queued = 0;
+    this.#handBack();
     this.#drain();
   }
 
@@ -155,9 +157,21 @@ export class PushBody implements Body {
     if (!this.#ended) this.#producer.cancel(reason);
   }
 
+  /**
+   * The producer is done with this body and goes on to its next message (a keep-alive
+   * connection back in its pool, the next pipelined request): it must not stay paused on
+   * this body's account, and the body never pauses it again. What is still queued is
+   * delivered from here as the sink makes room.
+   */
+  #handBack(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.#producer.resume();
+  }
+
   #stop(): void {
     this.#flowing = false;
-    if (!this.#paused) {
+    if (!this.#paused && this.#ended === undefined) {
       this.#paused = true;
       this.#producer.pause();
     }

@@ -81,3 +81,38 @@ t.test('BufferedBody: delivers its chunks with backpressure, then its trailers',
   t.same(got.data, ['a', 'b']);
   t.same(got.end, ['T', '1']);
 });
+
+t.test('PushBody: a producer that finishes while its reader is full is handed back flowing and never paused again', async (t) => {
+  // The producer is a keep-alive connection: once the body is complete it goes on to its
+  // next message, so a pause left behind would stall that one (a pooled connection paused forever).
+  const p = producer();
+  const body = new PushBody(p);
+  let room = false;
+  const { got, s } = sink(() => room);
+  body.pipe(s);
+  body.push(Buffer.from('one'));
+  body.push(Buffer.from('two'));
+  t.same(p.calls, ['pause'], 'the full reader paused the producer');
+  body.finish([]);
+  t.same(p.calls, ['pause', 'resume'], 'complete: the producer is resumed at once, whatever the reader');
+  body.resume();
+  t.same(p.calls, ['pause', 'resume'], 'a reader still full after the end does not pause the producer again');
+  room = true;
+  body.resume();
+  t.same(got.data, ['one', 'two'], 'what was queued is still delivered');
+  t.same(got.end, []);
+  t.same(p.calls, ['pause', 'resume'], 'and the producer is left alone');
+});
+
+t.test('PushBody: a body that fails while its reader is full hands its producer back too', async (t) => {
+  const p = producer();
+  const body = new PushBody(p);
+  const { got, s } = sink(() => false);
+  body.pipe(s);
+  body.push(Buffer.from('one'));
+  body.fail(bodyAbort('cut short'));
+  t.same(p.calls, ['pause', 'resume']);
+  body.resume();
+  t.equal(got.abort, 'cut short', 'the reader learns of it when it asks for more');
+  t.same(p.calls, ['pause', 'resume']);
+});
