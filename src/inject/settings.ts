@@ -209,7 +209,8 @@ export function podSettings(base: InjectSettings, annotations: Readonly<Record<s
       if (short === 'inject') {
         if (!bool(value, `annotation ${key}`)) return { inject: false, reason: `${key} is "false"` };
       } else if (short !== 'status') {
-        const setter = SETTERS[short];
+        // Own keys only: `meshlet.io/valueOf` must not find Object.prototype's.
+        const setter = Object.hasOwn(SETTERS, short) ? SETTERS[short] : undefined;
         if (setter === undefined) throw new MeshletError('MESHLET_ERR_INJECT', `annotation ${key}: unknown${didYouMean(key, ANNOTATION_NAMES)}`);
         setter(settings, value, `annotation ${key}`);
       }

@@ -80,6 +80,8 @@ t.test('annotations: per-pod settings, checked, with the closest name for a typo
     return 'accepted';
   };
   t.match(bad({ 'meshlet.io/exclude-outbound-port': '80' }), /annotation meshlet\.io\/exclude-outbound-port: unknown; did you mean meshlet\.io\/exclude-outbound-ports\?/);
+  t.match(bad({ 'meshlet.io/valueOf': '' }), /annotation meshlet\.io\/valueOf: unknown/, 'a name of Object.prototype is an unknown annotation like any other (fast-check found it)');
+  t.match(bad({ 'meshlet.io/constructor': 'x' }), /annotation meshlet\.io\/constructor: unknown/);
   t.match(bad({ 'meshlet.io/exclude-outbound-ports': '80,90-x' }), /annotation meshlet\.io\/exclude-outbound-ports: .*90-x/);
   t.match(bad({ 'meshlet.io/include-outbound-cidrs': '10.0.0.0/33' }), /annotation meshlet\.io\/include-outbound-cidrs: .*10\.0\.0\.0\/33/);
   t.match(bad({ 'meshlet.io/sidecar-mode': 'sidecar' }), /annotation meshlet\.io\/sidecar-mode: "sidecar" is not one of native, classic/);
