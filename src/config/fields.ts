@@ -14,13 +14,18 @@ export function showValue(value: unknown): string {
 
 const PORT_RANGE = '1–65535';
 
-/** A whole number in [min, max] (or `extra`), whose every error shows the value and the range. */
-export const wholeNumber = (what: string, min: number, max: number, extra?: number) => {
+/**
+ * A whole number in [min, max], whose every error shows the value and the range;
+ * `zero`, when given, is why 0 is not taken (said instead of "out of range").
+ */
+export const wholeNumber = (what: string, min: number, max: number, zero?: string) => {
   const range = `${min}–${max}`;
   return z
     .number({ error: (issue) => `expected ${what} (${range}), got ${showValue(issue.input)}` })
     .int({ error: (issue) => `${showValue(issue.input)} is not ${what} (${range})` })
-    .refine((n) => n === extra || (n >= min && n <= max), { error: (issue) => `${showValue(issue.input)} is out of range ${range}` });
+    .refine((n) => n >= min && n <= max, {
+      error: (issue) => (issue.input === 0 && zero !== undefined ? `0 ${zero}; use ${range}` : `${showValue(issue.input)} is out of range ${range}`),
+    });
 };
 
 /**
@@ -32,8 +37,12 @@ export const initNumber = <T extends z.ZodType>(schema: T) => z.preprocess((valu
 /** A port of the app or of a destination. */
 export const port = wholeNumber('a port number', 1, 65535);
 
-/** A port the proxy listens on; 0 asks the kernel for a free one (tests bind that way). */
-export const listenerPort = wholeNumber('a port number', 1, 65535, 0);
+/**
+ * A port the proxy listens on. Never 0: a port the kernel picks is one that what must
+ * reach the listener (`reachedBy`: the interception rules, kubelet) cannot know, so the
+ * proxy would start and serve nothing. Tests give free ports instead.
+ */
+export const listenerPort = (reachedBy: string) => wholeNumber('a port number', 1, 65535, `is not a port ${reachedBy}`);
 
 /** A map key that must be a port number: YAML gives keys as text. */
 export const portKey = z.string().superRefine((text, ctx) => {

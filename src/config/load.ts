@@ -219,7 +219,7 @@ function unknownVariables(env: NodeJS.ProcessEnv): string[] {
     });
 }
 
-/** Listeners on the same port, or on the admin port. Port 0 (any free port) never clashes. */
+/** Listeners on the same port, or on the admin port. */
 function portClashes(config: Config, where: (path: Path) => string): string[] {
   const listeners: Array<[string, number]> = [
     ['outbound.port', config.outbound.port],
@@ -231,7 +231,7 @@ function portClashes(config: Config, where: (path: Path) => string): string[] {
   const problems: string[] = [];
   listeners.forEach(([field, port], i) => {
     for (const [other, otherPort] of listeners.slice(i + 1)) {
-      if (port === 0 || port !== otherPort) continue;
+      if (port !== otherPort) continue;
       if (other === 'admin.port') {
         problems.push(`${field}: ${port} is the admin port, reserved for the proxy's admin server; choose another port (${where(field.split('.'))})`);
       } else {

@@ -14,8 +14,8 @@ export { showValue } from './fields.ts';
 /** pino's levels, from the most to the least verbose. */
 
 const listener = (defaults: { port: number; connectTimeout: string }) => ({
-  /** Port the listener binds (dual-stack). */
-  port: listenerPort.default(defaults.port),
+  /** Port the listener binds (dual-stack); the one the interception rules redirect to. */
+  port: listenerPort('the interception rules can redirect to').default(defaults.port),
   /** How long to wait for the TCP connection to the original destination. */
   connectTimeout: duration.prefault(defaults.connectTimeout),
   /**
@@ -229,7 +229,7 @@ export const configSchema = z
     health: z
       .strictObject({
         /** /healthz/ready, /healthz/live and /stats/prometheus. */
-        port: listenerPort.default(15020),
+        port: listenerPort("kubelet's probes and Prometheus can be pointed at").default(15020),
         /**
          * The app's own probes, by path on this port (`/app-health/<container>/livez`):
          * what kubelet would have checked (httpGet, tcpSocket or grpc, ports as numbers),
@@ -243,7 +243,7 @@ export const configSchema = z
     admin: z
       .strictObject({
         /** /config_dump, /clusters, /certs, /logging, POST /drain, POST /quitquitquit; bound on 127.0.0.1 only. */
-        port: listenerPort.default(15000),
+        port: listenerPort('the admin server can be found at').default(15000),
       })
       .prefault({}),
     drain: z

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
+import { freePort } from './ports.ts';
 
 // For the HTTP tests of the proxy: upstream apps that count what reaches them, a raw
 // client that writes exact bytes (nothing normalises a malformed request on its way to
@@ -154,12 +155,7 @@ export async function tcpApp(onSocket: (socket: net.Socket) => void): Promise<{ 
 }
 
 /** A port on loopback where nothing listens (bound, then released). */
-export async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  const port = await listenOn(server);
-  await new Promise((r) => server.close(r));
-  return port;
-}
+export const closedPort = (): Promise<number> => freePort();
 
 // ---- The raw client ----------------------------------------------------------------
 

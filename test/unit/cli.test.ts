@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import t from 'tap';
 import { MESHLET_BIN } from '../../src/testbed/netns.ts';
+import { proxyPorts } from '../helpers/ports.ts';
 
 // The `meshlet` binary: every subcommand reports a usage error the same way, one line
 // on stderr, `meshlet <command>: MESHLET_ERR_USAGE: <what> (see meshlet <command> --help)`,
@@ -73,10 +74,11 @@ t.test('configuration errors: MESHLET_ERR_CONFIG, one line per problem, exit 2, 
     [{ MESHLET_LOG_LEVEL: 'verbose' }, [/^log\.level: "verbose" is not one of trace, debug, info, warn, error, fatal \(from MESHLET_LOG_LEVEL\)$/]],
     [{ MESHLET_INBOUND_PORT: '15001', MESHLET_OUTBOUND_PORT: '15001' }, [/^outbound\.port and inbound\.port are both 15001; .*\(outbound\.port from MESHLET_OUTBOUND_PORT, inbound\.port from MESHLET_INBOUND_PORT\)$/]],
     [{ MESHLET_INBOUND_PORT: '70000', MESHLET_TCP_IDLE_TIMEOUT: '5' }, [/^inbound\.port: 70000 is out of range 1–65535 \(from MESHLET_INBOUND_PORT\)$/, /^tcp\.idleTimeout: 5 needs a unit/]],
+    [{ MESHLET_INBOUND_PORT: '0' }, [/^inbound\.port: 0 is not a port the interception rules can redirect to; use 1–65535 \(from MESHLET_INBOUND_PORT\)$/]],
   ];
   for (const [env, problems] of cases) {
     // Any free ports, should the configuration load after all.
-    const run = meshlet(['proxy'], { MESHLET_OUTBOUND_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0', MESHLET_ADMIN_PORT: '0', ...env });
+    const run = meshlet(['proxy'], { ...(await proxyPorts()), ...env });
     const label = JSON.stringify(env);
     t.equal(run.code, 2, `${label}: exit 2`);
     const lines = run.stderr.split('\n').filter((l) => l !== '');

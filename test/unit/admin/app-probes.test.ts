@@ -15,6 +15,8 @@ import { startHealthServer } from '../../../src/admin/health.ts';
 import { Readiness } from '../../../src/admin/readiness.ts';
 import { loadConfig } from '../../../src/config/load.ts';
 import { startProxy } from '../../../src/proxy/proxy.ts';
+import { closedPort } from '../../helpers/http.ts';
+import { proxyPorts } from '../../helpers/ports.ts';
 import { captureLog } from '../proxy/mtls-harness.ts';
 
 // The health server's /app-health/... paths (docs/kubernetes.md, "Probes under strict
@@ -28,14 +30,6 @@ async function listen<S extends net.Server>(t: Test, server: S): Promise<number>
     (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
   });
   return (server.address() as net.AddressInfo).port;
-}
-
-/** A port nothing listens on: bound, then closed. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** The app: /ok 200, /fail 500, /redirect 302 to a path that fails, /hang never answers, /auth 200 only with the probe's header. */
@@ -174,10 +168,7 @@ t.test('meshlet proxy serves MESHLET_HEALTH_APP_PROBES on its health port', asyn
   const app = await listen(t, http.createServer(appHandler));
   const { log } = captureLog();
   const env = {
-    MESHLET_OUTBOUND_PORT: '0',
-    MESHLET_INBOUND_PORT: '0',
-    MESHLET_HEALTH_PORT: '0',
-    MESHLET_ADMIN_PORT: '0',
+    ...(await proxyPorts()),
     MESHLET_HEALTH_APP_PROBES: JSON.stringify({ '/app-health/web/livez': { httpGet: { port: app, path: '/ok' } }, '/app-health/web/readyz': { httpGet: { port: app, path: '/fail' } } }),
   };
   const p = await startProxy(loadConfig({ env }), log);

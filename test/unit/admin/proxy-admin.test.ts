@@ -4,16 +4,16 @@ import { X509Certificate } from 'node:crypto';
 import t, { type Test } from 'tap';
 import { loadConfig } from '../../../src/config/load.ts';
 import { startProxy } from '../../../src/proxy/proxy.ts';
+import { proxyPorts } from '../../helpers/ports.ts';
 import { captureLog, makeIdentity } from '../proxy/mtls-harness.ts';
 import { caOk, tempDir } from '../tls/ca-helpers.ts';
 
-// The admin server and readiness of a whole proxy (startProxy, every port 0): /certs
+// The admin server and readiness of a whole proxy (startProxy, on free ports): /certs
 // shows the identity loaded from identity.dir and /config_dump never its key; /logging
 // changes the level the proxy logs at; POST /drain fails readiness at once and, with no
 // connection open, the proxy ends by itself; POST /quitquitquit ends it at once.
 
 const SPIFFE_ID = 'spiffe://cluster.local/ns/shop/sa/cart';
-const ports = { MESHLET_OUTBOUND_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0', MESHLET_ADMIN_PORT: '0' };
 
 const root = tempDir();
 const caDir = path.join(root, 'ca');
@@ -23,15 +23,16 @@ const idDir = await makeIdentity(root, caDir, 'cart', SPIFFE_ID);
 async function proxy(t: Test, env: NodeJS.ProcessEnv = {}) {
   const { log, lines } = captureLog();
   log.level = 'info';
+  const ports = await proxyPorts();
   const p = await startProxy(loadConfig({ env: { ...ports, MESHLET_IDENTITY_DIR: idDir, ...env } }), log);
   t.teardown(() => p.stop());
   const admin = (route: string, method = 'GET') => fetch(`http://127.0.0.1:${p.admin.port}${route}`, { method }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, any> }));
   const ready = () => fetch(`http://127.0.0.1:${p.health.port}/healthz/ready`).then(async (r) => ({ status: r.status, text: await r.text() }));
-  return { p, log, lines, admin, ready };
+  return { p, ports, log, lines, admin, ready };
 }
 
 t.test('/certs and /config_dump: the identity in use, never its key', async (t) => {
-  const { admin } = await proxy(t);
+  const { admin, ports } = await proxy(t);
   const leaf = new X509Certificate(readFileSync(path.join(idDir, 'tls.crt')));
   const certs = await admin('/certs');
   t.equal(certs.status, 200);
@@ -41,7 +42,7 @@ t.test('/certs and /config_dump: the identity in use, never its key', async (t) 
 
   const dump = await admin('/config_dump');
   t.equal(dump.body.identity.dir, idDir, 'the identity directory is shown');
-  t.equal(dump.body.admin.port, 0);
+  t.equal(dump.body.admin.port, Number(ports.MESHLET_ADMIN_PORT));
   t.equal(dump.body.drain.timeout, 30_000, 'durations in milliseconds');
   const text = JSON.stringify([certs.body, dump.body]);
   const key = readFileSync(path.join(idDir, 'tls.key'), 'utf8');

@@ -227,7 +227,15 @@ t.test('every validation message shows the bad value and the accepted form', asy
     `tcp.idleTimeout: 5 needs a unit, e.g. 5s or 5ms (Go syntax: 500ms, 1s, 1m, 1h30m) (in ${f}, line 4)`,
     `log.level: "verbose" is not one of trace, debug, info, warn, error, fatal (in ${f}, line 2)`,
   ]);
-  t.equal(loadConfig({ env: { MESHLET_INBOUND_PORT: '0', MESHLET_OUTBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0' } }).inbound.port, 0, 'a listener on port 0 takes any free port');
+  // Port 0 would bind a port the kernel picks, which nothing that must reach it can know.
+  t.same(problems({ env: { MESHLET_OUTBOUND_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0', MESHLET_ADMIN_PORT: '0' } }), [
+    'outbound.port: 0 is not a port the interception rules can redirect to; use 1–65535 (from MESHLET_OUTBOUND_PORT)',
+    'inbound.port: 0 is not a port the interception rules can redirect to; use 1–65535 (from MESHLET_INBOUND_PORT)',
+    "health.port: 0 is not a port kubelet's probes and Prometheus can be pointed at; use 1–65535 (from MESHLET_HEALTH_PORT)",
+    'admin.port: 0 is not a port the admin server can be found at; use 1–65535 (from MESHLET_ADMIN_PORT)',
+  ]);
+  const zero = file('zero.yaml', 'inbound:\n  port: 0\n');
+  t.same(problems({ file: zero, env: {} }), [`inbound.port: 0 is not a port the interception rules can redirect to; use 1–65535 (in ${zero}, line 2)`]);
 });
 
 t.test('a YAML syntax error is one line with the line and column, in the file or in a variable', async (t) => {
@@ -254,7 +262,9 @@ t.test("the proxy's own ports: listeners on one port, or on the admin port, are 
   ]);
   t.match(problems({ env: { MESHLET_HEALTH_PORT: '15000' } }), [/^health\.port: 15000 is the admin port/]);
   t.match(problems({ env: { MESHLET_ADMIN_PORT: '15020' } }), [/^health\.port: 15020 is the admin port, reserved .*\(by default\)$/], 'a moved admin port is the one reserved');
-  t.same(loadConfig({ env: { MESHLET_ADMIN_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_OUTBOUND_PORT: '0' } }).admin.port, 0, 'port 0 never clashes');
+  const twice = problems({ env: { MESHLET_ADMIN_PORT: '0', MESHLET_INBOUND_PORT: '0' } });
+  t.equal(twice.length, 2, 'port 0 twice: refused as port 0, not also as a clash');
+  t.match(twice, [/^inbound\.port: 0 is not a port/, /^admin\.port: 0 is not a port/]);
 });
 
 t.test('drain: defaults, and a delay longer than the timeout is an error naming both', async (t) => {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { MESHLET_BIN } from '../../../src/testbed/netns.ts';
+import { proxyPorts, type ProxyPorts } from '../../helpers/ports.ts';
 
 // `meshlet proxy` as a process: starts with no config file, reports ready, serves
 // health and metrics, refuses bad configuration with the field named.
@@ -26,10 +27,12 @@ function start(env: NodeJS.ProcessEnv, args: string[] = []) {
   return { child, ready, exited, output: () => ({ stdout, stderr }) };
 }
 
-const anyPorts = { MESHLET_OUTBOUND_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0', MESHLET_ADMIN_PORT: '0' };
+/** The listeners' ports as a config file's lines. */
+const portsYaml = (ports: ProxyPorts) =>
+  `outbound:\n  port: ${ports.MESHLET_OUTBOUND_PORT}\ninbound:\n  port: ${ports.MESHLET_INBOUND_PORT}\nhealth:\n  port: ${ports.MESHLET_HEALTH_PORT}\nadmin:\n  port: ${ports.MESHLET_ADMIN_PORT}\n`;
 
 t.test('starts with no config file, serves health and metrics, drains and exits by itself on SIGTERM', async (t) => {
-  const proxy = start({ ...anyPorts, MESHLET_CONFIG: '', MESHLET_DRAIN_DELAY: '100ms' });
+  const proxy = start({ ...(await proxyPorts()), MESHLET_CONFIG: '', MESHLET_DRAIN_DELAY: '100ms' });
   const ready = await proxy.ready;
   t.equal(ready.level, 'info', 'logs are JSON');
   const base = `http://127.0.0.1:${ready.health as number}`;
@@ -48,28 +51,28 @@ t.test('starts with no config file, serves health and metrics, drains and exits 
 t.test('a config file is read and a typo in it is named', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'meshlet-proxy-'));
   const file = path.join(dir, 'meshlet.yaml');
-  writeFileSync(file, 'inbound:\n  port: 0\noutbound:\n  port: 0\nhealth:\n  port: 0\nadmin:\n  port: 0\nlog:\n  level: warn\n  formatt: json\n');
+  writeFileSync(file, `${portsYaml(await proxyPorts())}log:\n  level: warn\n  formatt: json\n`);
   const proxy = start({}, ['--config', file]);
   t.equal(await proxy.exited, 2);
   t.match(proxy.output().stderr, /log\.formatt: unknown field \(in .*meshlet\.yaml, line 11\)/);
 });
 
 t.test('a bad environment override names the variable and the field', async (t) => {
-  const proxy = start({ ...anyPorts, MESHLET_TCP_IDLE_TIMEOUT: 'forever' });
+  const proxy = start({ ...(await proxyPorts()), MESHLET_TCP_IDLE_TIMEOUT: 'forever' });
   t.equal(await proxy.exited, 2);
   t.match(proxy.output().stderr, /tcp\.idleTimeout: "forever" is not a duration .*MESHLET_TCP_IDLE_TIMEOUT/);
 });
 
 t.test('an unknown flag is a usage error', async (t) => {
-  const proxy = start(anyPorts, ['--confg', 'x']);
+  const proxy = start(await proxyPorts(), ['--confg', 'x']);
   t.equal(await proxy.exited, 2);
   t.match(proxy.output().stderr, /confg/);
 });
 
 t.test('a port already in use fails start-up with the reason', async (t) => {
-  const first = start(anyPorts);
+  const first = start(await proxyPorts());
   const ready = await first.ready;
-  const second = start({ ...anyPorts, MESHLET_HEALTH_PORT: String(ready.health) });
+  const second = start({ ...(await proxyPorts()), MESHLET_HEALTH_PORT: String(ready.health) });
   t.equal(await second.exited, 1);
   t.match(second.output().stdout, /EADDRINUSE/);
   first.child.kill('SIGTERM');
@@ -79,7 +82,7 @@ t.test('a port already in use fails start-up with the reason', async (t) => {
 t.test('SIGHUP and file changes reload the config; an invalid file is refused and the proxy stays up', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'meshlet-proxy-'));
   const file = path.join(dir, 'meshlet.yaml');
-  const ports = 'inbound:\n  port: 0\noutbound:\n  port: 0\nhealth:\n  port: 0\n';
+  const ports = portsYaml(await proxyPorts());
   writeFileSync(file, `${ports}resilience:\n  defaults:\n    timeout: 1s\n`);
   const proxy = start({}, ['--config', file]);
   const ready = await proxy.ready;
@@ -103,7 +106,7 @@ t.test('SIGHUP and file changes reload the config; an invalid file is refused an
 
 t.test('the proxy restarts itself with a small young generation and serves the configuration the first process validated', async (t) => {
   const cmdline = async (env: NodeJS.ProcessEnv) => {
-    const proxy = start({ ...anyPorts, MESHLET_CONFIG: '', ...env });
+    const proxy = start({ ...(await proxyPorts()), MESHLET_CONFIG: '', ...env });
     const ready = await proxy.ready;
     t.teardown(() => proxy.child.kill('SIGKILL'));
     t.equal(ready.pid, proxy.child.pid, 'execve keeps the PID');

@@ -13,6 +13,7 @@ import { ResilienceRuntime } from '../../../src/resilience/runtime.ts';
 import { createLogger } from '../../../src/log.ts';
 import { createTcpMetrics } from '../../../src/telemetry/tcp-metrics.ts';
 import { createTelemetry } from '../../../src/telemetry/telemetry.ts';
+import { freePort } from '../../helpers/ports.ts';
 
 // Real sockets on loopback. Without netfilter there is no original destination to
 // recover, so these tests hand forwardTcp the destination directly; the listener test
@@ -142,15 +143,6 @@ t.test('a connection that was not redirected is refused as a loop, and the liste
   t.match(text, /meshlet_proxy_connections_refused_total\{reporter="source",reason="(loop|no_original_dst)"\} 2/);
   t.notMatch(text, /meshlet_tcp_connections_opened_total\{/, 'a loop is not counted as a connection');
 });
-
-/** A loopback port nothing listens on (bound, then released). */
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (probe.address() as net.AddressInfo).port;
-      probe.close(() => resolve(p));
-    });
-  });
 
 t.test('connect retries: a destination that refuses at first is tried again, and the client sent its bytes only once', async (t) => {
   const port = await freePort();

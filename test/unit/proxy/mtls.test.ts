@@ -9,6 +9,7 @@ import { isMeshletError } from '../../../src/errors.ts';
 import { startProxy } from '../../../src/proxy/proxy.ts';
 import { loadIdentity, type Identity } from '../../../src/tls/identity.ts';
 import type { MeshPeer } from '../../../src/tls/mesh-peers.ts';
+import { proxyPorts } from '../../helpers/ports.ts';
 import { caOk, openssl, tempDir, verify } from '../tls/ca-helpers.ts';
 import { captureLog, collect, connectPlain, echoApp, listen, makeIdentity, metric, mtlsClient, sClient, sidecar, type App, type Sidecar } from './mtls-harness.ts';
 
@@ -659,9 +660,9 @@ t.test("openssl s_client without ALPN (the app's own TLS): permissive passes it 
 // The proxy as started by `meshlet proxy`: identity.dir, the expiry gauge, and refusals.
 
 t.test('startProxy: identity.dir is loaded and its expiry exported; mTLS settings without an identity refuse to start', async (t) => {
-  const ports = { MESHLET_OUTBOUND_PORT: '0', MESHLET_INBOUND_PORT: '0', MESHLET_HEALTH_PORT: '0', MESHLET_ADMIN_PORT: '0' };
   const { log, lines } = captureLog();
-  const proxy = await startProxy(loadConfig({ env: { ...ports, MESHLET_IDENTITY_DIR: serverDir, MESHLET_INBOUND_MTLS: 'strict' } }), log);
+  // Each proxy its own ports: the first still holds its own while the refusals are tried.
+  const proxy = await startProxy(loadConfig({ env: { ...(await proxyPorts()), MESHLET_IDENTITY_DIR: serverDir, MESHLET_INBOUND_MTLS: 'strict' } }), log);
   t.teardown(() => proxy.stop());
   const notAfter = new X509Certificate(readFileSync(path.join(serverDir, 'tls.crt'))).validToDate;
   t.equal(await metric(proxy.registry, 'meshlet_identity_cert_expiration_timestamp_seconds'), notAfter.getTime() / 1000, 'the gauge holds notAfter');
@@ -672,7 +673,7 @@ t.test('startProxy: identity.dir is loaded and its expiry exported; mTLS setting
     [{ MESHLET_INBOUND_PER_PORT: '{"8080": {mtls: strict}}' }, 'inbound.mtls strict'],
     [{ MESHLET_MESH_PEERS: '[{cidrs: [10.0.0.0/8]}]' }, 'mesh.peers'],
   ] as const) {
-    const err = await startProxy(loadConfig({ env: { ...ports, ...env } }), captureLog().log).then(
+    const err = await startProxy(loadConfig({ env: { ...(await proxyPorts()), ...env } }), captureLog().log).then(
       async (p) => {
         await p.stop();
         return undefined;
@@ -682,7 +683,7 @@ t.test('startProxy: identity.dir is loaded and its expiry exported; mTLS setting
     t.ok(isMeshletError(err, 'MESHLET_ERR_CONFIG'), `${Object.keys(env)[0]}: refused at start-up`);
     t.match((err as Error | undefined)?.message, `identity.dir: required by ${needs}`);
   }
-  const unusable = await startProxy(loadConfig({ env: { ...ports, MESHLET_IDENTITY_DIR: expiredServerDir } }), captureLog().log).then(
+  const unusable = await startProxy(loadConfig({ env: { ...(await proxyPorts()), MESHLET_IDENTITY_DIR: expiredServerDir } }), captureLog().log).then(
     async (p) => {
       await p.stop();
       return undefined;

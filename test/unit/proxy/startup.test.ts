@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { MESHLET_BIN } from '../../../src/testbed/netns.ts';
+import { proxyPorts } from '../../helpers/ports.ts';
 import { caOk, tempDir } from '../tls/ca-helpers.ts';
 
 // A proxy that cannot start exits at once, non-zero, with the reason in its last lines,
@@ -17,13 +18,6 @@ async function hold(host: string, port = 0) {
     server.listen({ host, port, ipv6Only: host === '::' ? false : undefined }, resolve);
   });
   return { port: (server.address() as net.AddressInfo).port, release: () => new Promise((resolve) => server.close(resolve)) };
-}
-
-/** A port free right now (bound and released at once). */
-async function freePort(): Promise<number> {
-  const held = await hold('::');
-  await held.release();
-  return held.port;
 }
 
 /** Whether `port` can be bound dual-stack right now, as the proxy binds it. */
@@ -60,8 +54,7 @@ for (const [taken, field, host] of [
   t.test(`the ${taken} port taken (on ${host}): exit 1 with the reason, the other ports free again`, async (t) => {
     const blocker = await hold(host);
     t.teardown(blocker.release);
-    const ports = { MESHLET_OUTBOUND_PORT: String(await freePort()), MESHLET_INBOUND_PORT: String(await freePort()), MESHLET_HEALTH_PORT: String(await freePort()), MESHLET_ADMIN_PORT: String(await freePort()) };
-    ports[field] = String(blocker.port);
+    const ports = { ...(await proxyPorts()), [field]: String(blocker.port) };
     const r = await run(ports);
     t.equal(r.code, 1, 'exits 1, and at once (not killed by the timeout)');
     const what = taken === 'health' || taken === 'admin' ? `${taken} server` : `${taken} listener`;
@@ -77,7 +70,7 @@ for (const [taken, field, host] of [
 
 t.test('an identity that does not load: exit 1 with the file and the reason, nothing left bound', async (t) => {
   const dir = tempDir();
-  const ports = { MESHLET_OUTBOUND_PORT: String(await freePort()), MESHLET_INBOUND_PORT: String(await freePort()), MESHLET_HEALTH_PORT: String(await freePort()), MESHLET_ADMIN_PORT: String(await freePort()) };
+  const ports = await proxyPorts();
   const r = await run({ ...ports, MESHLET_IDENTITY_DIR: path.join(dir, 'missing') });
   t.equal(r.code, 1);
   t.match(r.lastErr, /cannot start: MESHLET_ERR_IDENTITY: .*missing/);
@@ -90,7 +83,7 @@ t.test('with an identity loaded and watched, a taken port still ends the process
   await caOk(['issue', '--ca', path.join(dir, 'ca'), '--spiffe-id', 'spiffe://cluster.local/ns/shop/sa/cart', '--out', path.join(dir, 'id')]);
   const blocker = await hold('::');
   t.teardown(blocker.release);
-  const ports = { MESHLET_OUTBOUND_PORT: String(await freePort()), MESHLET_INBOUND_PORT: String(blocker.port), MESHLET_HEALTH_PORT: String(await freePort()), MESHLET_ADMIN_PORT: String(await freePort()) };
+  const ports = { ...(await proxyPorts()), MESHLET_INBOUND_PORT: String(blocker.port) };
   const r = await run({ ...ports, MESHLET_IDENTITY_DIR: path.join(dir, 'id') });
   t.equal(r.code, 1);
   t.match(r.lastErr, /inbound listener: port \d+ is in use/);
