@@ -187,3 +187,22 @@ t.test('meshlet/h2 to a peer that is not who mesh.peers expects → 503 upstream
   t.equal(g.headers['meshlet-error'], 'upstream_connect_failure');
   t.equal(app.requests.length, 0, 'nothing reached the app');
 });
+
+t.test("the access log's request line for an answer the proxy made itself: connect refused and connect timeout carry the status and flag UF", async (t) => {
+  const requestLines = async (lines: Array<Record<string, unknown>>, n: number) => {
+    // The line is written as the response ends, which may be a turn after the client saw it.
+    for (let i = 0; i < 100 && lines.filter((l) => l.msg === 'request').length < n; i++) await new Promise((r) => setTimeout(r, 20));
+    return lines.filter((l) => l.msg === 'request');
+  };
+  const nobody = await closedPort();
+  const refused = await through(t, 'one', () => nobody, { MESHLET_ACCESS_LOG_ENABLED: 'true' });
+  t.equal((await get(refused.port, '/refused')).status, 503);
+  t.match(await requestLines(refused.outbound.lines, 1), [{ path: '/refused', response_code: 503, response_flags: 'UF', meshlet_error: 'upstream_connect_failure' }], 'connect refused');
+
+  const silent = await tcpApp(() => {}); // accepts and never speaks HTTP/2: the session never comes up
+  t.teardown(() => silent.close());
+  const timedOut = await through(t, 'one', () => silent.port, { MESHLET_ACCESS_LOG_ENABLED: 'true', MESHLET_OUTBOUND_CONNECT_TIMEOUT: '300ms' });
+  const r = await h2Request(h2Session(t, timedOut.port), { ':path': '/timeout' });
+  t.equal(r.status, 503);
+  t.match(await requestLines(timedOut.outbound.lines, 1), [{ path: '/timeout', response_code: 503, response_flags: 'UF', meshlet_error: 'upstream_connect_failure', error: /within 300 ms/ }], 'connect timeout');
+});
