@@ -23,13 +23,18 @@ export function h2Body(stream: http2.Http2Stream, headers: http2.IncomingHttpHea
     },
     declaredLength(headers),
   );
+  let ended = false;
   stream.on('data', (chunk: Buffer) => body.push(chunk));
   stream.once('end', () => {
+    ended = true;
     const code = stream.rstCode;
     if (code) body.fail(bodyAbort(`the stream was reset (code ${code})`, code));
     else body.finish(trailers());
   });
-  stream.once('close', () => body.fail(bodyAbort(`the stream closed before its end (code ${stream.rstCode ?? 0})`, stream.rstCode || NGHTTP2_CANCEL)));
+  // Every stream closes; an Error (and its stack) only for one that closed before its end.
+  stream.once('close', () => {
+    if (!ended) body.fail(bodyAbort(`the stream closed before its end (code ${stream.rstCode ?? 0})`, stream.rstCode || NGHTTP2_CANCEL));
+  });
   return body;
 }
 

@@ -73,11 +73,18 @@ export class H2Upstream {
       });
       let stream: http2.ClientHttp2Stream;
       try {
-        stream = pooled.request(headers, { endStream: !req.body, waitForTrailers: !!req.body, signal: req.abort.signal });
+        stream = pooled.request(headers, { endStream: !req.body, waitForTrailers: !!req.body });
       } catch (err) {
         reject(beforeResponse(err, pooled.connected()));
         return;
       }
+      // A client that gives up cancels the stream upstream. Not node:http2's signal option:
+      // that costs an AbortController and an EventTarget listener added and removed per
+      // request (about 1 % of a sidecar's HTTP/2 CPU in a profile).
+      const cancel = () => {
+        if (!stream.destroyed) stream.close(NGHTTP2_CANCEL);
+      };
+      req.abort.on(cancel);
       let responded = false;
       let trailers: RawHeaders = [];
       stream.on('continue', () => req.onContinue());
@@ -96,6 +103,7 @@ export class H2Upstream {
         else reject(beforeResponse(err, pooled.connected()));
       });
       stream.once('close', () => {
+        req.abort.off(cancel);
         if (!responded) reject(beforeResponse(Object.assign(new Error(`stream closed (code ${stream.rstCode})`), { code: 'ERR_HTTP2_STREAM_ERROR' }), pooled.connected()));
       });
       if (!req.body) return;

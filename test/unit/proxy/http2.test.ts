@@ -83,6 +83,23 @@ for (const topology of TOPOLOGIES) {
       t.not(rstCodeAtEnd, NGHTTP2_NO_ERROR, 'the app never got END_STREAM: the cut-short body is not taken for whole');
     });
 
+    t.test("the client resets a GET before any response: the app's stream is reset with CANCEL", async (t) => {
+      const appStreams: http2.ServerHttp2Stream[] = [];
+      const { session } = await proxied(t, topology, (stream, headers) => {
+        if (headers[':path'] === '/slow') appStreams.push(stream); // never answered
+        else stream.respond({ ':status': 200 }, { endStream: true });
+      });
+      const stream = session.request({ ':path': '/slow' });
+      stream.on('error', () => {});
+      await until(() => appStreams.length === 1, 'the stream at the app');
+      const appStream = appStreams[0]!;
+      const closed = new Promise((r) => appStream.once('close', r));
+      stream.close(NGHTTP2_CANCEL);
+      await closed;
+      t.equal(appStream.rstCode, NGHTTP2_CANCEL, "the app's stream was reset with CANCEL");
+      t.equal((await h2Request(session, { ':path': '/after' })).status, 200, 'the session goes on');
+    });
+
     const limited = (name: string, warm: boolean, body: boolean) =>
       t.test(`the app allows 2 concurrent streams; 10 concurrent client streams (${name}) all succeed`, async (t) => {
         let open = 0;
