@@ -61,15 +61,15 @@ import { counterSum, createTopology, scrapeMetrics, startAppServer, type Topolog
 import type { BenchContext, Scenario, ScenarioResult, Table } from './scenario.ts';
 
 const APPS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'apps');
-const APP = path.join(APPS, 'l7-app.ts');
-const SINK = path.join(APPS, 'otlp-sink.ts');
-const SINK_PORT = 4318;
+export const APP = path.join(APPS, 'l7-app.ts');
+export const SINK = path.join(APPS, 'otlp-sink.ts');
+export const SINK_PORT = 4318;
 /**
  * The plaintext pair's variants: plaintext-off with every resilience layer off (one
  * attempt, nothing else configured), to measure what the default policy costs when nothing
  * trips; telemetry-on and -off, what metrics and tracing cost together.
  */
-const VARIANT_ENV: Partial<Record<Mode, () => NodeJS.ProcessEnv>> = {
+export const VARIANT_ENV: Partial<Record<Mode, () => NodeJS.ProcessEnv>> = {
   'plaintext-off': () => ({ MESHLET_RESILIENCE_DEFAULTS_RETRIES_ATTEMPTS: '1' }),
   'telemetry-on': () => ({
     OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${SINK_PORT}`,
@@ -82,7 +82,7 @@ const LOAD = path.join(APPS, 'l7-load.ts');
 const GRPC_PATH = '/meshlet.bench.Bench/Call';
 
 const MODES = ['direct', 'plaintext', 'plaintext-off', 'telemetry-on', 'telemetry-off', 'mtls', 'nginx', 'nginx-tls', 'haproxy', 'node', 'node-raw'] as const;
-type Mode = (typeof MODES)[number];
+export type Mode = (typeof MODES)[number];
 const PROXIED = MODES.filter((m) => m !== 'direct');
 const MESHLET = ['plaintext', 'mtls'] as const;
 type Meshlet = (typeof MESHLET)[number];
@@ -114,7 +114,7 @@ const HTTP1_ONLY: readonly Mode[] = ['node-raw'];
 const measures = (mode: Mode, kind: Kind) => !HTTP1_ONLY.includes(mode) || kind === 'h1' || kind === 'latency';
 
 /** Response body of the app (each protocol), and the gRPC request message. */
-const BODY_BYTES = 1024;
+export const BODY_BYTES = 1024;
 const GRPC_REQUEST_BYTES = 64;
 /** h2load's connections and streams per connection. */
 const LOAD_SHAPE: Record<RateKind, { conns: number; streams: number }> = { h1: { conns: 16, streams: 1 }, h2: { conns: 4, streams: 16 }, grpc: { conns: 4, streams: 16 } };

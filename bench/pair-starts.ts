@@ -1,0 +1,140 @@
+// Two or more variants of the meshlet plaintext pair compared over fresh starts: for each
+// start the pods are built, the pair started, warmed up and measured, and everything torn
+// down again. The full L7 run (bench/l7.ts) starts each mode's pair once and measures its
+// runs on the same processes, so its spread is that of one start; one start can differ
+// from the next by more than a few per cent (V8's optimisation is not the same from one
+// process to the next, and a VM's speed moves from minute to minute), which is the size
+// of the effects the variants are for (what metrics and tracing, or the resilience
+// layers, cost). Starts alternate between the variants, rotating their order each round.
+//
+//   node bench/pair-starts.ts [--modes telemetry-off,telemetry-on] [--starts 6] [--runs 3] [--seconds 4]
+//
+// Modes are the l7 scenario's plaintext variants: plaintext (the defaults), plaintext-off
+// (resilience off), telemetry-on (metrics and tracing at 1 %, an OTLP sink in each pod),
+// telemetry-off (metrics off, no tracing); and tracing-ratio-0 (telemetry-on at a ratio
+// of 0: no span, only the unsampled trace context every request still carries) and
+// tracing-no-context (the same with OTEL_PROPAGATORS=none: no trace header written). Each start reports the median of its runs
+// (h2load --h1, 16 keep-alive connections, 1 KiB responses) in requests/s and in CPU per
+// request of the two proxies together; the summary is the median over the starts of each
+// mode, each mode against the first, and in how many rounds the mode's CPU per request
+// was above the first's. Needs root, nghttp2-client and `npm run dist`, as `npm run bench`.
+import { parseArgs } from 'node:util';
+import { APP_UID } from '../src/testbed/netns.ts';
+import { APP, BODY_BYTES, parseH2load, SINK, SINK_PORT, VARIANT_ENV } from './l7.ts';
+import { APP_PORTS } from './lib/baselines.ts';
+import { CpuMeter } from './lib/procfs.ts';
+import { median, sig } from './lib/stats.ts';
+import { createTopology, startAppServer } from './lib/topology.ts';
+
+const VARIANTS = ['plaintext', 'plaintext-off', 'telemetry-on', 'telemetry-off', 'tracing-ratio-0', 'tracing-no-context'] as const;
+type Variant = (typeof VARIANTS)[number];
+/**
+ * The l7 scenario's variants, and two of its own: telemetry-on at a sampling ratio of 0,
+ * what tracing costs when no span is made (every request still gets its unsampled
+ * traceparent, which the next sidecar reads); and the same writing no trace context
+ * (OTEL_PROPAGATORS=none), to tell that header's cost from the rest.
+ */
+const ENV: Record<Variant, (() => NodeJS.ProcessEnv) | undefined> = {
+  plaintext: VARIANT_ENV.plaintext,
+  'plaintext-off': VARIANT_ENV['plaintext-off'],
+  'telemetry-on': VARIANT_ENV['telemetry-on'],
+  'telemetry-off': VARIANT_ENV['telemetry-off'],
+  'tracing-ratio-0': () => ({ ...VARIANT_ENV['telemetry-on']!(), OTEL_TRACES_SAMPLER_ARG: '0' }),
+  'tracing-no-context': () => ({ ...VARIANT_ENV['telemetry-on']!(), OTEL_TRACES_SAMPLER_ARG: '0', OTEL_PROPAGATORS: 'none' }),
+};
+const WITH_SINK: readonly Variant[] = ['telemetry-on', 'tracing-ratio-0', 'tracing-no-context'];
+/** Second octet of the pods' addresses: one the l7 and l4 scenarios do not use. */
+const SUBNET = 61;
+const CONNECTIONS = 16;
+
+const { values } = parseArgs({
+  options: {
+    modes: { type: 'string', default: 'telemetry-off,telemetry-on' },
+    starts: { type: 'string', default: '6' },
+    runs: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '4' },
+  },
+});
+const modes = values.modes.split(',') as Variant[];
+const bad = modes.filter((m) => !(VARIANTS as readonly string[]).includes(m));
+if (bad.length > 0 || modes.length < 2) throw new Error(`--modes: two or more of ${VARIANTS.join(', ')}; got ${values.modes}`);
+const positive = (name: string, text: string) => {
+  const n = Number(text);
+  if (!(n > 0)) throw new Error(`--${name} must be a positive number, got ${JSON.stringify(text)}`);
+  return n;
+};
+const starts = positive('starts', values.starts);
+const runs = positive('runs', values.runs);
+const seconds = positive('seconds', values.seconds);
+
+interface Start {
+  mode: Variant;
+  round: number;
+  reqPerS: number;
+  cpuUsPerReq: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function measureStart(mode: Variant, round: number): Promise<Start> {
+  const topology = await createTopology('plaintext', { subnet: SUBNET, proxyEnv: ENV[mode] });
+  try {
+    if (WITH_SINK.includes(mode)) for (const pod of [topology.client, topology.server]) await startAppServer(pod, [SINK, '--port', String(SINK_PORT)]);
+    await startAppServer(topology.server, [APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES)]);
+    const url = `http://${topology.server.ipv4}:${APP_PORTS.h1}/`;
+    for (let tries = 0; ; tries++) {
+      const r = await topology.client.run(['curl', '-sS', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', url], { uid: APP_UID, timeoutMs: 10_000 });
+      if (r.stdout === '200') break;
+      if (tries > 50) throw new Error(`${mode}: ${url} does not answer 200 through the pair: ${r.stdout} ${r.stderr}`);
+      await sleep(200);
+    }
+    const pids = new Map(topology.proxies.map((p) => [p.pod, p.pid] as const));
+    const rates: number[] = [];
+    const cpus: number[] = [];
+    // One unrecorded run first: the proxies' code is optimised under load.
+    for (let i = 0; i <= runs; i++) {
+      const meter = new CpuMeter(pids);
+      const r = await topology.client.run(['h2load', '--h1', '-t', '1', '-c', String(CONNECTIONS), '-m', '1', '-D', `${Math.round(seconds * 1000)}ms`, url], { uid: APP_UID, timeoutMs: (seconds + 60) * 1000 });
+      const used = meter.read();
+      const figures = parseH2load(r.stdout);
+      if (r.code !== 0 || !figures || figures.failed + figures.errored + figures.timeout > 0 || figures.status['2xx'] !== figures.succeeded) {
+        throw new Error(`${mode}: h2load failed (exit ${r.code}): ${r.stdout.trim() || r.stderr.trim()}`);
+      }
+      if (i === 0) continue;
+      let cpuS = 0;
+      for (const t of used.values()) cpuS += t.user + t.system;
+      rates.push(figures.reqPerS);
+      cpus.push((cpuS * 1e6) / figures.succeeded);
+    }
+    return { mode, round, reqPerS: median(rates), cpuUsPerReq: median(cpus) };
+  } finally {
+    await topology.testbed.destroy();
+  }
+}
+
+const results: Start[] = [];
+for (let round = 0; round < starts; round++) {
+  const k = round % modes.length;
+  for (const mode of [...modes.slice(k), ...modes.slice(0, k)]) {
+    const s = await measureStart(mode, round);
+    results.push(s);
+    console.log(`start ${round + 1}/${starts} ${mode}: ${Math.round(s.reqPerS)} requests/s, ${sig(s.cpuUsPerReq)} µs of CPU per request (both proxies)`);
+  }
+}
+
+const of = (mode: Variant) => results.filter((s) => s.mode === mode);
+const first = modes[0]!;
+const base = { reqPerS: median(of(first).map((s) => s.reqPerS)), cpu: median(of(first).map((s) => s.cpuUsPerReq)) };
+console.log(`\n| mode | requests/s, median of ${starts} starts (min–max) | CPU µs per request, both proxies (min–max) | vs ${first}: requests/s, CPU | rounds with more CPU per request than ${first} |`);
+console.log('| --- | ---: | ---: | ---: | ---: |');
+for (const mode of modes) {
+  const starts = of(mode);
+  const rates = starts.map((s) => s.reqPerS);
+  const cpus = starts.map((s) => s.cpuUsPerReq);
+  const rate = median(rates);
+  const cpu = median(cpus);
+  const above = mode === first ? '–' : `${starts.filter((s) => s.cpuUsPerReq > of(first).find((f) => f.round === s.round)!.cpuUsPerReq).length} of ${starts.length}`;
+  const vs = mode === first ? '–' : `×${(rate / base.reqPerS).toFixed(2)}, ${cpu >= base.cpu ? '+' : '−'}${Math.abs((cpu / base.cpu - 1) * 100).toFixed(0)} %`;
+  console.log(`| ${mode} | ${Math.round(rate)} (${Math.round(Math.min(...rates))}–${Math.round(Math.max(...rates))}) | ${sig(cpu)} (${sig(Math.min(...cpus))}–${sig(Math.max(...cpus))}) | ${vs} | ${above} |`);
+}
+process.exit(0);
