@@ -82,7 +82,7 @@ const LOAD = path.join(APPS, 'l7-load.ts');
 const GRPC_PATH = '/meshlet.bench.Bench/Call';
 
 const MODES = ['direct', 'plaintext', 'plaintext-off', 'telemetry-on', 'telemetry-off', 'mtls', 'nginx', 'nginx-tls', 'haproxy', 'node', 'node-raw'] as const;
-export type Mode = (typeof MODES)[number];
+type Mode = (typeof MODES)[number];
 const PROXIED = MODES.filter((m) => m !== 'direct');
 const MESHLET = ['plaintext', 'mtls'] as const;
 type Meshlet = (typeof MESHLET)[number];
@@ -176,7 +176,7 @@ interface Run {
   latency?: LatencyFigures;
 }
 
-interface Side {
+export interface Side {
   mode: Mode;
   topology: Topology;
   appPid: number;
@@ -259,7 +259,7 @@ export function parseH2load(stdout: string): H2loadFigures | undefined {
  * One h2load run in pod a, as the app UID, with the side's processes metered from its
  * start to its end (h2load's own CPU from the shell's `times`).
  */
-async function h2loadRun(side: Side, kind: RateKind, seconds: number, grpcFrame: string, rss?: RssSampler): Promise<Run> {
+export async function h2loadRun(side: Side, kind: RateKind, seconds: number, grpcFrame: string, rss?: RssSampler): Promise<Run> {
   const { conns, streams } = LOAD_SHAPE[kind];
   const args = ['-t', '1', '-c', String(conns), '-m', String(streams), '-D', `${Math.round(seconds * 1000)}ms`];
   if (kind === 'h1') args.push('--h1');
@@ -354,7 +354,7 @@ async function latencyRun(side: Side, d: Durations, rss?: RssSampler): Promise<R
  * one HTTP/2 request with curl (status, body size, protocol), one gRPC call with a real
  * gRPC client (status OK in the trailers, the message). Retried while the proxies start.
  */
-async function preflight(side: Side, baselineProcesses: SpawnedProcess[]): Promise<void> {
+export async function preflight(side: Side, baselineProcesses: SpawnedProcess[]): Promise<void> {
   const pod = side.topology.client;
   const checks: Array<{ what: string; kind: RateKind; argv: string[]; expect: (stdout: string) => boolean }> = [
     {

@@ -13,16 +13,15 @@
 // (resilience off), telemetry-on (metrics and tracing at 1 %, an OTLP sink in each pod),
 // telemetry-off (metrics off, no tracing); and tracing-ratio-0 (telemetry-on at a ratio
 // of 0: no span, only the unsampled trace context every request still carries) and
-// tracing-no-context (the same with OTEL_PROPAGATORS=none: no trace header written). Each start reports the median of its runs
+// tracing-no-context (the same with OTEL_PROPAGATORS=none: no trace header written).
+// Each start checks the path as the l7 scenario does, then reports the median of its runs
 // (h2load --h1, 16 keep-alive connections, 1 KiB responses) in requests/s and in CPU per
 // request of the two proxies together; the summary is the median over the starts of each
 // mode, each mode against the first, and in how many rounds the mode's CPU per request
 // was above the first's. Needs root, nghttp2-client and `npm run dist`, as `npm run bench`.
 import { parseArgs } from 'node:util';
-import { APP_UID } from '../src/testbed/netns.ts';
-import { APP, BODY_BYTES, parseH2load, SINK, SINK_PORT, VARIANT_ENV } from './l7.ts';
+import { APP, BODY_BYTES, h2loadRun, preflight, SINK, SINK_PORT, VARIANT_ENV, type Side } from './l7.ts';
 import { APP_PORTS } from './lib/baselines.ts';
-import { CpuMeter } from './lib/procfs.ts';
 import { median, sig } from './lib/stats.ts';
 import { createTopology, startAppServer } from './lib/topology.ts';
 
@@ -34,18 +33,14 @@ type Variant = (typeof VARIANTS)[number];
  * traceparent, which the next sidecar reads); and the same writing no trace context
  * (OTEL_PROPAGATORS=none), to tell that header's cost from the rest.
  */
-const ENV: Record<Variant, (() => NodeJS.ProcessEnv) | undefined> = {
-  plaintext: VARIANT_ENV.plaintext,
-  'plaintext-off': VARIANT_ENV['plaintext-off'],
-  'telemetry-on': VARIANT_ENV['telemetry-on'],
-  'telemetry-off': VARIANT_ENV['telemetry-off'],
+const ENV: Partial<Record<Variant, () => NodeJS.ProcessEnv>> = {
+  ...VARIANT_ENV,
   'tracing-ratio-0': () => ({ ...VARIANT_ENV['telemetry-on']!(), OTEL_TRACES_SAMPLER_ARG: '0' }),
   'tracing-no-context': () => ({ ...VARIANT_ENV['telemetry-on']!(), OTEL_TRACES_SAMPLER_ARG: '0', OTEL_PROPAGATORS: 'none' }),
 };
 const WITH_SINK: readonly Variant[] = ['telemetry-on', 'tracing-ratio-0', 'tracing-no-context'];
 /** Second octet of the pods' addresses: one the l7 and l4 scenarios do not use. */
 const SUBNET = 61;
-const CONNECTIONS = 16;
 
 const { values } = parseArgs({
   options: {
@@ -74,37 +69,24 @@ interface Start {
   cpuUsPerReq: number;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 async function measureStart(mode: Variant, round: number): Promise<Start> {
   const topology = await createTopology('plaintext', { subnet: SUBNET, proxyEnv: ENV[mode] });
   try {
     if (WITH_SINK.includes(mode)) for (const pod of [topology.client, topology.server]) await startAppServer(pod, [SINK, '--port', String(SINK_PORT)]);
-    await startAppServer(topology.server, [APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES)]);
-    const url = `http://${topology.server.ipv4}:${APP_PORTS.h1}/`;
-    for (let tries = 0; ; tries++) {
-      const r = await topology.client.run(['curl', '-sS', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', url], { uid: APP_UID, timeoutMs: 10_000 });
-      if (r.stdout === '200') break;
-      if (tries > 50) throw new Error(`${mode}: ${url} does not answer 200 through the pair: ${r.stdout} ${r.stderr}`);
-      await sleep(200);
-    }
-    const pids = new Map(topology.proxies.map((p) => [p.pod, p.pid] as const));
+    const app = await startAppServer(topology.server, [APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES)]);
+    // The l7 scenario's own side, check and h2load run (a plaintext pair, whatever the variant).
+    const side: Side = { mode: 'plaintext', topology, appPid: app.pid, proxies: topology.proxies.map((p) => ({ pod: p.pod, pid: p.pid })), host: topology.server.ipv4, ports: APP_PORTS };
+    await preflight(side, []);
     const rates: number[] = [];
     const cpus: number[] = [];
     // One unrecorded run first: the proxies' code is optimised under load.
     for (let i = 0; i <= runs; i++) {
-      const meter = new CpuMeter(pids);
-      const r = await topology.client.run(['h2load', '--h1', '-t', '1', '-c', String(CONNECTIONS), '-m', '1', '-D', `${Math.round(seconds * 1000)}ms`, url], { uid: APP_UID, timeoutMs: (seconds + 60) * 1000 });
-      const used = meter.read();
-      const figures = parseH2load(r.stdout);
-      if (r.code !== 0 || !figures || figures.failed + figures.errored + figures.timeout > 0 || figures.status['2xx'] !== figures.succeeded) {
-        throw new Error(`${mode}: h2load failed (exit ${r.code}): ${r.stdout.trim() || r.stderr.trim()}`);
-      }
+      const run = await h2loadRun(side, 'h1', seconds, '');
       if (i === 0) continue;
-      let cpuS = 0;
-      for (const t of used.values()) cpuS += t.user + t.system;
-      rates.push(figures.reqPerS);
-      cpus.push((cpuS * 1e6) / figures.succeeded);
+      let proxyCpuS = 0;
+      for (const [name, share] of Object.entries(run.cpu)) if (name.startsWith('proxy-')) proxyCpuS += (share.user + share.system) * run.elapsedS;
+      rates.push(run.value);
+      cpus.push((proxyCpuS * 1e6) / run.requests);
     }
     return { mode, round, reqPerS: median(rates), cpuUsPerReq: median(cpus) };
   } finally {

@@ -18,6 +18,16 @@ async function proxied(t: Test, topology: Topology, ...args: Parameters<typeof h
   return { app, session: h2Session(t, port) };
 }
 
+/** Once the client's `stream` has reached the app (the one stream in `appStreams`), resets it with CANCEL; resolves with the app's stream once closed. */
+async function cancelOnceAtApp(stream: http2.ClientHttp2Stream, appStreams: http2.ServerHttp2Stream[]): Promise<http2.ServerHttp2Stream> {
+  await until(() => appStreams.length === 1, 'the stream at the app');
+  const appStream = appStreams[0]!;
+  const closed = new Promise((r) => appStream.once('close', r));
+  stream.close(NGHTTP2_CANCEL);
+  await closed;
+  return appStream;
+}
+
 for (const topology of TOPOLOGIES) {
   t.test(topology === 'one' ? 'through one outbound sidecar' : 'through a sidecar pair over meshlet/h2 (mTLS)', async (t) => {
     t.test('a response with a body and trailers arrives whole; no Date is added', async (t) => {
@@ -73,11 +83,7 @@ for (const topology of TOPOLOGIES) {
       stream.on('error', () => {});
       stream.write('request body, never ended');
       await new Promise((r) => stream.once('response', r));
-      await until(() => appStreams.length === 1, 'the stream at the app');
-      const appStream = appStreams[0]!;
-      const closed = new Promise((r) => appStream.once('close', r));
-      stream.close(NGHTTP2_CANCEL);
-      await closed;
+      const appStream = await cancelOnceAtApp(stream, appStreams);
       t.equal(appStream.rstCode, NGHTTP2_CANCEL, "the app's stream was reset with the client's code");
       t.ok(appStream.aborted, "and is 'aborted'");
       t.not(rstCodeAtEnd, NGHTTP2_NO_ERROR, 'the app never got END_STREAM: the cut-short body is not taken for whole');
@@ -91,11 +97,7 @@ for (const topology of TOPOLOGIES) {
       });
       const stream = session.request({ ':path': '/slow' });
       stream.on('error', () => {});
-      await until(() => appStreams.length === 1, 'the stream at the app');
-      const appStream = appStreams[0]!;
-      const closed = new Promise((r) => appStream.once('close', r));
-      stream.close(NGHTTP2_CANCEL);
-      await closed;
+      const appStream = await cancelOnceAtApp(stream, appStreams);
       t.equal(appStream.rstCode, NGHTTP2_CANCEL, "the app's stream was reset with CANCEL");
       t.equal((await h2Request(session, { ':path': '/after' })).status, 200, 'the session goes on');
     });
