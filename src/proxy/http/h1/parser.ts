@@ -11,6 +11,7 @@
 // in order, each only once complete; a line is refused for size before its content is
 // looked at, so the failure reported for an input is the same however it arrives.
 import { MeshletError } from '../../../errors.ts';
+import { AUTHORITY, FIELD, HEX, QDTEXT, TCHAR } from './chars.ts';
 
 /** Why a message was refused; stable strings (listed in docs/http.md by the socket-side engineer). */
 export type ParseFailure =
@@ -129,34 +130,6 @@ export interface ParserLimits {
 export const MAX_CHUNK_EXTENSION_BYTES = 4096;
 /** Empty lines (CRLF) accepted before a request line or status line (RFC 9112 2.2). */
 export const MAX_LEADING_EMPTY_LINES = 2;
-
-// ---- character classes (latin1: every char code is a byte) ----
-
-/** tchar (RFC 9110 5.6.2). */
-const TCHAR = new Uint8Array(256);
-/** field-vchar / SP / HTAB: HTAB, 0x20-0x7e, obs-text 0x80-0xff (no other CTL, no DEL). */
-const FIELD = new Uint8Array(256);
-/** qdtext (RFC 9110 5.6.4). */
-const QDTEXT = new Uint8Array(256);
-/** Characters of an authority (llhttp's set: unreserved, sub-delims, '%', ':', '[', ']'). */
-const AUTHORITY = new Uint8Array(256);
-/** Hex digit values, -1 elsewhere. */
-const HEX = new Int8Array(256).fill(-1);
-{
-  const alnum = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-  for (const c of alnum + "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
-  for (const c of alnum + "-_.!~*'()%;:&=+$,[]") AUTHORITY[c.charCodeAt(0)] = 1;
-  FIELD[9] = 1;
-  for (let c = 0x20; c <= 0x7e; c++) FIELD[c] = 1;
-  for (let c = 0x80; c <= 0xff; c++) FIELD[c] = 1;
-  QDTEXT.set(FIELD);
-  QDTEXT[0x22] = 0;
-  QDTEXT[0x5c] = 0;
-  for (let i = 0; i < 16; i++) {
-    HEX['0123456789abcdef'.charCodeAt(i)] = i;
-    HEX['0123456789ABCDEF'.charCodeAt(i)] = i;
-  }
-}
 
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 const EMPTY = Buffer.alloc(0);

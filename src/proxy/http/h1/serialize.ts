@@ -4,6 +4,7 @@
 // (so does a character above 0xff, which a latin1 write would cut down to its low byte,
 // U+010A to LF).
 import { MeshletError } from '../../../errors.ts';
+import { isToken } from './chars.ts';
 
 export const CRLF = '\r\n';
 
@@ -18,10 +19,25 @@ export class Http1SerializeError extends MeshletError {
   }
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** What may never appear in a field value or reason phrase: CR, LF, NUL, and anything a latin1 write would mangle. */
-const UNSAFE_VALUE = /[\0\r\n\u0100-\uffff]/;
-const TARGET = /^[\x21-\x7e]+$/;
+/** Whether a field value or reason phrase may be written: no CR, LF or NUL, nothing a latin1 write would mangle. */
+function safeValue(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff || c === 13 || c === 10 || c === 0) return false;
+  }
+  return true;
+}
+
+/** A request-target: one or more visible ASCII characters. */
+function isTarget(s: string): boolean {
+  const n = s.length;
+  if (n === 0) return false;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
 
 const REASONS: Record<number, string> = {
   100: 'Continue', 101: 'Switching Protocols', 102: 'Processing', 103: 'Early Hints',
@@ -57,8 +73,8 @@ function fields(headers: readonly string[]): string {
 }
 
 function field(name: string, value: string): string {
-  if (!TOKEN.test(name)) throw new Http1SerializeError(name, 'header name is not a token');
-  if (UNSAFE_VALUE.test(value)) throw new Http1SerializeError(name, 'header value contains CR, LF, NUL or a character above 0xff');
+  if (!isToken(name)) throw new Http1SerializeError(name, 'header name is not a token');
+  if (!safeValue(value)) throw new Http1SerializeError(name, 'header value contains CR, LF, NUL or a character above 0xff');
   return name + ': ' + value + CRLF;
 }
 
@@ -68,8 +84,8 @@ function field(name: string, value: string): string {
  * so that the message's own list is written as it is, never copied to append to it).
  */
 export function requestHead(method: string, target: string, headers: readonly string[], extra = NO_FIELDS, host?: string, hostName = 'Host'): string {
-  if (!TOKEN.test(method)) throw new Http1SerializeError('method', 'not a token');
-  if (!TARGET.test(target)) throw new Http1SerializeError('target', 'empty, or not visible ASCII');
+  if (!isToken(method)) throw new Http1SerializeError('method', 'not a token');
+  if (!isTarget(target)) throw new Http1SerializeError('target', 'empty, or not visible ASCII');
   const hostField = host === undefined ? '' : field(hostName, host);
   return method + ' ' + target + ' HTTP/1.1\r\n' + hostField + fields(headers) + fields(extra) + CRLF;
 }
@@ -77,7 +93,7 @@ export function requestHead(method: string, target: string, headers: readonly st
 /** `HTTP/1.1 status reason CRLF` + fields of `headers` then `extra` + CRLF; an empty reason becomes the standard phrase. */
 export function responseHead(status: number, reason: string, headers: readonly string[], extra = NO_FIELDS): string {
   if (!Number.isInteger(status) || status < 100 || status > 999) throw new Http1SerializeError('status', `${status} is not a 3-digit status code`);
-  if (UNSAFE_VALUE.test(reason)) throw new Http1SerializeError('reason', 'contains CR, LF, NUL or a character above 0xff');
+  if (!safeValue(reason)) throw new Http1SerializeError('reason', 'contains CR, LF, NUL or a character above 0xff');
   return 'HTTP/1.1 ' + status + ' ' + (reason === '' ? reasonPhrase(status) : reason) + CRLF + fields(headers) + fields(extra) + CRLF;
 }
 
