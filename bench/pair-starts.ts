@@ -7,7 +7,11 @@
 // of the effects the variants are for (what metrics and tracing, or the resilience
 // layers, cost). Starts alternate between the variants, rotating their order each round.
 //
-//   node bench/pair-starts.ts [--modes telemetry-off,telemetry-on] [--starts 6] [--runs 3] [--seconds 4]
+//   node bench/pair-starts.ts [--modes telemetry-off,telemetry-on] [--starts 6] [--runs 3] [--seconds 4] [--warm SECONDS]
+//
+// --warm: how long the unrecorded first run lasts (default: --seconds). V8 takes 10 to 25
+// seconds of full load to finish optimising a pair (longer with tracing on), so short
+// warm-ups compare variants partly by how fast they are compiled.
 //
 // Modes are the l7 scenario's plaintext variants: plaintext (the defaults), plaintext-off
 // (resilience off), telemetry-on (metrics and tracing at 1 %, an OTLP sink in each pod),
@@ -20,25 +24,12 @@
 // mode, each mode against the first, and in how many rounds the mode's CPU per request
 // was above the first's. Needs root, nghttp2-client and `npm run dist`, as `npm run bench`.
 import { parseArgs } from 'node:util';
-import { APP, BODY_BYTES, h2loadRun, preflight, SINK, SINK_PORT, VARIANT_ENV, type Side } from './l7.ts';
+import { APP, BODY_BYTES, h2loadRun, preflight, SINK, SINK_PORT, type Side } from './l7.ts';
 import { APP_PORTS } from './lib/baselines.ts';
 import { median, sig } from './lib/stats.ts';
 import { createTopology, startAppServer } from './lib/topology.ts';
+import { parseVariants, VARIANT_PROXY_ENV, WITH_SINK, type Variant } from './lib/variants.ts';
 
-const VARIANTS = ['plaintext', 'plaintext-off', 'telemetry-on', 'telemetry-off', 'tracing-ratio-0', 'tracing-no-context'] as const;
-type Variant = (typeof VARIANTS)[number];
-/**
- * The l7 scenario's variants, and two of its own: telemetry-on at a sampling ratio of 0,
- * what tracing costs when no span is made (every request still gets its unsampled
- * traceparent, which the next sidecar reads); and the same writing no trace context
- * (OTEL_PROPAGATORS=none), to tell that header's cost from the rest.
- */
-const ENV: Partial<Record<Variant, () => NodeJS.ProcessEnv>> = {
-  ...VARIANT_ENV,
-  'tracing-ratio-0': () => ({ ...VARIANT_ENV['telemetry-on']!(), OTEL_TRACES_SAMPLER_ARG: '0' }),
-  'tracing-no-context': () => ({ ...VARIANT_ENV['telemetry-on']!(), OTEL_TRACES_SAMPLER_ARG: '0', OTEL_PROPAGATORS: 'none' }),
-};
-const WITH_SINK: readonly Variant[] = ['telemetry-on', 'tracing-ratio-0', 'tracing-no-context'];
 /** Second octet of the pods' addresses: one the l7 and l4 scenarios do not use. */
 const SUBNET = 61;
 
@@ -48,11 +39,10 @@ const { values } = parseArgs({
     starts: { type: 'string', default: '6' },
     runs: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '4' },
+    warm: { type: 'string' },
   },
 });
-const modes = values.modes.split(',') as Variant[];
-const bad = modes.filter((m) => !(VARIANTS as readonly string[]).includes(m));
-if (bad.length > 0 || modes.length < 2) throw new Error(`--modes: two or more of ${VARIANTS.join(', ')}; got ${values.modes}`);
+const modes = parseVariants(values.modes);
 const positive = (name: string, text: string) => {
   const n = Number(text);
   if (!(n > 0)) throw new Error(`--${name} must be a positive number, got ${JSON.stringify(text)}`);
@@ -61,6 +51,7 @@ const positive = (name: string, text: string) => {
 const starts = positive('starts', values.starts);
 const runs = positive('runs', values.runs);
 const seconds = positive('seconds', values.seconds);
+const warm = values.warm === undefined ? seconds : positive('warm', values.warm);
 
 interface Start {
   mode: Variant;
@@ -70,7 +61,7 @@ interface Start {
 }
 
 async function measureStart(mode: Variant, round: number): Promise<Start> {
-  const topology = await createTopology('plaintext', { subnet: SUBNET, proxyEnv: ENV[mode] });
+  const topology = await createTopology('plaintext', { subnet: SUBNET, proxyEnv: VARIANT_PROXY_ENV[mode] });
   try {
     if (WITH_SINK.includes(mode)) for (const pod of [topology.client, topology.server]) await startAppServer(pod, [SINK, '--port', String(SINK_PORT)]);
     const app = await startAppServer(topology.server, [APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES)]);
@@ -81,7 +72,7 @@ async function measureStart(mode: Variant, round: number): Promise<Start> {
     const cpus: number[] = [];
     // One unrecorded run first: the proxies' code is optimised under load.
     for (let i = 0; i <= runs; i++) {
-      const run = await h2loadRun(side, 'h1', seconds, '');
+      const run = await h2loadRun(side, 'h1', i === 0 ? warm : seconds, '');
       if (i === 0) continue;
       let proxyCpuS = 0;
       for (const [name, share] of Object.entries(run.cpu)) if (name.startsWith('proxy-')) proxyCpuS += (share.user + share.system) * run.elapsedS;

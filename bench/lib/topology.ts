@@ -11,7 +11,7 @@
 // no netfilter rules at all, which is a cleaner baseline than an excluded port in a
 // meshed one.
 import { existsSync } from 'node:fs';
-import { APP_UID, MESHLET_DIST_BIN, Testbed, type Pod, type SpawnedProcess } from '../../src/testbed/netns.ts';
+import { APP_UID, MESHLET_DIST_BIN, Testbed, type Pod, type ProxyUnder, type SpawnedProcess } from '../../src/testbed/netns.ts';
 import { findProcess } from './procfs.ts';
 
 export type Mode = 'direct' | 'plaintext' | 'mtls';
@@ -36,6 +36,8 @@ export interface TopologyOptions {
   subnet: number;
   /** Extra environment for each pod's `meshlet proxy` (MESHLET_* configuration), by pod name. */
   proxyEnv?: (pod: Pod) => NodeJS.ProcessEnv;
+  /** A program to run a pod's proxy under (a profiler: its argv before node's), node flags, and how long that proxy may take to be ready. */
+  proxyUnder?: (pod: Pod) => ProxyUnder | undefined;
 }
 
 export async function createTopology(mode: Mode, options: TopologyOptions): Promise<Topology> {
@@ -48,7 +50,7 @@ export async function createTopology(mode: Mode, options: TopologyOptions): Prom
         if (result.code !== 0) throw new Error(`meshlet init failed in pod ${pod.name} (exit ${result.code}): ${result.stderr.trim() || result.stdout.trim()}`);
         // The compiled build, as a sidecar image runs it (`npm run bench` builds it first).
         if (!existsSync(MESHLET_DIST_BIN)) throw new Error(`${MESHLET_DIST_BIN} is missing: run npm run dist (npm run bench does)`);
-        const proc = await pod.startProxy(options.proxyEnv?.(pod) ?? {}, [], MESHLET_DIST_BIN);
+        const proc = await pod.startProxy(options.proxyEnv?.(pod) ?? {}, [], MESHLET_DIST_BIN, options.proxyUnder?.(pod));
         const pid = findProcess(proc.child.pid!, (argv) => argv.includes(MESHLET_DIST_BIN) && argv.includes('proxy') && !argv.includes('setpriv'));
         if (pid === undefined) throw new Error(`cannot find the proxy's node process in pod ${pod.name}`);
         topology.proxies.push({ pod: pod.name, pid, process: proc });

@@ -49,6 +49,13 @@ function podEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   return rest;
 }
 
+/** How a pod's proxy is run when not plainly (a profiler's benchmark). */
+export interface ProxyUnder {
+  prefix?: string[];
+  nodeArgs?: string[];
+  readyTimeoutMs?: number;
+}
+
 export class Pod {
   readonly name: string;
   readonly netns: string;
@@ -96,10 +103,14 @@ export class Pod {
     return this.run([process.execPath, MESHLET_BIN, 'init', ...args], { env: { ...process.env, ...env } });
   }
 
-  /** `meshlet proxy` (from `bin`) in this pod as the proxy UID; resolves once it reports ready. */
-  async startProxy(env: NodeJS.ProcessEnv = {}, args: string[] = [], bin = MESHLET_BIN): Promise<SpawnedProcess> {
-    const proxy = this.node([bin, 'proxy', ...args], { uid: PROXY_UID, env: { ...process.env, ...env } });
-    await proxy.waitForLine(/"msg":"ready"/, 20_000);
+  /**
+   * `meshlet proxy` (from `bin`) in this pod as the proxy UID; resolves once it reports ready.
+   * `prefix` runs it under another program (a profiler), which may need longer to be ready;
+   * `nodeArgs` are node's own flags (NODE_OPTIONS does not reach a pod).
+   */
+  async startProxy(env: NodeJS.ProcessEnv = {}, args: string[] = [], bin = MESHLET_BIN, under: ProxyUnder = {}): Promise<SpawnedProcess> {
+    const proxy = this.spawn([...(under.prefix ?? []), process.execPath, ...(under.nodeArgs ?? []), bin, 'proxy', ...args], { uid: PROXY_UID, env: { ...process.env, ...env } });
+    await proxy.waitForLine(/"msg":"ready"/, under.readyTimeoutMs ?? 20_000);
     return proxy;
   }
 
