@@ -9,15 +9,16 @@
 // It says nothing of the kernel's share (the socket calls) or of how fast the instructions
 // run (cache misses, preemption); requests/s and CPU time stay bench/pair-starts.ts's.
 //
-//   node bench/instructions.ts [--modes telemetry-off,telemetry-on] [--starts 2] [--warm 20000] [--requests 5000] [--connections 16] [--profile]
+//   node bench/instructions.ts [--modes telemetry-off,telemetry-on] [--starts 2] [--warm 20000] [--requests 5000] [--connections 16] [--profile] [--keep DIR]
 //
 // --profile: the proxies run with node's --perf-basic-prof, and for the first start of each
 // mode the tool prints where each sidecar's instructions go, by function (V8's generated
 // code named from the perf map) and by group (each meshlet module, Node's JavaScript, V8's
-// builtins, runtime, compilers and garbage collector, libc).
+// builtins, runtime, compilers and garbage collector, libc). --keep DIR: each sidecar's
+// dump (and perf map) is copied to DIR, for callgrind_annotate or bench/lib/callgrind.ts.
 //
 // Modes are bench/lib/variants.ts's. Needs root, valgrind, nghttp2-client and `npm run dist`.
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -40,9 +41,11 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '5000' },
     connections: { type: 'string', default: '16' },
     profile: { type: 'boolean', default: false },
+    keep: { type: 'string' },
   },
 });
-const modes = parseVariants(values.modes);
+// One mode is enough for a profile.
+const modes = parseVariants(values.modes, 1);
 const positive = (name: string, text: string) => {
   const n = Number(text);
   if (!(Number.isInteger(n) && n > 0)) throw new Error(`--${name} must be a positive whole number, got ${JSON.stringify(text)}`);
@@ -68,13 +71,24 @@ async function control(pod: Pod, pid: number, option: string): Promise<void> {
 }
 
 /** The newest dump in `dir`, and its instruction total. */
-function newestDump(dir: string): { text: string; total: number } {
+function newestDump(dir: string): { text: string; total: number; path: string } {
   const newest = readdirSync(dir).filter((f) => f.startsWith('callgrind.out')).sort((a, b) => dumpNumber(b) - dumpNumber(a))[0];
   if (newest === undefined) throw new Error(`no callgrind dump in ${dir}`);
   const text = readFileSync(path.join(dir, newest), 'utf8');
   const m = /^(?:summary|totals): (\d+)/m.exec(text);
   if (!m) throw new Error(`${newest}: no instruction total`);
-  return { text, total: Number(m[1]) };
+  return { text, total: Number(m[1]), path: path.join(dir, newest) };
+}
+
+/** --keep: each sidecar's dump (and perf map) stays, for callgrind_annotate or a second look. */
+function keepDumps(dir: string, mode: Variant, dumps: [string, number][]): void {
+  mkdirSync(dir, { recursive: true });
+  for (const [i, [dump, pid]] of dumps.entries()) {
+    const side = i === 0 ? 'outbound' : 'inbound';
+    copyFileSync(dump, path.join(dir, `${mode}.${side}.callgrind`));
+    if (existsSync(`/tmp/perf-${pid}.map`)) copyFileSync(`/tmp/perf-${pid}.map`, path.join(dir, `${mode}.${side}.perf.map`));
+  }
+  console.log(`kept the dumps of ${mode} in ${dir}`);
 }
 
 const dumpNumber = (name: string) => Number(/\.(\d+)$/.exec(name)?.[1] ?? 0);
@@ -131,6 +145,10 @@ async function measureStart(mode: Variant, profile: boolean): Promise<Counts> {
     for (const { pod, pid } of pods) await control(pod, pid, '-d');
     const outbound = newestDump(dirs.get('a')!);
     const inbound = newestDump(dirs.get('b')!);
+    if (values.keep !== undefined) keepDumps(values.keep, mode, [
+      [outbound.path, pods[0]!.pid],
+      [inbound.path, pods[1]!.pid],
+    ]);
     if (profile) {
       printProfile(`${mode}, outbound sidecar`, outbound.text, readPerfMap(pods[0]!.pid));
       printProfile(`${mode}, inbound sidecar`, inbound.text, readPerfMap(pods[1]!.pid));

@@ -55,6 +55,7 @@ import { IdentityStore } from '../src/testbed/identities.ts';
 import { APP_UID, type SpawnedProcess } from '../src/testbed/netns.ts';
 import { APP_PORTS, BACK_PORTS, FRONT_PORTS, hostPort, issueBaselineCerts, startBaselinePair, startNodePair, startNodeRawPair, type BaselineProxy, type Ports, type Protocol } from './lib/baselines.ts';
 import { issueIdentities, mtlsEnv } from './lib/mesh.ts';
+import { pinLoadGenerator, pinning, pinToPods, releaseLoadGenerator } from './lib/pinning.ts';
 import { busyFraction, CpuMeter, descendants, irqFraction, rssBytes, RssSampler, systemCpu } from './lib/procfs.ts';
 import { median, sig, signed, spread, type Spread } from './lib/stats.ts';
 import { counterSum, createTopology, scrapeMetrics, startAppServer, type Topology } from './lib/topology.ts';
@@ -198,7 +199,9 @@ interface Durations {
 /** Per run, and (shorter) for the unrecorded warm-up run of each kind and mode. */
 const DURATIONS: Record<'quick' | 'full', { run: Durations; warmup: Durations }> = {
   quick: { run: { rateS: 1, latencyS: 1, latencyWarmupS: 0.25 }, warmup: { rateS: 0.5, latencyS: 0.5, latencyWarmupS: 0.25 } },
-  full: { run: { rateS: 2, latencyS: 4, latencyWarmupS: 1 }, warmup: { rateS: 1, latencyS: 1, latencyWarmupS: 0.5 } },
+  // V8 takes 10 to 25 s of full load to finish optimising a meshlet pair: 8 s of warm-up per
+  // kind, then the interleaved runs, measure it close to the steady state a sidecar lives in.
+  full: { run: { rateS: 2, latencyS: 4, latencyWarmupS: 1 }, warmup: { rateS: 8, latencyS: 1, latencyWarmupS: 0.5 } },
 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -441,7 +444,7 @@ const metOrNot = (ok: boolean) => (ok ? 'met' : 'not met');
  * pair of them, the ratios and differences; the targets and the comparisons with modes
  * that did not run are left out.
  */
-function subsetResult(scenario: Scenario, modes: readonly Mode[], runs: Record<Kind, Record<Mode, Run[]>>, n: number): ScenarioResult {
+function subsetResult(scenario: Scenario, modes: readonly Mode[], runs: Record<Kind, Record<Mode, Run[]>>, n: number, pinned: boolean): ScenarioResult {
   const fig = (k: Kind, m: Mode) => spread(runs[k][m].map((r) => (k === 'latency' ? r.latency!.us.p50 : r.value)));
   const p99 = (m: Mode) => spread(runs.latency[m].map((r) => r.latency!.us.p99));
   const cpu = (k: Kind, m: Mode) =>
@@ -482,7 +485,7 @@ function subsetResult(scenario: Scenario, modes: readonly Mode[], runs: Record<K
         ],
       },
     ],
-    notes: ['A run of some modes only (--l7-modes): no targets, no comparison with the modes that did not run. The method is the full run\'s (see a full report).'],
+    notes: [`A run of some modes only (--l7-modes): no targets, no comparison with the modes that did not run. The method is the full run's (see a full report); CPU placement: ${pinned ? 'load generator and pods on separate cores' : 'none (--unpinned)'}.`],
     data: { modes, runs },
   };
 }
@@ -497,6 +500,9 @@ export const l7Scenario: Scenario = {
     const versions = await toolVersions();
     const sides = new Map<Mode, Side>();
     const built: Topology[] = [];
+    // h2load and the latency client on one core, each mode's pods on the other (bench/lib/pinning.ts).
+    const pin = o.pinned ? pinning() : undefined;
+    if (pin) pinLoadGenerator(pin);
     const baselineProcesses: SpawnedProcess[] = [];
     const store = new IdentityStore();
     // Generated configs, the gRPC request file and the baselines' certificates: a
@@ -522,6 +528,7 @@ export const l7Scenario: Scenario = {
       if (unknown.length > 0) throw new Error(`--l7-modes: no mode ${unknown.join(', ')} (have: ${MODES.join(', ')})`);
       for (const mode of selected) {
         ctx.log(`l7: building the ${mode} pods`);
+        const sinkPids: number[] = [];
         const subnet = SUBNET[mode];
         const plaintextVariant = mode === 'plaintext-off' || mode === 'telemetry-on' || mode === 'telemetry-off';
         const meshlet = mode === 'plaintext' || mode === 'mtls' || plaintextVariant;
@@ -531,7 +538,11 @@ export const l7Scenario: Scenario = {
         if (mode === 'telemetry-on') {
           // The collector each sidecar exports to, on its pod's loopback (the proxy's own
           // connections are not intercepted), answering every export and keeping nothing.
-          for (const pod of [topology.client, topology.server]) baselineProcesses.push((await startAppServer(pod, [SINK, '--port', String(SINK_PORT)])).process);
+          for (const pod of [topology.client, topology.server]) {
+            const sink = await startAppServer(pod, [SINK, '--port', String(SINK_PORT)]);
+            baselineProcesses.push(sink.process);
+            sinkPids.push(sink.pid);
+          }
         }
         const server = await startAppServer(topology.server, [
           APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES),
@@ -553,6 +564,7 @@ export const l7Scenario: Scenario = {
         } else {
           side = { mode, topology, appPid: server.pid, proxies: topology.proxies.map((p) => ({ pod: p.pod, pid: p.pid })), host: serverHost, ports: APP_PORTS };
         }
+        if (pin) pinToPods(pin, [side.appPid, ...side.proxies.map((p) => p.pid), ...sinkPids]);
         await preflight(side, baselineProcesses);
         sides.set(mode, side);
       }
@@ -586,7 +598,7 @@ export const l7Scenario: Scenario = {
         }
       }
       const rssAfter = Object.fromEntries(PROXIED.filter((m) => selected.includes(m)).map((m) => [m, Object.fromEntries(side(m).proxies.map((p) => [p.pod, rssBytes(p.pid) ?? Number.NaN]))])) as Record<Mode, Record<string, number>>;
-      if (selected.length < MODES.length) return subsetResult(this, selected, runs, o.runs);
+      if (selected.length < MODES.length) return subsetResult(this, selected, runs, o.runs, pin !== undefined);
 
       // Proof that the meshlet figures went through both sidecars, with the right security,
       // and what the sidecars made of the traffic (protocol detection, request counters).
@@ -891,6 +903,9 @@ export const l7Scenario: Scenario = {
             `proxy CPU per request (both proxies), meshlet mTLS vs the floor: ${cpuVsFloor}. ` +
             `The gap to the nginx TLS pair in requests/s, split into the runtime's factor (floor vs nginx TLS) and meshlet's (meshlet mTLS vs floor): ${gapSplit}.`,
           `What the meshlet pairs carried (their counters): ${pathNote('plaintext')}. ${pathNote('mtls')}.`,
+          (pin
+            ? `CPU placement: h2load and the latency client on core ${pin.load}; each mode's app, proxies and trace sinks on core ${pin.pods} (every thread), so a pair's rate is one core over what a request costs the app and both proxies together. `
+            : 'CPU placement: none (--unpinned): the scheduler places the client, the app and the proxies, differently from one start to the next. ') +
           'Topology: one testbed per mode (a client pod a and a server pod b, network namespaces on a bridge), built once and kept for the whole run. ' +
             `The app (bench/apps/l7-app.ts, one Node process, UID ${APP_UID}) serves HTTP/1.1 (node:http) on ${APP_PORTS.h1}, HTTP/2 cleartext (node:http2) on ${APP_PORTS.h2} and gRPC (@grpc/grpc-js, a unary method with raw-bytes messages) on ${APP_PORTS.grpc}, ` +
             `each answering a fixed ${BODY_BYTES}-byte body allocated once. The meshlet pairs are configured as in the l4 scenario (\`meshlet init\` rules, \`meshlet proxy\` as UID 1337 with its default configuration, identities from \`meshlet ca\` and strict mTLS for the mTLS pair); the client addresses the app, the sidecars intercept. ` +
@@ -945,6 +960,7 @@ export const l7Scenario: Scenario = {
         },
       };
     } finally {
+      if (pin) releaseLoadGenerator();
       for (const topology of built) await topology.testbed.destroy();
       store.remove();
       removeWork();

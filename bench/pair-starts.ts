@@ -7,7 +7,11 @@
 // of the effects the variants are for (what metrics and tracing, or the resilience
 // layers, cost). Starts alternate between the variants, rotating their order each round.
 //
-//   node bench/pair-starts.ts [--modes telemetry-off,telemetry-on] [--starts 6] [--runs 3] [--seconds 4] [--warm SECONDS]
+//   node bench/pair-starts.ts [--modes telemetry-off,telemetry-on] [--starts 6] [--runs 3] [--seconds 4] [--warm SECONDS] [--unpinned]
+//
+// h2load runs on one core and the pods' processes (app, proxies, trace sinks) on the other
+// (bench/lib/pinning.ts); --unpinned leaves them to the scheduler, which places them
+// differently at every start.
 //
 // --warm: how long the unrecorded first run lasts (default: --seconds). V8 takes 10 to 25
 // seconds of full load to finish optimising a pair (longer with tracing on), so short
@@ -27,6 +31,7 @@ import { parseArgs } from 'node:util';
 import { APP, BODY_BYTES, h2loadRun, preflight, SINK, SINK_PORT, type Side } from './l7.ts';
 import { APP_PORTS } from './lib/baselines.ts';
 import { median, sig } from './lib/stats.ts';
+import { pinLoadGenerator, pinning, pinToPods } from './lib/pinning.ts';
 import { createTopology, startAppServer } from './lib/topology.ts';
 import { parseVariants, VARIANT_PROXY_ENV, WITH_SINK, type Variant } from './lib/variants.ts';
 
@@ -40,6 +45,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '4' },
     warm: { type: 'string' },
+    unpinned: { type: 'boolean', default: false },
   },
 });
 const modes = parseVariants(values.modes);
@@ -52,6 +58,8 @@ const starts = positive('starts', values.starts);
 const runs = positive('runs', values.runs);
 const seconds = positive('seconds', values.seconds);
 const warm = values.warm === undefined ? seconds : positive('warm', values.warm);
+const pin = values.unpinned ? undefined : pinning();
+if (pin) pinLoadGenerator(pin);
 
 interface Start {
   mode: Variant;
@@ -63,8 +71,10 @@ interface Start {
 async function measureStart(mode: Variant, round: number): Promise<Start> {
   const topology = await createTopology('plaintext', { subnet: SUBNET, proxyEnv: VARIANT_PROXY_ENV[mode] });
   try {
-    if (WITH_SINK.includes(mode)) for (const pod of [topology.client, topology.server]) await startAppServer(pod, [SINK, '--port', String(SINK_PORT)]);
+    const podPids = topology.proxies.map((p) => p.pid);
+    if (WITH_SINK.includes(mode)) for (const pod of [topology.client, topology.server]) podPids.push((await startAppServer(pod, [SINK, '--port', String(SINK_PORT)])).pid);
     const app = await startAppServer(topology.server, [APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES)]);
+    if (pin) pinToPods(pin, [...podPids, app.pid]);
     // The l7 scenario's own side, check and h2load run (a plaintext pair, whatever the variant).
     const side: Side = { mode: 'plaintext', topology, appPid: app.pid, proxies: topology.proxies.map((p) => ({ pod: p.pod, pid: p.pid })), host: topology.server.ipv4, ports: APP_PORTS };
     await preflight(side, []);

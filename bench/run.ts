@@ -35,6 +35,9 @@ const USAGE = `usage: node bench/run.ts [options]
                        idle (under 15 % busy for 3 s in a row), then before each round of
                        runs up to 10 s (120 s in all) for a quiet 0.3 s (under 20 % busy);
                        default 0, don't wait
+  --unpinned           l7: leave every process to the scheduler instead of h2load and the
+                       latency client on one core and each mode's pods (app, proxies) on
+                       another; the same pair then moves by ±20 % from start to start
   -h, --help`;
 
 /** "200" (MB), "200MB", "1.5GB", "128KiB", "64KB", "1000B". Decimal units are 10^3 multiples. */
@@ -72,6 +75,7 @@ function parseOptions(argv: string[]): { options: BenchOptions; only: string[] |
       only: { type: 'string' },
       'l7-modes': { type: 'string' },
       'wait-quiet': { type: 'string' },
+      unpinned: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -91,6 +95,7 @@ function parseOptions(argv: string[]): { options: BenchOptions; only: string[] |
     concurrency: values.concurrency ? positiveInt('concurrency', values.concurrency) : 16,
     connSeconds: values['conn-seconds'] ? positiveInt('conn-seconds', values['conn-seconds']) : 20,
     family: values.ipv6 ? 6 : 4,
+    pinned: !values.unpinned,
     ...(values['l7-modes'] ? { l7Modes: values['l7-modes'].split(',').map((s) => s.trim()).filter(Boolean) } : {}),
   };
   if (options.sizeBytes < 1 || options.chunkBytes < 1) throw new Error('--size and --chunk must be at least 1 byte');

@@ -25,6 +25,8 @@ export interface BenchOptions {
   connSeconds: number;
   /** Address family the client uses to reach the server. */
   family: 4 | 6;
+  /** The l7 scenario: load generator on one core, the pods' processes on another (bench/lib/pinning.ts). */
+  pinned: boolean;
   /** The l7 scenario's modes to run (all when undefined); a subset gets a reduced report. */
   l7Modes?: string[];
 }

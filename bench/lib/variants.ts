@@ -17,10 +17,10 @@ export const VARIANT_PROXY_ENV: Partial<Record<Variant, () => NodeJS.ProcessEnv>
 /** The variants that export spans: each of their pods runs an OTLP sink. */
 export const WITH_SINK: readonly Variant[] = ['telemetry-on', 'tracing-ratio-0', 'tracing-no-context'];
 
-/** The variants named by a --modes value (two or more), or an error saying which are not. */
-export function parseVariants(text: string): Variant[] {
+/** The variants named by a --modes value (at least `least` of them), or an error saying which are not. */
+export function parseVariants(text: string, least = 2): Variant[] {
   const modes = text.split(',') as Variant[];
   const bad = modes.filter((m) => !(VARIANTS as readonly string[]).includes(m));
-  if (bad.length > 0 || modes.length < 2) throw new Error(`--modes: two or more of ${VARIANTS.join(', ')}; got ${text}`);
+  if (bad.length > 0 || modes.length < least) throw new Error(`--modes: ${least === 1 ? 'one' : 'two'} or more of ${VARIANTS.join(', ')}; got ${text}`);
   return modes;
 }
