@@ -2,6 +2,8 @@
 // keeps the order, duplicates and the case of names as they arrived. Case is kept end to
 // end (a known complaint about both anchors): HTTP/1.1 apps that match header names
 // case-sensitively keep working through the mesh.
+import { codeAt, lengthOf } from '../strings.ts';
+
 export type RawHeaders = string[];
 
 /** The first value of `name` (lower case). */
@@ -15,13 +17,13 @@ export function get(headers: RawHeaders, name: string): string | undefined {
 /**
  * Whether `name` is `lower` (a lower-case field name) in any case. Compared in place:
  * the request path looks names up several times per message, and lower-casing each one
- * made a string every time.
+ * made a string every time. Names come in every string representation (src/strings.ts).
  */
 export function isName(name: string, lower: string): boolean {
   const n = lower.length;
-  if (name.length !== n) return false;
+  if (lengthOf(name) !== n) return false;
   for (let i = 0; i < n; i++) {
-    const c = name.charCodeAt(i);
+    const c = codeAt(name, i);
     if ((c >= 65 && c <= 90 ? c + 32 : c) !== lower.charCodeAt(i)) return false;
   }
   return true;

@@ -1,4 +1,5 @@
 import { isName, type RawHeaders } from '../pipeline/headers.ts';
+import { codeAt, lengthOf } from '../strings.ts';
 
 // Reading a request's trace context without allocating: every request passes here when
 // tracing is on, and most are not sampled, so the decision is taken from the header
@@ -44,7 +45,7 @@ export class TraceScan {
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       // Most names are not trace headers: their length rules them out before any compare.
-      switch (name.length) {
+      switch (lengthOf(name)) {
         case 2:
           if (b3 === undefined && isName(name, 'b3')) b3 = headers[i + 1];
           break;
@@ -115,7 +116,7 @@ export class TraceScan {
 
 /** 0–15 for a lower-case hex digit at `i`, -1 otherwise. */
 function hexDigit(s: string, i: number): number {
-  const c = s.charCodeAt(i);
+  const c = codeAt(s, i);
   if (c >= 48 && c <= 57) return c - 48;
   if (c >= 97 && c <= 102) return c - 87;
   return -1;
@@ -139,12 +140,13 @@ function validB3Id(s: string, start: number, length: number): boolean {
 
 /** W3C `version-traceid-parentid-flags`: version 00 exactly 55 characters, later ones may append `-...`. */
 export function validTraceparent(v: string): boolean {
-  if (v.length < 55 || (v.length > 55 && v.charCodeAt(55) !== 45)) return false;
-  if (v.charCodeAt(2) !== 45 || v.charCodeAt(35) !== 45 || v.charCodeAt(52) !== 45) return false;
+  const n = lengthOf(v);
+  if (n < 55 || (n > 55 && codeAt(v, 55) !== 45)) return false;
+  if (codeAt(v, 2) !== 45 || codeAt(v, 35) !== 45 || codeAt(v, 52) !== 45) return false;
   const v0 = hexDigit(v, 0);
   const v1 = hexDigit(v, 1);
   if (v0 < 0 || v1 < 0 || (v0 === 15 && v1 === 15)) return false;
-  if (v0 === 0 && v1 === 0 && v.length !== 55) return false;
+  if (v0 === 0 && v1 === 0 && n !== 55) return false;
   return hexRun(v, 3, 32) && hexRun(v, 36, 16) && hexDigit(v, 53) >= 0 && hexDigit(v, 54) >= 0;
 }
 

@@ -1,6 +1,7 @@
 import type { RawHeaders } from '../../pipeline/headers.ts';
 
 import { isName } from '../../pipeline/headers.ts';
+import { codeAt, lengthOf } from '../../strings.ts';
 
 export { get, isName } from '../../pipeline/headers.ts';
 export type { RawHeaders } from '../../pipeline/headers.ts';
@@ -41,7 +42,7 @@ export class DropNames {
 
   /** Whether `name`, in any case, is one to drop; no string is made. */
   matches(name: string): boolean {
-    const candidates = this.#byLength[name.length];
+    const candidates = this.#byLength[lengthOf(name)];
     if (candidates === undefined) return false;
     for (let i = 0; i < candidates.length; i++) if (isName(name, candidates[i]!)) return true;
     return false;
@@ -66,7 +67,7 @@ export function endToEnd(headers: RawHeaders, drop: DropNames = HOP_BY_HOP_ONLY,
   for (let i = 0; i < n; i += 2) {
     const name = headers[i]!;
     let value = headers[i + 1]!;
-    if (name.charCodeAt(0) === 58 /* : */) continue;
+    if (codeAt(name, 0) === 58 /* : */) continue;
     if (drop.matches(name)) {
       if (!isName(name, 'te') || !value.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) continue;
       value = 'trailers';

@@ -1,6 +1,7 @@
 // Character classes of HTTP/1.1 (RFC 9110, RFC 9112) as tables indexed by char code, for
 // the parser and the serializer alike. Both work on latin1 strings, where every char code
 // is a byte; a code above 0xff indexes past the end (undefined), which no test accepts.
+import { codeAt, lengthOf } from '../../../strings.ts';
 
 /** tchar (RFC 9110 5.6.2). */
 export const TCHAR = new Uint8Array(256);
@@ -30,8 +31,8 @@ export const HEX = new Int8Array(256).fill(-1);
 
 /** Whether `s` is a token: one or more tchar. */
 export function isToken(s: string): boolean {
-  const n = s.length;
+  const n = lengthOf(s);
   if (n === 0) return false;
-  for (let i = 0; i < n; i++) if (TCHAR[s.charCodeAt(i)] !== 1) return false;
+  for (let i = 0; i < n; i++) if (TCHAR[codeAt(s, i)] !== 1) return false;
   return true;
 }

@@ -4,6 +4,7 @@
 // (so does a character above 0xff, which a latin1 write would cut down to its low byte,
 // U+010A to LF).
 import { MeshletError } from '../../../errors.ts';
+import { codeAt, lengthOf } from '../../../strings.ts';
 import { isToken } from './chars.ts';
 
 export const CRLF = '\r\n';
@@ -21,8 +22,9 @@ export class Http1SerializeError extends MeshletError {
 
 /** Whether a field value or reason phrase may be written: no CR, LF or NUL, nothing a latin1 write would mangle. */
 function safeValue(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
+  const n = lengthOf(s);
+  for (let i = 0; i < n; i++) {
+    const c = codeAt(s, i);
     if (c > 0xff || c === 13 || c === 10 || c === 0) return false;
   }
   return true;
@@ -30,10 +32,10 @@ function safeValue(s: string): boolean {
 
 /** A request-target: one or more visible ASCII characters. */
 function isTarget(s: string): boolean {
-  const n = s.length;
+  const n = lengthOf(s);
   if (n === 0) return false;
   for (let i = 0; i < n; i++) {
-    const c = s.charCodeAt(i);
+    const c = codeAt(s, i);
     if (c < 0x21 || c > 0x7e) return false;
   }
   return true;
