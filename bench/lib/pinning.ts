@@ -6,7 +6,8 @@ import os from 'node:os';
 // data-path issue's own measurements were made. Left to the scheduler, four busy processes
 // on two cores land differently at every start: the same pair measured 7 600 to 10 300
 // requests/s and 111 to 154 µs of proxy CPU per request over three starts, against 7 586
-// to 7 811 and 103 to 106 µs pinned. Pinned, a pair's rate is one core divided by what a
+// to 7 811 and 103 to 106 µs pinned (a later pinned check: 7 233 to 8 922, so the spread
+// narrows without going away). Pinned, a pair's rate is one core divided by what a
 // request costs the app and both proxies together, which is the comparison the targets make.
 
 export interface Pinning {
