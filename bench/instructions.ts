@@ -23,12 +23,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { APP_UID, PROXY_UID, type Pod } from '../src/testbed/netns.ts';
-import { APP, BODY_BYTES, parseH2load, preflight, SINK, SINK_PORT, type Side } from './l7.ts';
-import { APP_PORTS, hostPort } from './lib/baselines.ts';
+import { parseH2load, preflight, type Side } from './l7.ts';
+import { hostPort } from './lib/baselines.ts';
 import { median, sig } from './lib/stats.ts';
 import { grouped, largest, readCosts, readPerfMap } from './lib/callgrind.ts';
-import { createTopology, startAppServer } from './lib/topology.ts';
-import { parseVariants, VARIANT_PROXY_ENV, WITH_SINK, type Variant } from './lib/variants.ts';
+import { parseVariants, startVariantPair, type Variant } from './lib/variants.ts';
 
 /** Second octet of the pods' addresses: one no other scenario or tool uses. */
 const SUBNET = 62;
@@ -128,15 +127,8 @@ async function measureStart(mode: Variant, profile: boolean): Promise<Counts> {
     dirs.set(pod, dir);
   }
   const prefix = (dir: string) => ['valgrind', '--tool=callgrind', '--trace-children=yes', `--callgrind-out-file=${path.join(dir, 'callgrind.out')}`, '--dump-line=no'];
-  const topology = await createTopology('plaintext', {
-    subnet: SUBNET,
-    proxyEnv: VARIANT_PROXY_ENV[mode],
-    proxyUnder: (pod) => ({ prefix: prefix(dirs.get(pod.name)!), nodeArgs: profile ? ['--perf-basic-prof'] : [], readyTimeoutMs: 300_000 }),
-  });
+  const { topology, side } = await startVariantPair(mode, SUBNET, (pod) => ({ prefix: prefix(dirs.get(pod.name)!), nodeArgs: profile ? ['--perf-basic-prof'] : [], readyTimeoutMs: 300_000 }));
   try {
-    if (WITH_SINK.includes(mode)) for (const pod of [topology.client, topology.server]) await startAppServer(pod, [SINK, '--port', String(SINK_PORT)]);
-    const app = await startAppServer(topology.server, [APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES)]);
-    const side: Side = { mode: 'plaintext', topology, appPid: app.pid, proxies: topology.proxies.map((p) => ({ pod: p.pod, pid: p.pid })), host: topology.server.ipv4, ports: APP_PORTS };
     await preflight(side, []);
     await load(side, warm);
     const pods = topology.proxies.map((p) => ({ pod: p.pod === 'a' ? topology.client : topology.server, pid: p.pid }));

@@ -28,12 +28,10 @@
 // mode, each mode against the first, and in how many rounds the mode's CPU per request
 // was above the first's. Needs root, nghttp2-client and `npm run dist`, as `npm run bench`.
 import { parseArgs } from 'node:util';
-import { APP, BODY_BYTES, h2loadRun, preflight, SINK, SINK_PORT, type Side } from './l7.ts';
-import { APP_PORTS } from './lib/baselines.ts';
+import { h2loadRun, preflight } from './l7.ts';
 import { median, sig } from './lib/stats.ts';
 import { pinLoadGenerator, pinning, pinToPods } from './lib/pinning.ts';
-import { createTopology, startAppServer } from './lib/topology.ts';
-import { parseVariants, VARIANT_PROXY_ENV, WITH_SINK, type Variant } from './lib/variants.ts';
+import { parseVariants, startVariantPair, type Variant } from './lib/variants.ts';
 
 /** Second octet of the pods' addresses: one the l7 and l4 scenarios do not use. */
 const SUBNET = 61;
@@ -69,14 +67,9 @@ interface Start {
 }
 
 async function measureStart(mode: Variant, round: number): Promise<Start> {
-  const topology = await createTopology('plaintext', { subnet: SUBNET, proxyEnv: VARIANT_PROXY_ENV[mode] });
+  const { topology, side, podPids } = await startVariantPair(mode, SUBNET);
   try {
-    const podPids = topology.proxies.map((p) => p.pid);
-    if (WITH_SINK.includes(mode)) for (const pod of [topology.client, topology.server]) podPids.push((await startAppServer(pod, [SINK, '--port', String(SINK_PORT)])).pid);
-    const app = await startAppServer(topology.server, [APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES)]);
-    if (pin) pinToPods(pin, [...podPids, app.pid]);
-    // The l7 scenario's own side, check and h2load run (a plaintext pair, whatever the variant).
-    const side: Side = { mode: 'plaintext', topology, appPid: app.pid, proxies: topology.proxies.map((p) => ({ pod: p.pod, pid: p.pid })), host: topology.server.ipv4, ports: APP_PORTS };
+    if (pin) pinToPods(pin, podPids);
     await preflight(side, []);
     const rates: number[] = [];
     const cpus: number[] = [];

@@ -37,7 +37,7 @@ const USAGE = `usage: node bench/run.ts [options]
                        default 0, don't wait
   --unpinned           l7: leave every process to the scheduler instead of h2load and the
                        latency client on one core and each mode's pods (app, proxies) on
-                       another; the same pair then moves by ±20 % from start to start
+                       another; the same pair then moves more from start to start
   -h, --help`;
 
 /** "200" (MB), "200MB", "1.5GB", "128KiB", "64KB", "1000B". Decimal units are 10^3 multiples. */

@@ -22,22 +22,22 @@ export function pinning(): Pinning | undefined {
   return os.availableParallelism() >= 2 ? { load: 0, pods: 1 } : undefined;
 }
 
-/** Moves every thread of `pid` to `cpu`; threads made later inherit it. Needs taskset (util-linux). */
-export function pinProcess(pid: number, cpu: number): void {
-  execFileSync('taskset', ['--all-tasks', '--cpu-list', '--pid', String(cpu), String(pid)], { stdio: 'ignore' });
+/** Moves every thread of `pid` to `cpus` (a list: `1`, `0-3`); threads made later inherit it. Needs taskset (util-linux). */
+function pinProcess(pid: number, cpus: string): void {
+  execFileSync('taskset', ['--all-tasks', '--cpu-list', '--pid', cpus, String(pid)], { stdio: 'ignore' });
 }
 
 /** This process (and so each load generator it spawns later) to the load core. */
 export function pinLoadGenerator(p: Pinning): void {
-  pinProcess(process.pid, p.load);
+  pinProcess(process.pid, String(p.load));
 }
 
 /** A pod's processes to the pods' core, once they run. */
 export function pinToPods(p: Pinning, pids: readonly number[]): void {
-  for (const pid of pids) pinProcess(pid, p.pods);
+  for (const pid of pids) pinProcess(pid, String(p.pods));
 }
 
 /** This process back on every core (after a scenario that pinned it). */
 export function releaseLoadGenerator(): void {
-  execFileSync('taskset', ['--all-tasks', '--cpu-list', '--pid', `0-${os.availableParallelism() - 1}`, String(process.pid)], { stdio: 'ignore' });
+  pinProcess(process.pid, `0-${os.availableParallelism() - 1}`);
 }

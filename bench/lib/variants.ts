@@ -3,7 +3,10 @@
 // ratio of 0, what tracing costs when no span is made (every request still gets its
 // unsampled traceparent, which the next sidecar reads); and the same writing no trace
 // context (OTEL_PROPAGATORS=none), to tell that header's cost from the rest.
-import { VARIANT_ENV } from '../l7.ts';
+import type { ProxyUnder, Pod } from '../../src/testbed/netns.ts';
+import { APP, BODY_BYTES, SINK, SINK_PORT, VARIANT_ENV, type Side } from '../l7.ts';
+import { APP_PORTS } from './baselines.ts';
+import { createTopology, startAppServer, type Topology } from './topology.ts';
 
 export const VARIANTS = ['plaintext', 'plaintext-off', 'telemetry-on', 'telemetry-off', 'tracing-ratio-0', 'tracing-no-context'] as const;
 export type Variant = (typeof VARIANTS)[number];
@@ -23,4 +26,29 @@ export function parseVariants(text: string, least = 2): Variant[] {
   const bad = modes.filter((m) => !(VARIANTS as readonly string[]).includes(m));
   if (bad.length > 0 || modes.length < least) throw new Error(`--modes: ${least === 1 ? 'one' : 'two'} or more of ${VARIANTS.join(', ')}; got ${text}`);
   return modes;
+}
+
+/** A plaintext pair running `mode`: its pods, the l7 scenario's app (and a trace sink in each pod when the mode exports spans). */
+export interface VariantPair {
+  readonly topology: Topology;
+  /** The l7 scenario's side for it (a plaintext pair, whatever the variant): its preflight and h2load runs take it. */
+  readonly side: Side;
+  /** Every process of the pods that a request crosses or that works beside it: proxies, trace sinks, the app. */
+  readonly podPids: readonly number[];
+}
+
+/** Builds the pods of `mode` and starts what runs in them; the caller destroys `topology.testbed`. */
+export async function startVariantPair(mode: Variant, subnet: number, proxyUnder?: (pod: Pod) => ProxyUnder | undefined): Promise<VariantPair> {
+  const topology = await createTopology('plaintext', { subnet, proxyEnv: VARIANT_PROXY_ENV[mode], ...(proxyUnder ? { proxyUnder } : {}) });
+  try {
+    const podPids = topology.proxies.map((p) => p.pid);
+    if (WITH_SINK.includes(mode)) for (const pod of [topology.client, topology.server]) podPids.push((await startAppServer(pod, [SINK, '--port', String(SINK_PORT)])).pid);
+    const app = await startAppServer(topology.server, [APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES)]);
+    podPids.push(app.pid);
+    const side: Side = { mode: 'plaintext', topology, appPid: app.pid, proxies: topology.proxies.map((p) => ({ pod: p.pod, pid: p.pid })), host: topology.server.ipv4, ports: APP_PORTS };
+    return { topology, side, podPids };
+  } catch (err) {
+    await topology.testbed.destroy();
+    throw err;
+  }
 }
