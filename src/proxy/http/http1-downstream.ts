@@ -12,6 +12,7 @@ import { errorResponse, rawErrorResponse } from './error-response.ts';
 import { MessageWriter, type OutgoingFraming } from './h1/message-writer.ts';
 import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
 import { responseHead } from './h1/serialize.ts';
+import { idleSweep } from './idle-sweep.ts';
 import { DropNames, endToEnd, get, isMeshHop, isName, MESH_HEADERS, without, type RawHeaders } from './headers.ts';
 
 export interface Http1DownstreamOptions {
@@ -61,8 +62,9 @@ export class Http1Downstream implements DrainableServer {
   readonly #log: Logger;
   /** Read by every response (a property read or two): see DrainFlag. */
   readonly #drain: DrainFlag = { on: false, closeIdle: false };
-  /** Connections being served, for closeIdle(); added and removed once per connection. */
+  /** Connections being served, for closeIdle() and the idle sweep; added and removed once per connection. */
   readonly #live = new Set<ClientConnection>();
+  #sweeper: NodeJS.Timeout | undefined;
 
   constructor(handler: Handler<ProxyRequest, ProxyResponse>, tunnel: TunnelHandler, options: Http1DownstreamOptions, log: Logger) {
     this.#handler = handler;
@@ -73,7 +75,18 @@ export class Http1Downstream implements DrainableServer {
 
   /** Serves one connection; resolves when it is closed. */
   serve(conn: AcceptedConnection, framing: Http1ServerFraming = appHttp1): Promise<ConnectionOutcome> {
+    this.#sweeper ??= idleSweep(this.#options.idleTimeoutMs, () => this.#sweep());
     return new Promise((resolve) => new ClientConnection(conn, framing, this.#handler, this.#tunnel, this.#options, this.#log, resolve, this.#drain, this.#live));
+  }
+
+  /** Closes the client connections idle (between requests) for longer than idleTimeoutMs. */
+  #sweep(): void {
+    const oldest = performance.now() - this.#options.idleTimeoutMs;
+    for (const c of this.#live) c.closeIfIdleSince(oldest);
+    if (this.#live.size === 0) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+    }
   }
 
   /** From now on every response says Connection: close and its connection closes after it. */
@@ -134,6 +147,8 @@ class ClientConnection implements BodyProducer {
   readonly #live: Set<ClientConnection>;
   /** Upgraded or CONNECT: a tunnel owns the socket now. */
   #handedOver = false;
+  /** When the last exchange ended (performance.now()), for the idle sweep. */
+  #idleSince = performance.now();
 
   constructor(
     conn: AcceptedConnection,
@@ -169,9 +184,6 @@ class ClientConnection implements BodyProducer {
     );
     const socket = this.#socket;
     socket.setNoDelay(true);
-    socket.setTimeout(options.idleTimeoutMs, () => {
-      if (!this.#exchange) socket.destroy();
-    });
     socket.on('data', this.#onData);
     socket.on('end', () => this.#onEnd());
     socket.on('drain', () => this.#exchange?.writer?.drained());
@@ -283,6 +295,7 @@ class ClientConnection implements BodyProducer {
     exchange.body?.finish(trailers.length > 0 ? without(trailers, isMeshHop) : trailers);
     if (!exchange.responseDone) return false; // the next request waits for this response
     this.#exchange = undefined;
+    this.#idleSince = performance.now();
     return !this.#closing;
   }
 
@@ -375,6 +388,7 @@ class ClientConnection implements BodyProducer {
     }
     if (!exchange.requestDone) return; // the rest of the request body still goes upstream; then the next request
     this.#exchange = undefined;
+    this.#idleSince = performance.now();
     this.#parser.resume();
     this.#afterParse();
   }
@@ -417,6 +431,8 @@ class ClientConnection implements BodyProducer {
     const socket = this.#socket;
     socket.off('data', this.#onData);
     socket.pause();
+    // A tunnel is closed after tcp.idleTimeout without a byte either way, as an opaque TCP connection is.
+    socket.setTimeout(this.#options.idleTimeoutMs, () => socket.destroy());
     this.#tunnel(this.#conn, { method: head.method, target: head.target, versionMinor: head.versionMinor, headers: head.headers }, socket, this.#parser.takeBuffered());
   }
 
@@ -424,6 +440,12 @@ class ClientConnection implements BodyProducer {
     this.#parser.finish();
     if (!this.#exchange) this.#socket.end();
     else this.#closing = true;
+  }
+
+  /** The idle sweep: a connection with no exchange since `oldest` is closed (a tunnel keeps its own timeout). */
+  closeIfIdleSince(oldest: number): void {
+    if (this.#exchange || this.#handedOver || this.#upgrade || this.#idleSince > oldest) return;
+    this.#socket.destroy();
   }
 
   /** Draining: a connection between requests goes now; bytes of a request arriving meanwhile are not read. */

@@ -7,6 +7,7 @@ import type { ProxyRequest, ProxyResponse, WorkloadMetadata } from '../../pipeli
 import type { RawHeaders } from '../../pipeline/headers.ts';
 import { plainConnector, type Connector } from '../tcp/connectors.ts';
 import { MessageWriter } from './h1/message-writer.ts';
+import { idleSweep } from './idle-sweep.ts';
 import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
 import { requestHead } from './h1/serialize.ts';
 import { endToEnd, get, HOP_BY_HOP_ONLY, type DropNames } from './headers.ts';
@@ -188,7 +189,7 @@ export class Http1Upstream implements PoolSnapshotSource {
       return;
     }
     list.push(c);
-    this.#sweeper ??= setInterval(() => this.#sweep(), Math.max(250, Math.min(5000, this.#options.idleTimeoutMs / 4))).unref();
+    this.#sweeper ??= idleSweep(this.#options.idleTimeoutMs, () => this.#sweep());
   }
 
   /** Closes connections idle longer than idleTimeoutMs: one timer for the whole pool, none per request. */
