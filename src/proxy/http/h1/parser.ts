@@ -467,10 +467,11 @@ export class Http1Parser {
       const lf = buf.indexOf(10, off);
       if (lf === -1) return this.addFrag(buf, off);
       this.frag.push(buf.subarray(off, lf + 1));
-      const line = Buffer.concat(this.frag, this.fragLen + lf + 1 - off).toString('latin1');
+      const bytes = Buffer.concat(this.frag, this.fragLen + lf + 1 - off);
+      const line = bytes.toString('latin1');
       this.frag = [];
       this.fragLen = 0;
-      this.line(line, 0, line.length - 1);
+      this.line(line, 0, line.length - 1, bytes, 0);
       if (this.state === S_DEAD) return -1;
       off = lf + 1;
       if (this.sectionDone) return off;
@@ -494,7 +495,7 @@ export class Http1Parser {
       let p = 0;
       while (p < s.length) {
         const lf = s.indexOf('\n', p);
-        this.line(s, p, lf);
+        this.line(s, p, lf, buf, off);
         if (this.state === S_DEAD) return -1;
         p = lf + 1;
         if (this.sectionDone) return off + p;
@@ -515,8 +516,8 @@ export class Http1Parser {
     return buf.length;
   }
 
-  /** One line of a head or trailer section: s[a, lf] where s[lf] is its LF. */
-  private line(s: string, a: number, lf: number): void {
+  /** One line of a head or trailer section: s[a, lf] where s[lf] is its LF; the same characters are the bytes of `b` from a + d. */
+  private line(s: string, a: number, lf: number, b: Buffer, d: number): void {
     const trailers = this.state === S_TRAILERS;
     this.sectionBytes += lf + 1 - a;
     const empty = lf === a || (lf === a + 1 && s.charCodeAt(a) === 13);
@@ -533,7 +534,7 @@ export class Http1Parser {
       this.sectionDone = true;
       return;
     }
-    if (trailers || this.startSeen) this.field(s, a, end, trailers);
+    if (trailers || this.startSeen) this.field(s, a, end, trailers, b, d);
     else if (this.isRequest) this.requestLine(s, a, end);
     else this.statusLine(s, a, end);
   }
@@ -590,20 +591,30 @@ export class Http1Parser {
     this.startSeen = true;
   }
 
-  private field(s: string, a: number, end: number, trailers: boolean): void {
-    const c0 = s.charCodeAt(a);
+  /**
+   * One field line s[a, end) (end is its CR). Its characters are checked as the bytes of
+   * `b` (b[k + d] is s[k]): in V8's optimised code a byte load from a Buffer costs less
+   * than a char load from a string, and the fields are most of a head.
+   */
+  private field(s: string, a: number, end: number, trailers: boolean, b: Buffer, d: number): void {
+    const first = a + d;
+    const last = end + d;
+    const c0 = b[first]!;
     if (c0 === 32 || c0 === 9) return this.failLine(s, a, end, 'obs_fold');
-    let i = a;
-    while (i < end && TCHAR[s.charCodeAt(i)] === 1) i++;
-    if (i === a || i === end || s.charCodeAt(i) !== 58) return this.failLine(s, a, end, 'invalid_header_name');
-    let vs = i + 1;
-    while (vs < end && isOws(s.charCodeAt(vs))) vs++;
-    let ve = vs;
-    for (let j = vs; j < end; j++) {
-      const c = s.charCodeAt(j);
+    let k = first;
+    while (k < last && TCHAR[b[k]!] === 1) k++;
+    if (k === first || k === last || b[k] !== 58) return this.failLine(s, a, end, 'invalid_header_name');
+    let vk = k + 1;
+    while (vk < last && isOws(b[vk]!)) vk++;
+    let vEnd = vk;
+    for (let j = vk; j < last; j++) {
+      const c = b[j]!;
       if (FIELD[c] !== 1) return this.fail(c === 13 ? 'bare_cr' : 'invalid_header_value');
-      if (c !== 32 && c !== 9) ve = j + 1;
+      if (c !== 32 && c !== 9) vEnd = j + 1;
     }
+    const i = k - d;
+    const vs = vk - d;
+    const ve = vEnd - d;
     if (this.fields.length >= this.maxHeaders * 2) return this.fail(trailers ? 'trailers_too_large' : 'too_many_headers');
     const value = s.slice(vs, ve);
     this.fields.push(s.slice(a, i), value);

@@ -4,7 +4,6 @@
 // (so does a character above 0xff, which a latin1 write would cut down to its low byte,
 // U+010A to LF).
 import { MeshletError } from '../../../errors.ts';
-import { codeAt, lengthOf } from '../../../strings.ts';
 import { isToken } from './chars.ts';
 
 export const CRLF = '\r\n';
@@ -20,25 +19,18 @@ export class Http1SerializeError extends MeshletError {
   }
 }
 
-/** Whether a field value or reason phrase may be written: no CR, LF or NUL, nothing a latin1 write would mangle. */
+/** A character that must not be written in a field value or reason phrase: CR, LF, NUL, or one a latin1 write would mangle. */
+const UNSAFE_IN_VALUE = /[\0\r\n\u0100-\uffff]/;
+/** A request-target: one or more visible ASCII characters. */
+const TARGET = /^[\x21-\x7e]+$/;
+
+/** Whether a field value or reason phrase may be written (src/proxy/http/h1/chars.ts says why a regular expression). */
 function safeValue(s: string): boolean {
-  const n = lengthOf(s);
-  for (let i = 0; i < n; i++) {
-    const c = codeAt(s, i);
-    if (c > 0xff || c === 13 || c === 10 || c === 0) return false;
-  }
-  return true;
+  return !UNSAFE_IN_VALUE.test(s);
 }
 
-/** A request-target: one or more visible ASCII characters. */
 function isTarget(s: string): boolean {
-  const n = lengthOf(s);
-  if (n === 0) return false;
-  for (let i = 0; i < n; i++) {
-    const c = codeAt(s, i);
-    if (c < 0x21 || c > 0x7e) return false;
-  }
-  return true;
+  return TARGET.test(s);
 }
 
 const REASONS: Record<number, string> = {
