@@ -5,7 +5,7 @@ import { formatHostPort, type OrigDst } from '../../net/addresses.ts';
 import { bodyAbort, PushBody, type BodyAbort, type BodyProducer } from '../../pipeline/body.ts';
 import type { ProxyRequest, ProxyResponse, WorkloadMetadata } from '../../pipeline/exchange.ts';
 import type { RawHeaders } from '../../pipeline/headers.ts';
-import { plainConnector, type Connector } from '../tcp/connectors.ts';
+import { plainConnector, type Connector, type Upstream, type ReadInto } from '../tcp/connectors.ts';
 import { MessageWriter } from './h1/message-writer.ts';
 import { idleSweep } from './idle-sweep.ts';
 import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
@@ -155,7 +155,7 @@ export class Http1Upstream implements PoolSnapshotSource {
   }
 
   #connect(dst: OrigDst, connectTimeoutMs: number): UpstreamConnection {
-    const c = new UpstreamConnection(this.#options.connector(dst), this.#options, connectTimeoutMs, {
+    const c = new UpstreamConnection((readInto) => this.#options.connector(dst, readInto), this.#options, connectTimeoutMs, {
       release: (c) => this.#release(dst.key, c),
       // A reused connection the server had closed, before any byte of the response: the
       // keep-alive race. A request without a body (or whose body never started) never
@@ -242,15 +242,17 @@ class UpstreamConnection implements BodyProducer {
   #closed = false;
   idleSince = 0;
 
-  constructor(upstream: ReturnType<Connector>, options: Required<Http1UpstreamOptions>, connectTimeoutMs: number, pool: PoolHooks) {
+  constructor(connect: (readInto: ReadInto) => Upstream, options: Required<Http1UpstreamOptions>, connectTimeoutMs: number, pool: PoolHooks) {
     this.#options = options;
     this.#pool = pool;
+    const upstream = connect({ buffer: READ_BUFFER, callback: this.#onRead });
     const socket = (this.socket = upstream.socket);
     this.#parser = new Http1Parser(
       'response',
       {
         onHead: (head) => this.#onHead(head),
-        onBody: (chunk) => this.#pending?.responseBody?.push(chunk),
+        // A view of READ_BUFFER, which the next read overwrites: the body gets a copy.
+        onBody: (chunk) => this.#pending?.responseBody?.push(Buffer.from(chunk)),
         onMessageEnd: (trailers) => this.#onResponseEnd(trailers),
         onError: (err) => this.#onParseError(err),
       },
@@ -264,10 +266,6 @@ class UpstreamConnection implements BodyProducer {
       this.#connected = true;
       clearTimeout(this.#connectTimer);
     });
-    socket.on('data', (data: Buffer) => {
-      if (this.#pending) this.#pending.answered = true;
-      this.#parser.execute(data);
-    });
     socket.on('drain', () => this.#pending?.writer?.drained());
     socket.on('end', () => {
       this.#parser.finish();
@@ -276,6 +274,12 @@ class UpstreamConnection implements BodyProducer {
     socket.on('error', (err) => this.#fail(err));
     socket.once('close', () => this.#fail(Object.assign(new Error('the upstream connection closed'), { code: 'ECONNRESET' })));
   }
+
+  readonly #onRead = (bytes: number): boolean => {
+    if (this.#pending) this.#pending.answered = true;
+    this.#parser.execute(READ_BUFFER.subarray(0, bytes));
+    return true;
+  };
 
   /** The client of the exchange under way went away: the rest of it cannot be used. */
   readonly #destroy = (): void => {
@@ -415,6 +419,14 @@ class UpstreamConnection implements BodyProducer {
     else pending.reject(beforeResponse(err, this.#connected));
   }
 }
+
+/**
+ * Every upstream connection reads into this one buffer (ReadInto): a read's bytes are
+ * parsed before the next read can happen, and what outlives the read is copied (the
+ * parser copies what it keeps; response bodies are copied as they go on). It saves, per
+ * read, the stream machinery of a 'data' event and a buffer of its own.
+ */
+const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
 
 // Errors that mean a kept-alive connection was closed by the server just as we reused it
 // (the "keep-alive race" behind many 503s users report of both anchors).

@@ -15,10 +15,23 @@ export interface Upstream {
   readonly readyEvent: 'connect' | 'secureConnect';
 }
 
-export type Connector = (dst: OrigDst) => Upstream;
+/**
+ * Reading into the caller's own buffer (node:net's `onread`): each read goes to `callback`
+ * with the number of bytes, and the socket emits no 'data' (no stream chunk, no buffer
+ * allocated per read). The bytes are valid during the call only. The socket's pause() and
+ * resume() stop and restart the reads.
+ */
+export interface ReadInto {
+  readonly buffer: Uint8Array;
+  /** Returns false to stop reading (as pause() does). */
+  readonly callback: (bytes: number, buffer: Uint8Array) => boolean;
+}
 
-export const plainConnector: Connector = (dst) => ({
-  socket: trackOwnConnection(net.connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true }), dst),
+/** Opens a connection to `dst`; with `readInto`, its bytes are read as ReadInto says. */
+export type Connector = (dst: OrigDst, readInto?: ReadInto) => Upstream;
+
+export const plainConnector: Connector = (dst, readInto) => ({
+  socket: trackOwnConnection(net.connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true, ...(readInto ? { onread: readInto } : {}) }), dst),
   readyEvent: 'connect',
 });
 
@@ -28,7 +41,7 @@ export const plainConnector: Connector = (dst) => ({
  * what `peer` expects, never by hostname. A server that does not agree to the ALPN is
  * not a sidecar, and the socket is destroyed with an error before it is ready.
  */
-export function connectMeshTls(identity: Identity, peer: MeshPeer, dst: OrigDst, alpn: string, log: Logger, sessions?: TlsSessions): tls.TLSSocket {
+export function connectMeshTls(identity: Identity, peer: MeshPeer, dst: OrigDst, alpn: string, log: Logger, sessions?: TlsSessions, readInto?: ReadInto): tls.TLSSocket {
   const sessionKey = sessions ? `${alpn}|${dst.address}|${dst.port}|${peer.spiffeId ?? peer.trustDomain}` : '';
   const session = sessions?.get(identity, sessionKey);
   // allowHalfOpen is honoured by tls.connect (it is handed to the TLSSocket) but missing from its types.
@@ -41,6 +54,7 @@ export function connectMeshTls(identity: Identity, peer: MeshPeer, dst: OrigDst,
     rejectUnauthorized: true,
     allowHalfOpen: true,
     ...(session ? { session } : {}),
+    ...(readInto ? { onread: readInto } : {}),
     checkServerIdentity: (_host, cert) => {
       try {
         checkPeerIdentity(new X509Certificate(cert.raw), peer);
@@ -113,16 +127,16 @@ export function isMtlsHandshakeFailure(code: string): boolean {
  * leaves open ones alone.
  */
 export function mtlsConnector(identity: () => Identity, peer: MeshPeer, log: Logger): Connector {
-  return (dst) => ({ socket: connectMeshTls(identity(), peer, dst, MESH_ALPN_TCP, log), readyEvent: 'secureConnect' });
+  return (dst, readInto) => ({ socket: connectMeshTls(identity(), peer, dst, MESH_ALPN_TCP, log, undefined, readInto), readyEvent: 'secureConnect' });
 }
 
 /** Pooled HTTP/1.1 to the peer sidecar in front of a meshed destination (ALPN meshlet/http1), resuming TLS sessions. */
 export function meshHttp1Connector(identity: () => Identity | undefined, peers: PeerLookup, log: Logger): Connector {
   const sessions = new TlsSessions();
-  return (dst) => {
+  return (dst, readInto) => {
     const id = identity();
     const peer = peers.lookup(dst);
     if (!id || !peer) throw new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no mesh identity or peer for ${formatHostPort(dst.address, dst.port)}`);
-    return { socket: connectMeshTls(id, peer, dst, MESH_ALPN_HTTP1, log, sessions), readyEvent: 'secureConnect' };
+    return { socket: connectMeshTls(id, peer, dst, MESH_ALPN_HTTP1, log, sessions, readInto), readyEvent: 'secureConnect' };
   };
 }
