@@ -9,7 +9,11 @@
 // It says nothing of the kernel's share (the socket calls) or of how fast the instructions
 // run (cache misses, preemption); requests/s and CPU time stay bench/pair-starts.ts's.
 //
-//   node bench/instructions.ts [--modes telemetry-off,telemetry-on] [--starts 2] [--warm 20000] [--requests 5000] [--connections 16] [--profile] [--keep DIR]
+//   node bench/instructions.ts [--modes telemetry-off,telemetry-on] [--ceiling] [--starts 2] [--warm 20000] [--requests 5000] [--connections 16] [--profile] [--keep DIR]
+//
+// --ceiling: each start also counts the Node.js ceiling pair (bench/apps/node-raw-pair.ts,
+// the l7 scenario's `node-raw` mode) the same way, and the table gives each mode against
+// it: what meshlet's pair spends beyond moving the same bytes on the same sockets.
 //
 // --profile: the proxies run with node's --perf-basic-prof, and for the first start of each
 // mode the tool prints where each sidecar's instructions go, by function (V8's generated
@@ -22,12 +26,13 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSyn
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { APP_UID, PROXY_UID, type Pod } from '../src/testbed/netns.ts';
+import { APP_UID, PROXY_UID, type Pod, type ProxyUnder } from '../src/testbed/netns.ts';
 import { parseH2load, preflight, type Side } from './l7.ts';
-import { hostPort } from './lib/baselines.ts';
+import { FRONT_PORTS, hostPort, startNodeRawPair } from './lib/baselines.ts';
 import { median, sig } from './lib/stats.ts';
 import { grouped, largest, readCosts, readPerfMap } from './lib/callgrind.ts';
-import { parseVariants, startVariantPair, type Variant } from './lib/variants.ts';
+import { createTopology } from './lib/topology.ts';
+import { parseVariants, startL7App, startVariantPair, type Variant } from './lib/variants.ts';
 
 /** Second octet of the pods' addresses: one no other scenario or tool uses. */
 const SUBNET = 62;
@@ -39,6 +44,7 @@ const { values } = parseArgs({
     warm: { type: 'string', default: '20000' },
     requests: { type: 'string', default: '5000' },
     connections: { type: 'string', default: '16' },
+    ceiling: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     keep: { type: 'string' },
   },
@@ -80,7 +86,7 @@ function newestDump(dir: string): { text: string; total: number; path: string } 
 }
 
 /** --keep: each sidecar's dump (and perf map) stays, for callgrind_annotate or a second look. */
-function keepDumps(dir: string, mode: Variant, dumps: [string, number][]): void {
+function keepDumps(dir: string, mode: string, dumps: [string, number][]): void {
   mkdirSync(dir, { recursive: true });
   for (const [i, [dump, pid]] of dumps.entries()) {
     const side = i === 0 ? 'outbound' : 'inbound';
@@ -115,72 +121,113 @@ interface Counts {
   inbound: number;
 }
 
-async function measureStart(mode: Variant, profile: boolean): Promise<Counts> {
+/** Directories the proxies (as their own user) write their counts to, one per pod, and the valgrind command line for each. */
+function callgrindDirs(): { root: string; under: (pod: Pod, profile: boolean) => ProxyUnder } {
   const root = mkdtempSync(path.join(os.tmpdir(), 'meshlet-instructions-'));
   // The proxies run as their own user, which writes the counts.
   chmodSync(root, 0o755);
-  const dirs = new Map<string, string>();
   for (const pod of ['a', 'b']) {
-    const dir = path.join(root, pod);
-    mkdirSync(dir);
-    chmodSync(dir, 0o777);
-    dirs.set(pod, dir);
+    mkdirSync(path.join(root, pod));
+    chmodSync(path.join(root, pod), 0o777);
   }
-  const prefix = (dir: string) => ['valgrind', '--tool=callgrind', '--trace-children=yes', `--callgrind-out-file=${path.join(dir, 'callgrind.out')}`, '--dump-line=no'];
-  const { topology, side } = await startVariantPair(mode, SUBNET, (pod) => ({ prefix: prefix(dirs.get(pod.name)!), nodeArgs: profile ? ['--perf-basic-prof'] : [], readyTimeoutMs: 300_000 }));
+  const out = (pod: Pod) => path.join(root, pod.name, 'callgrind.out');
+  return {
+    root,
+    under: (pod, profile) => ({
+      prefix: ['valgrind', '--tool=callgrind', '--trace-children=yes', `--callgrind-out-file=${out(pod)}`, '--dump-line=no'],
+      nodeArgs: profile ? ['--perf-basic-prof'] : [],
+      readyTimeoutMs: 300_000,
+    }),
+  };
+}
+
+/** Warms the pair of `side` (its proxies under callgrind), zeroes the counts, sends the counted requests and reads the dumps. */
+async function count(label: string, side: Side, root: string, profile: boolean): Promise<Counts> {
+  const { topology } = side;
+  await load(side, warm);
+  const pods = side.proxies.map((p) => ({ pod: p.pod === 'a' ? topology.client : topology.server, pid: p.pid }));
+  for (const { pod, pid } of pods) await control(pod, pid, '-z');
+  await load(side, requests);
+  for (const { pod, pid } of pods) await control(pod, pid, '-d');
+  const outbound = newestDump(path.join(root, 'a'));
+  const inbound = newestDump(path.join(root, 'b'));
+  if (values.keep !== undefined) keepDumps(values.keep, label, [
+    [outbound.path, pods[0]!.pid],
+    [inbound.path, pods[1]!.pid],
+  ]);
+  if (profile) {
+    printProfile(`${label}, client-side proxy (a)`, outbound.text, readPerfMap(pods[0]!.pid));
+    printProfile(`${label}, server-side proxy (b)`, inbound.text, readPerfMap(pods[1]!.pid));
+  }
+  for (const { pid } of pods) rmSync(`/tmp/perf-${pid}.map`, { force: true });
+  return { outbound: outbound.total / requests, inbound: inbound.total / requests };
+}
+
+async function measureStart(mode: Variant, profile: boolean): Promise<Counts> {
+  const { root, under } = callgrindDirs();
+  const { topology, side } = await startVariantPair(mode, SUBNET, (pod) => under(pod, profile));
   try {
     await preflight(side, []);
-    await load(side, warm);
-    const pods = topology.proxies.map((p) => ({ pod: p.pod === 'a' ? topology.client : topology.server, pid: p.pid }));
-    for (const { pod, pid } of pods) await control(pod, pid, '-z');
-    await load(side, requests);
-    for (const { pod, pid } of pods) await control(pod, pid, '-d');
-    const outbound = newestDump(dirs.get('a')!);
-    const inbound = newestDump(dirs.get('b')!);
-    if (values.keep !== undefined) keepDumps(values.keep, mode, [
-      [outbound.path, pods[0]!.pid],
-      [inbound.path, pods[1]!.pid],
-    ]);
-    if (profile) {
-      printProfile(`${mode}, outbound sidecar`, outbound.text, readPerfMap(pods[0]!.pid));
-      printProfile(`${mode}, inbound sidecar`, inbound.text, readPerfMap(pods[1]!.pid));
-    }
-    return { outbound: outbound.total / requests, inbound: inbound.total / requests };
+    return await count(mode, side, root, profile);
   } finally {
     await topology.testbed.destroy();
     rmSync(root, { recursive: true, force: true });
-    for (const p of topology.proxies) rmSync(`/tmp/perf-${p.pid}.map`, { force: true });
   }
 }
 
-const results: ({ mode: Variant; round: number } & Counts)[] = [];
+/** The Node.js ceiling pair under the same counting: a on pod a's loopback, b in front of the app. */
+async function measureCeiling(profile: boolean): Promise<Counts> {
+  const { root, under } = callgrindDirs();
+  const topology = await createTopology('direct', { subnet: SUBNET + 1 });
+  try {
+    const app = await startL7App(topology.server);
+    const pods = { a: topology.client, b: topology.server };
+    const loopback = '127.0.0.1';
+    const proxies = await startNodeRawPair(pods, { loopback, server: topology.server.ipv4 }, (pod) => under(pod, profile));
+    const side: Side = { mode: 'node-raw', topology, appPid: app.pid, proxies: proxies.map((p) => ({ pod: p.pod, pid: p.pid })), host: loopback, ports: FRONT_PORTS };
+    await preflight(side, proxies.map((p) => p.process));
+    return await count('ceiling', side, root, profile);
+  } finally {
+    await topology.testbed.destroy();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+type Counted = Variant | 'ceiling';
+const counted: Counted[] = values.ceiling ? [...modes, 'ceiling'] : modes;
+const results: ({ mode: Counted; round: number } & Counts)[] = [];
 for (let round = 0; round < starts; round++) {
-  const k = round % modes.length;
-  for (const mode of [...modes.slice(k), ...modes.slice(0, k)]) {
-    const counts = await measureStart(mode, values.profile && round === 0);
+  const k = round % counted.length;
+  for (const mode of [...counted.slice(k), ...counted.slice(0, k)]) {
+    const profile = values.profile && round === 0;
+    const counts = mode === 'ceiling' ? await measureCeiling(profile) : await measureStart(mode, profile);
     results.push({ mode, round, ...counts });
-    console.log(`start ${round + 1}/${starts} ${mode}: ${Math.round(counts.outbound)} + ${Math.round(counts.inbound)} instructions per request (outbound + inbound sidecar, user space)`);
+    console.log(`start ${round + 1}/${starts} ${mode}: ${Math.round(counts.outbound)} + ${Math.round(counts.inbound)} instructions per request (client side + server side, user space)`);
   }
 }
 
-const of = (mode: Variant, pick: (c: Counts) => number) => results.filter((r) => r.mode === mode).map(pick);
-const first = modes[0]!;
+const of = (mode: Counted, pick: (c: Counts) => number) => results.filter((r) => r.mode === mode).map(pick);
 const PICKS: [string, (c: Counts) => number][] = [
-  ['outbound', (c) => c.outbound],
-  ['inbound', (c) => c.inbound],
+  ['client side (a: outbound)', (c) => c.outbound],
+  ['server side (b: inbound)', (c) => c.inbound],
   ['pair', (c) => c.outbound + c.inbound],
 ];
+const pairOf = (mode: Counted) => median(of(mode, PICKS[2]![1]));
+/** `pair` against `base`'s: the difference and the ratio. */
+const against = (pair: number, base: number) => `${pair >= base ? '+' : '−'}${sig(Math.abs(pair - base))} (×${(pair / base).toFixed(2)})`;
+const first = modes[0]!;
+const columns = [`pair vs ${first}`, ...(values.ceiling ? ['pair vs ceiling'] : [])];
 console.log(`\nUser-space instructions per request, median of ${starts} starts (min–max), ${connections} connections, after ${warm} requests of warm-up:`);
-console.log(`\n| mode | ${PICKS.map(([name]) => name).join(' | ')} | pair vs ${first} |`);
-console.log(`| --- |${' ---: |'.repeat(PICKS.length + 1)}`);
-const basePair = median(of(first, PICKS[2]![1]));
-for (const mode of modes) {
+console.log(`\n| mode | ${[...PICKS.map(([name]) => name), ...columns].join(' | ')} |`);
+console.log(`| --- |${' ---: |'.repeat(PICKS.length + columns.length)}`);
+for (const mode of counted) {
   const cells = PICKS.map(([, pick]) => {
     const counts = of(mode, pick);
     return `${Math.round(median(counts))} (${Math.round(Math.min(...counts))}–${Math.round(Math.max(...counts))})`;
   });
-  const pair = median(of(mode, PICKS[2]![1]));
-  const vs = mode === first ? '–' : `${pair >= basePair ? '+' : '−'}${sig(Math.abs(pair - basePair))} (${pair >= basePair ? '+' : '−'}${Math.abs((pair / basePair - 1) * 100).toFixed(1)} %)`;
-  console.log(`| ${mode} | ${cells.join(' | ')} | ${vs} |`);
+  const pair = pairOf(mode);
+  const vsFirst = mode === first || mode === 'ceiling' ? '–' : against(pair, pairOf(first));
+  const vsCeiling = values.ceiling ? [mode === 'ceiling' ? '–' : against(pair, pairOf('ceiling'))] : [];
+  console.log(`| ${mode === 'ceiling' ? 'Node.js ceiling pair' : mode} | ${[...cells, vsFirst, ...vsCeiling].join(' | ')} |`);
 }
 process.exit(0);

@@ -42,7 +42,7 @@ import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runOk } from '../../src/testbed/exec.ts';
-import { PROXY_UID, type Pod, type SpawnedProcess } from '../../src/testbed/netns.ts';
+import { PROXY_UID, type Pod, type ProxyUnder, type SpawnedProcess } from '../../src/testbed/netns.ts';
 import { findProcess } from './procfs.ts';
 
 export type Protocol = 'h1' | 'h2' | 'grpc';
@@ -243,16 +243,18 @@ const portList = (ports: Ports) => [ports.h1, ports.h2, ports.grpc].join(',');
  * resolves once both print "ready". A key the UID cannot read, or a port in use, fails
  * here with Node's own message.
  */
-async function startNodeProcesses(name: string, script: string, pods: { a: Pod; b: Pod }, flags: Record<'a' | 'b', string[]>): Promise<BaselineProxy[]> {
+async function startNodeProcesses(name: string, script: string, pods: { a: Pod; b: Pod }, flags: Record<'a' | 'b', string[]>, underOf?: (pod: Pod) => ProxyUnder): Promise<BaselineProxy[]> {
   const out: BaselineProxy[] = [];
   for (const role of ['a', 'b'] as const) {
-    const proc = pods[role].node([script, role, ...flags[role]], { uid: PROXY_UID });
+    const under = underOf?.(pods[role]) ?? {};
+    const proc = pods[role].spawn([...(under.prefix ?? []), process.execPath, ...(under.nodeArgs ?? []), script, role, ...flags[role]], { uid: PROXY_UID });
     try {
-      await proc.waitForLine(/"ready":true/, 20_000);
+      await proc.waitForLine(/"ready":true/, under.readyTimeoutMs ?? 20_000);
     } catch (err) {
       throw new Error(`${name} ${role}: ${(err as Error).message}`);
     }
-    const pid = findProcess(proc.child.pid!, (a) => a[0] === process.execPath) ?? proc.child.pid!;
+    // `ip netns exec`, setpriv and a prefix such as valgrind exec in place: the node process is the one whose argv has the script (setpriv's has it too).
+    const pid = findProcess(proc.child.pid!, (a) => a.includes(script) && !a.includes('setpriv')) ?? proc.child.pid!;
     out.push({ pod: role, pid, process: proc, config: script });
   }
   return out;
@@ -275,11 +277,18 @@ export function startNodePair(pods: { a: Pod; b: Pod }, at: Addresses, tls: Base
  * Starts the Node.js ceiling pair (raw sockets, HTTP/1.1 only, plaintext) as the proxy
  * UID: a on a's loopback HTTP/1.1 port forwarding to b's, b forwarding to the app's.
  */
-export function startNodeRawPair(pods: { a: Pod; b: Pod }, at: Addresses): Promise<BaselineProxy[]> {
-  return startNodeProcesses('Node.js ceiling pair', NODE_RAW_PAIR, pods, {
-    a: ['--listen', at.loopback, '--port', String(FRONT_PORTS.h1), '--upstream', at.server, '--upstream-port', String(BACK_PORTS.h1)],
-    b: ['--listen', at.server, '--port', String(BACK_PORTS.h1), '--upstream', at.server, '--upstream-port', String(APP_PORTS.h1)],
-  });
+/** `under`: a program each process runs under (a profiler), its node flags and how long it may take to be ready. */
+export function startNodeRawPair(pods: { a: Pod; b: Pod }, at: Addresses, under?: (pod: Pod) => ProxyUnder): Promise<BaselineProxy[]> {
+  return startNodeProcesses(
+    'Node.js ceiling pair',
+    NODE_RAW_PAIR,
+    pods,
+    {
+      a: ['--listen', at.loopback, '--port', String(FRONT_PORTS.h1), '--upstream', at.server, '--upstream-port', String(BACK_PORTS.h1)],
+      b: ['--listen', at.server, '--port', String(BACK_PORTS.h1), '--upstream', at.server, '--upstream-port', String(APP_PORTS.h1)],
+    },
+    under,
+  );
 }
 
 /**

@@ -102,16 +102,17 @@ export function readPerfMap(pid: number): string {
 export function groupOf(name: string): string {
   const file = /(?:file:\/\/)?\S*\/dist\/(\S+?\.js)(?::\d+)*$/.exec(name);
   if (file) return `meshlet ${file[1]}`;
-  if (/ node:\S+/.test(name)) return `node ${/ node:(\S+?)(?::\d+)*$/.exec(name)?.[1] ?? 'js'}`;
+  // Node's own JavaScript (`JS:*'onStreamRead node:internal/...`); its C++ (`int node::StreamBase::...(node::encoding)`) is further down.
+  if (/^(?:JS|LazyCompile):.* node:\S+/.test(name)) return `node ${/ node:(\S+?)(?::\d+)*$/.exec(name)?.[1] ?? 'js'}`;
   if (/node_modules\//.test(name)) return `package ${/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(name)?.[1]}`;
   if (name.startsWith('Builtins_') || /^(?:JS|Builtin|BytecodeHandler):/.test(name)) return 'V8 builtins and interpreter';
   if (/^(?:JS|LazyCompile):/.test(name)) return 'JavaScript (other)';
   if (name.startsWith('RegExp:')) return 'V8 regular expressions';
-  if (/v8::internal::(?:Scavenger|Heap|MarkCompact|MinorMark|Sweeper|GC|Mark|Evacuat|.*ObjectCache|Marking|ConcurrentMarking|MemoryAllocator|PagedSpace|NewSpace|SemiSpace)/.test(name)) return 'V8 garbage collector';
+  if (/v8::internal::(?:Scavenger|Heap|MarkCompact|MinorMark|Sweeper|GC|Mark|Evacuat|.*ObjectCache|Root\w*Visitor|Marking|ConcurrentMarking|MemoryAllocator|PagedSpace|NewSpace|SemiSpace)/.test(name)) return 'V8 garbage collector';
   if (/v8::internal::(?:compiler|maglev|baseline|Compiler|interpreter::BytecodeGenerator|Parser|Scanner|Zone|AstValue|turboshaft|wasm)|Turbofan|Maglev/.test(name)) return 'V8 compilers';
   if (/v8::internal::Runtime_|v8::internal::.*IC|v8::internal::Builtin_/.test(name)) return 'V8 runtime (slow paths)';
   if (/^v8::|v8::internal/.test(name)) return 'V8 other (API, objects)';
-  if (/^node::|uv_|^uv__/.test(name)) return 'Node native (bindings, libuv)';
+  if (/(?:^|\s)node::|uv_|^uv__/.test(name)) return 'Node native (bindings, libuv)';
   if (/malloc|free|_int_|memcpy|memmove|memset|memcmp|strlen|__libc|operator new|operator delete/.test(name)) return 'libc (malloc, memcpy)';
   if (/^generated code/.test(name)) return 'generated code (unnamed)';
   return 'other native';

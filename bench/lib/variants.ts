@@ -28,6 +28,11 @@ export function parseVariants(text: string, least = 2): Variant[] {
   return modes;
 }
 
+/** The l7 scenario's app in `pod`, on APP_PORTS, answering BODY_BYTES. */
+export function startL7App(pod: Pod): ReturnType<typeof startAppServer> {
+  return startAppServer(pod, [APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES)]);
+}
+
 /** A plaintext pair running `mode`: its pods, the l7 scenario's app (and a trace sink in each pod when the mode exports spans). */
 export interface VariantPair {
   readonly topology: Topology;
@@ -43,7 +48,7 @@ export async function startVariantPair(mode: Variant, subnet: number, proxyUnder
   try {
     const podPids = topology.proxies.map((p) => p.pid);
     if (WITH_SINK.includes(mode)) for (const pod of [topology.client, topology.server]) podPids.push((await startAppServer(pod, [SINK, '--port', String(SINK_PORT)])).pid);
-    const app = await startAppServer(topology.server, [APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES)]);
+    const app = await startL7App(topology.server);
     podPids.push(app.pid);
     const side: Side = { mode: 'plaintext', topology, appPid: app.pid, proxies: topology.proxies.map((p) => ({ pod: p.pod, pid: p.pid })), host: topology.server.ipv4, ports: APP_PORTS };
     return { topology, side, podPids };
