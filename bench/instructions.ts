@@ -27,12 +27,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { APP_UID, PROXY_UID, type Pod, type ProxyUnder } from '../src/testbed/netns.ts';
-import { parseH2load, preflight, type Side } from './l7.ts';
+import { parseH2load, preflight, startL7App, type Side } from './l7.ts';
 import { FRONT_PORTS, hostPort, startNodeRawPair } from './lib/baselines.ts';
 import { median, sig } from './lib/stats.ts';
 import { grouped, largest, readCosts, readPerfMap } from './lib/callgrind.ts';
 import { createTopology } from './lib/topology.ts';
-import { parseVariants, startL7App, startVariantPair, type Variant } from './lib/variants.ts';
+import { parseVariants, startVariantPair, type Variant } from './lib/variants.ts';
 
 /** Second octet of the pods' addresses: one no other scenario or tool uses. */
 const SUBNET = 62;
@@ -85,11 +85,11 @@ function newestDump(dir: string): { text: string; total: number; path: string } 
   return { text, total: Number(m[1]), path: path.join(dir, newest) };
 }
 
-/** --keep: each sidecar's dump (and perf map) stays, for callgrind_annotate or a second look. */
+/** --keep: each proxy's dump (and perf map) stays as MODE.a.* (client side) and MODE.b.* (server side), for callgrind_annotate or a second look. */
 function keepDumps(dir: string, mode: string, dumps: [string, number][]): void {
   mkdirSync(dir, { recursive: true });
   for (const [i, [dump, pid]] of dumps.entries()) {
-    const side = i === 0 ? 'outbound' : 'inbound';
+    const side = i === 0 ? 'a' : 'b';
     copyFileSync(dump, path.join(dir, `${mode}.${side}.callgrind`));
     if (existsSync(`/tmp/perf-${pid}.map`)) copyFileSync(`/tmp/perf-${pid}.map`, path.join(dir, `${mode}.${side}.perf.map`));
   }
@@ -144,23 +144,26 @@ function callgrindDirs(): { root: string; under: (pod: Pod, profile: boolean) =>
 /** Warms the pair of `side` (its proxies under callgrind), zeroes the counts, sends the counted requests and reads the dumps. */
 async function count(label: string, side: Side, root: string, profile: boolean): Promise<Counts> {
   const { topology } = side;
-  await load(side, warm);
   const pods = side.proxies.map((p) => ({ pod: p.pod === 'a' ? topology.client : topology.server, pid: p.pid }));
-  for (const { pod, pid } of pods) await control(pod, pid, '-z');
-  await load(side, requests);
-  for (const { pod, pid } of pods) await control(pod, pid, '-d');
-  const outbound = newestDump(path.join(root, 'a'));
-  const inbound = newestDump(path.join(root, 'b'));
-  if (values.keep !== undefined) keepDumps(values.keep, label, [
-    [outbound.path, pods[0]!.pid],
-    [inbound.path, pods[1]!.pid],
-  ]);
-  if (profile) {
-    printProfile(`${label}, client-side proxy (a)`, outbound.text, readPerfMap(pods[0]!.pid));
-    printProfile(`${label}, server-side proxy (b)`, inbound.text, readPerfMap(pods[1]!.pid));
+  try {
+    await load(side, warm);
+    for (const { pod, pid } of pods) await control(pod, pid, '-z');
+    await load(side, requests);
+    for (const { pod, pid } of pods) await control(pod, pid, '-d');
+    const outbound = newestDump(path.join(root, 'a'));
+    const inbound = newestDump(path.join(root, 'b'));
+    if (values.keep !== undefined) keepDumps(values.keep, label, [
+      [outbound.path, pods[0]!.pid],
+      [inbound.path, pods[1]!.pid],
+    ]);
+    if (profile) {
+      printProfile(`${label}, client-side proxy (a)`, outbound.text, readPerfMap(pods[0]!.pid));
+      printProfile(`${label}, server-side proxy (b)`, inbound.text, readPerfMap(pods[1]!.pid));
+    }
+    return { outbound: outbound.total / requests, inbound: inbound.total / requests };
+  } finally {
+    for (const { pid } of pods) rmSync(`/tmp/perf-${pid}.map`, { force: true });
   }
-  for (const { pid } of pods) rmSync(`/tmp/perf-${pid}.map`, { force: true });
-  return { outbound: outbound.total / requests, inbound: inbound.total / requests };
 }
 
 async function measureStart(mode: Variant, profile: boolean): Promise<Counts> {

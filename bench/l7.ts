@@ -52,7 +52,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run as runCommand } from '../src/testbed/exec.ts';
 import { IdentityStore } from '../src/testbed/identities.ts';
-import { APP_UID, type SpawnedProcess } from '../src/testbed/netns.ts';
+import { APP_UID, type Pod, type SpawnedProcess } from '../src/testbed/netns.ts';
 import { APP_PORTS, BACK_PORTS, FRONT_PORTS, hostPort, issueBaselineCerts, startBaselinePair, startNodePair, startNodeRawPair, type BaselineProxy, type Ports, type Protocol } from './lib/baselines.ts';
 import { issueIdentities, mtlsEnv } from './lib/mesh.ts';
 import { pinLoadGenerator, pinning, pinToPods, releaseLoadGenerator } from './lib/pinning.ts';
@@ -116,6 +116,11 @@ const measures = (mode: Mode, kind: Kind) => !HTTP1_ONLY.includes(mode) || kind 
 
 /** Response body of the app (each protocol), and the gRPC request message. */
 export const BODY_BYTES = 1024;
+
+/** The scenario's app in `pod`, on APP_PORTS, answering BODY_BYTES. */
+export function startL7App(pod: Pod): ReturnType<typeof startAppServer> {
+  return startAppServer(pod, [APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES)]);
+}
 const GRPC_REQUEST_BYTES = 64;
 /** h2load's connections and streams per connection. */
 const LOAD_SHAPE: Record<RateKind, { conns: number; streams: number }> = { h1: { conns: 16, streams: 1 }, h2: { conns: 4, streams: 16 }, grpc: { conns: 4, streams: 16 } };
@@ -544,9 +549,7 @@ export const l7Scenario: Scenario = {
             sinkPids.push(sink.pid);
           }
         }
-        const server = await startAppServer(topology.server, [
-          APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES),
-        ]);
+        const server = await startL7App(topology.server);
         const serverHost = o.family === 4 ? topology.server.ipv4 : topology.server.ipv6;
         let side: Side;
         if (mode === 'nginx' || mode === 'nginx-tls' || mode === 'haproxy' || mode === 'node' || mode === 'node-raw') {

@@ -4,7 +4,7 @@
 // unsampled traceparent, which the next sidecar reads); and the same writing no trace
 // context (OTEL_PROPAGATORS=none), to tell that header's cost from the rest.
 import type { ProxyUnder, Pod } from '../../src/testbed/netns.ts';
-import { APP, BODY_BYTES, SINK, SINK_PORT, VARIANT_ENV, type Side } from '../l7.ts';
+import { SINK, SINK_PORT, startL7App, VARIANT_ENV, type Side } from '../l7.ts';
 import { APP_PORTS } from './baselines.ts';
 import { createTopology, startAppServer, type Topology } from './topology.ts';
 
@@ -26,11 +26,6 @@ export function parseVariants(text: string, least = 2): Variant[] {
   const bad = modes.filter((m) => !(VARIANTS as readonly string[]).includes(m));
   if (bad.length > 0 || modes.length < least) throw new Error(`--modes: ${least === 1 ? 'one' : 'two'} or more of ${VARIANTS.join(', ')}; got ${text}`);
   return modes;
-}
-
-/** The l7 scenario's app in `pod`, on APP_PORTS, answering BODY_BYTES. */
-export function startL7App(pod: Pod): ReturnType<typeof startAppServer> {
-  return startAppServer(pod, [APP, 'server', '--h1-port', String(APP_PORTS.h1), '--h2-port', String(APP_PORTS.h2), '--grpc-port', String(APP_PORTS.grpc), '--body', String(BODY_BYTES)]);
 }
 
 /** A plaintext pair running `mode`: its pods, the l7 scenario's app (and a trace sink in each pod when the mode exports spans). */

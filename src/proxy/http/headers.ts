@@ -75,7 +75,7 @@ export function endToEnd(headers: RawHeaders, drop: DropNames = HOP_BY_HOP_ONLY,
     out[j++] = name;
     out[j++] = value;
   }
-  // pop(), not `out.length = j`: a length store goes through V8's runtime every time.
+  // pop(), not `out.length = j`: the length store showed in callgrind as a call into V8's runtime (Accessors::ArrayLengthSetter).
   while (out.length > j) out.pop();
   return out;
 }

@@ -12,7 +12,7 @@ import { errorResponse, rawErrorResponse } from './error-response.ts';
 import { MessageWriter, type OutgoingFraming } from './h1/message-writer.ts';
 import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
 import { responseHead } from './h1/serialize.ts';
-import { idleSweep } from './idle-sweep.ts';
+import { IdleSweep } from './idle-sweep.ts';
 import { DropNames, endToEnd, get, isMeshHop, isName, MESH_HEADERS, without, type RawHeaders } from './headers.ts';
 
 export interface Http1DownstreamOptions {
@@ -64,29 +64,24 @@ export class Http1Downstream implements DrainableServer {
   readonly #drain: DrainFlag = { on: false, closeIdle: false };
   /** Connections being served, for closeIdle() and the idle sweep; added and removed once per connection. */
   readonly #live = new Set<ClientConnection>();
-  #sweeper: NodeJS.Timeout | undefined;
+  /** Closes client connections idle (between requests) for longer than idleTimeoutMs. */
+  readonly #sweeper: IdleSweep;
 
   constructor(handler: Handler<ProxyRequest, ProxyResponse>, tunnel: TunnelHandler, options: Http1DownstreamOptions, log: Logger) {
     this.#handler = handler;
     this.#tunnel = tunnel;
     this.#options = options;
     this.#log = log;
+    this.#sweeper = new IdleSweep(options.idleTimeoutMs, (oldest) => {
+      for (const c of this.#live) c.closeIfIdleSince(oldest);
+      return this.#live.size > 0;
+    });
   }
 
   /** Serves one connection; resolves when it is closed. */
   serve(conn: AcceptedConnection, framing: Http1ServerFraming = appHttp1): Promise<ConnectionOutcome> {
-    this.#sweeper ??= idleSweep(this.#options.idleTimeoutMs, () => this.#sweep());
+    this.#sweeper.start();
     return new Promise((resolve) => new ClientConnection(conn, framing, this.#handler, this.#tunnel, this.#options, this.#log, resolve, this.#drain, this.#live));
-  }
-
-  /** Closes the client connections idle (between requests) for longer than idleTimeoutMs. */
-  #sweep(): void {
-    const oldest = performance.now() - this.#options.idleTimeoutMs;
-    for (const c of this.#live) c.closeIfIdleSince(oldest);
-    if (this.#live.size === 0) {
-      clearInterval(this.#sweeper);
-      this.#sweeper = undefined;
-    }
   }
 
   /** From now on every response says Connection: close and its connection closes after it. */
@@ -294,8 +289,7 @@ class ClientConnection implements BodyProducer {
     exchange.requestDone = true;
     exchange.body?.finish(trailers.length > 0 ? without(trailers, isMeshHop) : trailers);
     if (!exchange.responseDone) return false; // the next request waits for this response
-    this.#exchange = undefined;
-    this.#idleSince = performance.now();
+    this.#exchangeEnded();
     return !this.#closing;
   }
 
@@ -375,6 +369,12 @@ class ClientConnection implements BodyProducer {
     exchange.writer.start();
   }
 
+  /** Request and response are both done: the connection is idle until the next head. */
+  #exchangeEnded(): void {
+    this.#exchange = undefined;
+    this.#idleSince = performance.now();
+  }
+
   #responseWritten(exchange: Exchange, err: BodyAbort | undefined): void {
     exchange.responseDone = true;
     if (err) {
@@ -387,8 +387,7 @@ class ClientConnection implements BodyProducer {
       return;
     }
     if (!exchange.requestDone) return; // the rest of the request body still goes upstream; then the next request
-    this.#exchange = undefined;
-    this.#idleSince = performance.now();
+    this.#exchangeEnded();
     this.#parser.resume();
     this.#afterParse();
   }

@@ -7,7 +7,7 @@ import type { ProxyRequest, ProxyResponse, WorkloadMetadata } from '../../pipeli
 import type { RawHeaders } from '../../pipeline/headers.ts';
 import { plainConnector, type Connector, type Upstream, type ReadInto } from '../tcp/connectors.ts';
 import { MessageWriter } from './h1/message-writer.ts';
-import { idleSweep } from './idle-sweep.ts';
+import { IdleSweep } from './idle-sweep.ts';
 import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
 import { requestHead } from './h1/serialize.ts';
 import { endToEnd, get, HOP_BY_HOP_ONLY, type DropNames } from './headers.ts';
@@ -72,10 +72,12 @@ export class Http1Upstream implements PoolSnapshotSource {
   readonly #open = new Map<string, { dst: OrigDst; count: number }>();
   /** Requests waiting for a connection, per destination (only under a ConnectionLimit). */
   readonly #waiting = new Map<string, Waiter[]>();
-  #sweeper: NodeJS.Timeout | undefined;
+  /** Closes connections idle longer than idleTimeoutMs. */
+  readonly #sweeper: IdleSweep;
 
   constructor(options: Http1UpstreamOptions) {
     this.#options = { connector: plainConnector, framing: plainFraming, ...options };
+    this.#sweeper = new IdleSweep(this.#options.idleTimeoutMs, (oldest) => this.#sweep(oldest));
   }
 
   /**
@@ -130,7 +132,7 @@ export class Http1Upstream implements PoolSnapshotSource {
   close(): void {
     for (const list of this.#idle.values()) for (const c of list) c.socket.destroy();
     this.#idle.clear();
-    clearInterval(this.#sweeper);
+    this.#sweeper.stop();
   }
 
   #takeIdle(key: string): UpstreamConnection | undefined {
@@ -189,21 +191,17 @@ export class Http1Upstream implements PoolSnapshotSource {
       return;
     }
     list.push(c);
-    this.#sweeper ??= idleSweep(this.#options.idleTimeoutMs, () => this.#sweep());
+    this.#sweeper.start();
   }
 
-  /** Closes connections idle longer than idleTimeoutMs: one timer for the whole pool, none per request. */
-  #sweep(): void {
-    const oldest = performance.now() - this.#options.idleTimeoutMs;
+  /** The idle sweep: closes pooled connections idle since before `oldest`; true while some stay idle. */
+  #sweep(oldest: number): boolean {
     for (const [key, list] of this.#idle) {
       const keep = list.filter((c) => c.usable && (c.idleSince > oldest || (c.socket.destroy(), false)));
       if (keep.length > 0) this.#idle.set(key, keep);
       else this.#idle.delete(key);
     }
-    if (this.#idle.size === 0) {
-      clearInterval(this.#sweeper);
-      this.#sweeper = undefined;
-    }
+    return this.#idle.size > 0;
   }
 }
 
