@@ -2,6 +2,7 @@ import type net from 'node:net';
 import { MeshletError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { formatHostPort } from '../../net/addresses.ts';
+import { readAcceptedInto, readAsStream, redirectReads } from '../../net/read-into.ts';
 import { RequestAbort } from '../../pipeline/abort.ts';
 import { bodyAbort, PushBody, type BodyAbort, type BodyProducer } from '../../pipeline/body.ts';
 import type { Handler } from '../../pipeline/compose.ts';
@@ -144,6 +145,8 @@ class ClientConnection implements BodyProducer {
   #handedOver = false;
   /** When the last exchange ended (performance.now()), for the idle sweep. */
   #idleSince = performance.now();
+  /** The socket reads into READ_BUFFER (readAcceptedInto) rather than emitting 'data'. */
+  #sharedReads = false;
 
   constructor(
     conn: AcceptedConnection,
@@ -171,7 +174,8 @@ class ClientConnection implements BodyProducer {
       'request',
       {
         onHead: (head) => this.#onHead(head),
-        onBody: (chunk) => this.#exchange?.body?.push(chunk),
+        // With shared reads a view of READ_BUFFER, which the next read overwrites: the body gets a copy.
+        onBody: (chunk) => this.#exchange?.body?.push(this.#sharedReads ? Buffer.from(chunk) : chunk),
         onMessageEnd: (trailers) => this.#onRequestEnd(trailers),
         onError: (err) => this.#onParseError(err),
       },
@@ -179,16 +183,28 @@ class ClientConnection implements BodyProducer {
     );
     const socket = this.#socket;
     socket.setNoDelay(true);
-    socket.on('data', this.#onData);
     socket.on('end', () => this.#onEnd());
     socket.on('drain', () => this.#exchange?.writer?.drained());
     socket.on('error', () => {}); // 'close' follows; a reset client is not the proxy's error
     socket.once('close', () => this.#onClose());
+    const held = readAcceptedInto(socket, { buffer: READ_BUFFER, callback: this.#onRead });
+    if (held === undefined) {
+      socket.on('data', this.#onData);
+      return;
+    }
+    this.#sharedReads = true;
+    for (const chunk of held) this.#onData(chunk);
   }
 
   readonly #onData = (data: Buffer): void => {
     this.#parser.execute(data);
     this.#afterParse();
+  };
+
+  readonly #onRead = (bytes: number): boolean => {
+    this.#parser.execute(READ_BUFFER.subarray(0, bytes));
+    this.#afterParse();
+    return true;
   };
 
   /** After the parser has gone through the bytes in hand. */
@@ -428,7 +444,8 @@ class ClientConnection implements BodyProducer {
     this.#upgrade = undefined;
     this.#handedOver = true;
     const socket = this.#socket;
-    socket.off('data', this.#onData);
+    if (this.#sharedReads) readAsStream(socket);
+    else socket.off('data', this.#onData);
     socket.pause();
     // A tunnel is closed after tcp.idleTimeout without a byte either way, as an opaque TCP connection is.
     socket.setTimeout(this.#options.idleTimeoutMs, () => socket.destroy());
@@ -451,7 +468,8 @@ class ClientConnection implements BodyProducer {
   closeIfIdle(): void {
     if (this.#exchange || this.#handedOver || this.#upgrade || this.#parser.inMessage) return;
     this.#closing = true;
-    this.#socket.off('data', this.#onData);
+    if (this.#sharedReads) redirectReads(this.#socket, STOP_READING);
+    else this.#socket.off('data', this.#onData);
     this.#socket.destroySoon();
   }
 
@@ -468,6 +486,14 @@ class ClientConnection implements BodyProducer {
     this.#resolve({ receivedBytes: this.#socket.bytesRead, sentBytes: this.#socket.bytesWritten, flag: this.#flag });
   }
 }
+
+/**
+ * Every client connection that can reads into this one buffer (readAcceptedInto): a
+ * read's bytes are parsed before the next read can happen, and what outlives the read is
+ * copied (the parser copies what it keeps; request bodies are copied as they go on).
+ */
+const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
+const STOP_READING = (): boolean => false;
 
 /** Host travels as the request's authority; mesh headers are never taken from an app. */
 const dropFromRequest = new DropNames(['host', ...MESH_HEADERS]);

@@ -8,23 +8,12 @@ import type { MeshPeer, PeerLookup } from '../../tls/mesh-peers.ts';
 import { checkPeerIdentity, MESH_ALPN_HTTP1, MESH_ALPN_TCP } from '../../tls/peer-identity.ts';
 import { formatHostPort, type OrigDst } from '../../net/addresses.ts';
 import { trackOwnConnection } from '../../net/own-connections.ts';
+import type { ReadInto } from '../../net/read-into.ts';
 
 /** An upstream connection being made, and the event that says it is ready for bytes. */
 export interface Upstream {
   readonly socket: net.Socket;
   readonly readyEvent: 'connect' | 'secureConnect';
-}
-
-/**
- * Reading into the caller's own buffer (node:net's `onread`): each read goes to `callback`
- * with the number of bytes, and the socket emits no 'data' (no stream chunk, no buffer
- * allocated per read). The bytes are valid during the call only. The socket's pause() and
- * resume() stop and restart the reads.
- */
-export interface ReadInto {
-  readonly buffer: Uint8Array;
-  /** Returns false to stop reading (as pause() does). */
-  readonly callback: (bytes: number, buffer: Uint8Array) => boolean;
 }
 
 /** Opens a connection to `dst`; with `readInto`, its bytes are read as ReadInto says. */

@@ -194,7 +194,33 @@ async function stalledEarly(t: Test, topology: Topology, writer: WriterState, re
   return { rssGrowth };
 }
 
-/** Bytes of the HTTP/1.1 download read in fits and starts. */
+interface FitfulRead {
+  bytes: number;
+  sha256: string;
+  pauses: number;
+}
+
+/** Reads `from` to its end, stopping for 2 ms after every 512 KiB; `done` gets what was read. */
+function readFitfully(from: NodeJS.ReadableStream, done: (read: FitfulRead) => void): void {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let pauses = 0;
+  let sincePause = 0;
+  from.on('data', (d: Buffer) => {
+    hash.update(d);
+    bytes += d.length;
+    sincePause += d.length;
+    if (sincePause >= 512 * 1024) {
+      sincePause = 0;
+      pauses++;
+      from.pause();
+      setTimeout(() => from.resume(), 2);
+    }
+  });
+  from.on('end', () => done({ bytes, sha256: hash.digest('hex'), pauses }));
+}
+
+/** Bytes of the HTTP/1.1 download and upload read in fits and starts. */
 const FITFUL = 64 * MiB;
 const fitfulHash = expectedHash(FITFUL);
 
@@ -213,28 +239,33 @@ for (const topology of TOPOLOGIES) {
     const got = await new Promise<{ status: number; bytes: number; sha256: string; pauses: number }>((resolve, reject) => {
       http
         .get({ port, host: '127.0.0.1', path: '/fitful', headers: { host: 'app' }, agent: false }, (res) => {
-          const hash = createHash('sha256');
-          let bytes = 0;
-          let pauses = 0;
-          let sincePause = 0;
-          res.on('data', (d: Buffer) => {
-            hash.update(d);
-            bytes += d.length;
-            sincePause += d.length;
-            if (sincePause >= 512 * 1024) {
-              sincePause = 0;
-              pauses++;
-              res.pause();
-              setTimeout(() => res.resume(), 2);
-            }
-          });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, sha256: hash.digest('hex'), pauses }));
+          readFitfully(res, (read) => resolve({ status: res.statusCode ?? 0, ...read }));
           res.on('error', reject);
         })
         .on('error', reject);
     });
     t.equal(got.status, 200);
     t.ok(got.pauses > 50, `the client stopped ${got.pauses} times`);
+    t.same({ bytes: got.bytes, sha256: got.sha256 }, { bytes: FITFUL, sha256: fitfulHash }, 'every byte arrived, in order (sha256)');
+  });
+
+  // Client connections read into one buffer too (net/read-into.ts): the same for uploads.
+  t.test(`HTTP/1.1: an upload the app reads in fits and starts arrives intact (${name(topology)})`, async (t) => {
+    const app = await h1App((req, res) => readFitfully(req, (read) => res.end(JSON.stringify(read))));
+    t.teardown(() => app.close());
+    const { port } = await through(t, topology, () => app.port);
+    const got = await new Promise<FitfulRead>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/fitful', agent: false, headers: { host: 'app', 'Content-Length': String(FITFUL) } }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve(JSON.parse(body) as FitfulRead));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      void writeBlocks(req, FITFUL).then(() => req.end());
+    });
+    t.ok(got.pauses > 50, `the app stopped ${got.pauses} times`);
     t.same({ bytes: got.bytes, sha256: got.sha256 }, { bytes: FITFUL, sha256: fitfulHash }, 'every byte arrived, in order (sha256)');
   });
 
