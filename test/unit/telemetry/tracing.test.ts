@@ -5,7 +5,7 @@ import type { AcceptedConnection } from '../../../src/pipeline/connection.ts';
 import type { ProxyRequest, ProxyResponse } from '../../../src/pipeline/exchange.ts';
 import { get } from '../../../src/pipeline/headers.ts';
 import { exchangeLayer } from '../../../src/telemetry/exchange-layer.ts';
-import { TraceScan } from '../../../src/telemetry/trace-headers.ts';
+import { TraceScan, validTraceparent } from '../../../src/telemetry/trace-headers.ts';
 import { sampled, samplingPolicy, traceSink, Tracing, type PropagatorName, type SamplerName } from '../../../src/telemetry/tracing.ts';
 import { MeshletError } from '../../../src/errors.ts';
 import { proxyRequest } from '../../helpers/proxy-request.ts';
@@ -108,6 +108,21 @@ t.test('a new trace that is not sampled gets the decision in the configured form
   t.match(get(sent, 'traceparent'), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
   t.match(get(sent, 'b3'), /^[0-9a-f]{32}-[0-9a-f]{16}-0$/);
   t.equal(get(sent, 'b3')!.slice(0, 32), get(sent, 'traceparent')!.slice(3, 35), 'one trace id in both');
+});
+
+t.test('W3C alone (the default propagators): each new unsampled trace gets a traceparent of its own, valid, ids never reused', async (t) => {
+  const { tracing, spans } = setup({ sampler: 'parentbased_traceidratio', samplerArg: 0, propagators: ['tracecontext', 'baggage'] });
+  const seen: string[] = [];
+  let firstAsSent = '';
+  for (let i = 0; i < 300; i++) {
+    seen.push(get(await run(tracing, 'outbound', { headers: ['accept', '*/*'] }), 'traceparent')!);
+    if (i === 0) firstAsSent = Buffer.from(seen[0]!, 'latin1').toString('hex'); // its bytes then, in case the value shared memory with the next ones
+  }
+  t.equal(spans().length, 0);
+  t.ok(seen.every((v) => /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/.test(v) && validTraceparent(v)), 'every one is a valid unsampled traceparent');
+  t.equal(new Set(seen.map((v) => v.slice(3, 35))).size, seen.length, 'a trace id per request');
+  t.equal(new Set(seen.map((v) => v.slice(36, 52))).size, seen.length, 'a span id per request');
+  t.equal(Buffer.from(seen[0]!, 'latin1').toString('hex'), firstAsSent, 'a value already handed on does not change with the next ones');
 });
 
 t.test('a new trace that is sampled starts here: a root span, its context sent on', async (t) => {
