@@ -42,7 +42,7 @@ import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runOk } from '../../src/testbed/exec.ts';
-import { PROXY_UID, type Pod, type ProxyUnder, type SpawnedProcess } from '../../src/testbed/netns.ts';
+import { nodeCommandUnder, PROXY_UID, type Pod, type ProxyUnder, type SpawnedProcess } from '../../src/testbed/netns.ts';
 import { findProcess } from './procfs.ts';
 
 export type Protocol = 'h1' | 'h2' | 'grpc';
@@ -247,7 +247,7 @@ async function startNodeProcesses(name: string, script: string, pods: { a: Pod; 
   const out: BaselineProxy[] = [];
   for (const role of ['a', 'b'] as const) {
     const under = underOf?.(pods[role]) ?? {};
-    const proc = pods[role].spawn([...(under.prefix ?? []), process.execPath, ...(under.nodeArgs ?? []), script, role, ...flags[role]], { uid: PROXY_UID });
+    const proc = pods[role].spawn(nodeCommandUnder(under, script, [role, ...flags[role]]), { uid: PROXY_UID });
     try {
       await proc.waitForLine(/"ready":true/, under.readyTimeoutMs ?? 20_000);
     } catch (err) {

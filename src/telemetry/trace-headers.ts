@@ -140,10 +140,10 @@ function validB3Id(s: string, start: number, length: number): boolean {
 
 /**
  * W3C `version-traceid-parentid-flags` in lower-case hex: one regular expression without
- * lookaheads, which V8 runs as machine code over the string where it lies (a loop of
- * charCodeAt over the value cost callgrind 2 800 instructions per request; with the
- * all-zeros and `ff` rules as lookaheads the expression still cost 1 800). Every request
- * between sidecars carries one when tracing is on.
+ * lookaheads. Callgrind counted it at 1 700 instructions per request in the inbound
+ * sidecar, against 2 800 for a loop of charCodeAt over the value (and 1 800 with the
+ * all-zeros and `ff` rules as lookaheads). Every request between sidecars carries one
+ * when tracing is on.
  */
 const TRACEPARENT = /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}(?:-|$)/;
 const ZERO_TRACE_ID = '0'.repeat(32);

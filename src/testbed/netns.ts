@@ -56,6 +56,11 @@ export interface ProxyUnder {
   readyTimeoutMs?: number;
 }
 
+/** The command line that runs `script` with `args` on this Node, as `under` says. */
+export function nodeCommandUnder(under: ProxyUnder, script: string, args: string[]): string[] {
+  return [...(under.prefix ?? []), process.execPath, ...(under.nodeArgs ?? []), script, ...args];
+}
+
 export class Pod {
   readonly name: string;
   readonly netns: string;
@@ -109,7 +114,7 @@ export class Pod {
    * `nodeArgs` are node's own flags (NODE_OPTIONS does not reach a pod).
    */
   async startProxy(env: NodeJS.ProcessEnv = {}, args: string[] = [], bin = MESHLET_BIN, under: ProxyUnder = {}): Promise<SpawnedProcess> {
-    const proxy = this.spawn([...(under.prefix ?? []), process.execPath, ...(under.nodeArgs ?? []), bin, 'proxy', ...args], { uid: PROXY_UID, env: { ...process.env, ...env } });
+    const proxy = this.spawn(nodeCommandUnder(under, bin, ['proxy', ...args]), { uid: PROXY_UID, env: { ...process.env, ...env } });
     await proxy.waitForLine(/"msg":"ready"/, under.readyTimeoutMs ?? 20_000);
     return proxy;
   }

@@ -202,8 +202,7 @@ class ClientConnection implements BodyProducer {
   };
 
   readonly #onRead = (bytes: number): boolean => {
-    this.#parser.execute(READ_BUFFER.subarray(0, bytes));
-    this.#afterParse();
+    this.#onData(READ_BUFFER.subarray(0, bytes));
     return true;
   };
 
@@ -490,7 +489,10 @@ class ClientConnection implements BodyProducer {
 /**
  * Every client connection that can reads into this one buffer (readAcceptedInto): a
  * read's bytes are parsed before the next read can happen, and what outlives the read is
- * copied (the parser copies what it keeps; request bodies are copied as they go on).
+ * copied (the parser copies what it keeps; request bodies are copied as they go on). It
+ * is not the upstream connections' buffer: parsing a request writes upstream, and a read
+ * of the other side can then never land in the bytes being parsed, whatever a socket
+ * layer (TLS) does within a write.
  */
 const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
 const STOP_READING = (): boolean => false;

@@ -6,7 +6,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import t, { type Test } from 'tap';
 import { readAcceptedInto, readAsStream, redirectReads } from '../../../src/net/read-into.ts';
-import { makeIdentity } from '../proxy/mtls-harness.ts';
+import { makeIdentity, until } from '../proxy/mtls-harness.ts';
 import { caOk } from '../tls/ca-helpers.ts';
 
 // Accepted sockets switched to reading into one buffer, on real loopback connections
@@ -14,12 +14,7 @@ import { caOk } from '../tls/ca-helpers.ts';
 // and nothing else, pause() and resume() stop and restart them, the end of the stream is
 // still told, and a switched socket can become a stream again for code that reads 'data'.
 
-const until = async (what: string, cond: () => boolean) => {
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-  if (!cond()) throw new Error(`timed out waiting for ${what}`);
-};
-
-/** A server whose accepted socket is handed over once `ready` bytes have been buffered by the stream. */
+/** A connection whose accepted side is handed over once the client's first bytes ('held') sit in its stream's buffer. */
 async function pair(t: Test, secure?: { key: Buffer; cert: Buffer }) {
   let accepted: net.Socket | undefined;
   const onSocket = (s: net.Socket) => {
@@ -43,7 +38,7 @@ async function pair(t: Test, secure?: { key: Buffer; cert: Buffer }) {
     server.close();
   });
   client.write('held');
-  await until('the first bytes to be held', () => accepted !== undefined);
+  await until(() => accepted !== undefined, 'the first bytes to be held');
   return { client, server: accepted! };
 }
 
@@ -74,13 +69,13 @@ for (const kind of ['plain', 'TLS'] as const) {
     server.on('data', () => datas++); // would make a stream flow; a switched socket has nothing to emit
 
     client.write('one');
-    await until('the first read', () => reads.join('') === 'one');
+    await until(() => reads.join('') === 'one', 'the first read');
     server.pause();
     client.write('two');
     await new Promise((r) => setTimeout(r, 100));
     t.same(reads, ['one'], 'nothing is read while paused');
     server.resume();
-    await until('the read after resume', () => reads.join('') === 'onetwo');
+    await until(() => reads.join('') === 'onetwo', 'the read after resume');
 
     const ended = new Promise<void>((resolve) => server.once('end', resolve));
     client.end();
@@ -96,7 +91,7 @@ t.test('a switched socket reads as a stream again: a MiB piped through intact, w
   const held = readAcceptedInto(server, { buffer: Buffer.alloc(16 * 1024), callback: (n, b) => (before.push(Buffer.from(b.subarray(0, n)).toString()), true) });
   t.equal(Buffer.concat(held!).toString(), 'held');
   client.write('codec');
-  await until('the codec read', () => before.join('') === 'codec');
+  await until(() => before.join('') === 'codec', 'the codec read');
 
   readAsStream(server);
   server.pause();
@@ -130,7 +125,7 @@ t.test('redirectReads: a callback that refuses stops the reads', async (t) => {
   let refused = 0;
   redirectReads(server, () => (refused++, false));
   client.write('x');
-  await until('the refused read', () => refused === 1);
+  await until(() => refused === 1, 'the refused read');
   client.write('y');
   await new Promise((r) => setTimeout(r, 100));
   t.equal(refused, 1, 'no read after the refusal');

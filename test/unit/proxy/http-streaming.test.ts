@@ -236,7 +236,7 @@ for (const topology of TOPOLOGIES) {
     });
     t.teardown(() => app.close());
     const { port } = await through(t, topology, () => app.port);
-    const got = await new Promise<{ status: number; bytes: number; sha256: string; pauses: number }>((resolve, reject) => {
+    const got = await new Promise<FitfulRead & { status: number }>((resolve, reject) => {
       http
         .get({ port, host: '127.0.0.1', path: '/fitful', headers: { host: 'app' }, agent: false }, (res) => {
           readFitfully(res, (read) => resolve({ status: res.statusCode ?? 0, ...read }));

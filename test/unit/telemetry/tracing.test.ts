@@ -113,16 +113,11 @@ t.test('a new trace that is not sampled gets the decision in the configured form
 t.test('W3C alone (the default propagators): each new unsampled trace gets a traceparent of its own, valid, ids never reused', async (t) => {
   const { tracing, spans } = setup({ sampler: 'parentbased_traceidratio', samplerArg: 0, propagators: ['tracecontext', 'baggage'] });
   const seen: string[] = [];
-  let firstAsSent = '';
-  for (let i = 0; i < 300; i++) {
-    seen.push(get(await run(tracing, 'outbound', { headers: ['accept', '*/*'] }), 'traceparent')!);
-    if (i === 0) firstAsSent = Buffer.from(seen[0]!, 'latin1').toString('hex'); // its bytes then, in case the value shared memory with the next ones
-  }
+  for (let i = 0; i < 300; i++) seen.push(get(await run(tracing, 'outbound', { headers: ['accept', '*/*'] }), 'traceparent')!);
   t.equal(spans().length, 0);
   t.ok(seen.every((v) => /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/.test(v) && validTraceparent(v)), 'every one is a valid unsampled traceparent');
   t.equal(new Set(seen.map((v) => v.slice(3, 35))).size, seen.length, 'a trace id per request');
   t.equal(new Set(seen.map((v) => v.slice(36, 52))).size, seen.length, 'a span id per request');
-  t.equal(Buffer.from(seen[0]!, 'latin1').toString('hex'), firstAsSent, 'a value already handed on does not change with the next ones');
 });
 
 t.test('a new trace that is sampled starts here: a root span, its context sent on', async (t) => {
