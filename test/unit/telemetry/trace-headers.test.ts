@@ -37,6 +37,8 @@ t.test('traceparent: valid exactly when the W3C propagator reads it, with the sa
     fc.tuple(hex(32), hex(16), flags, fc.string({ maxLength: 8 })).map(([a, b, f, rest]) => `01-${a}-${b}-${f}${rest}`),
     fc.tuple(fc.constantFrom('00', 'ff', '0g', 'FF'), fc.constantFrom('0'.repeat(32), '4bf92f3577b34da6a3ce929d0e0e4736', '4BF92F3577B34DA6A3CE929D0E0E4736'), fc.constantFrom('0'.repeat(16), '00f067aa0ba902b7'), flags).map((p) => p.join('-')),
     fc.string({ maxLength: 70 }),
+    // Dashes one or more places off, the whole still 55 characters: ids of 31 and 17 digits, and the like.
+    fc.integer({ min: 28, max: 36 }).chain((n) => fc.tuple(hex(2), hex(n), hex(48 - n), flags).map(([v, a, b, f]) => `${v}-${a}-${b}-${f}`)),
   );
   // The propagator also forgives one space at either end, which an HTTP codec has trimmed
   // already (field values carry no surrounding whitespace); there the scan may find less.
