@@ -151,6 +151,35 @@ t.test('label values from outside cannot grow the series without bound', async (
   t.equal(s.value('meshlet_requests_total'), MAX_HTTP_SERIES + 50);
 });
 
+t.test('requests that alternate between destinations, peers and connections are each counted in their own series', async (t) => {
+  const { layer, scrape } = setup();
+  const plain = { id: 9, direction: 'outbound', security: 'none' } as unknown as AcceptedConnection;
+  const otherServer = { ...outboundConn(8), upstreamPeer: { spiffeId: 'spiffe://cluster.local/ns/shop/sa/payments', trustDomain: 'cluster.local' } } as unknown as AcceptedConnection;
+  const payments: WorkloadMetadata = { name: 'payments', namespace: 'shop', app: 'payments', version: 'v1' };
+  // Each kind differs from the one before it in one thing only; runs of the same kind too.
+  const kinds = [
+    { conn: outboundConn(1), authority: 'cart.shop:80', peer: cartPod },
+    { conn: outboundConn(2), authority: 'cart.shop:80', peer: cartPod },
+    { conn: outboundConn(1), authority: 'orders.shop:80', peer: cartPod },
+    { conn: outboundConn(1), authority: 'cart.shop:80', peer: payments },
+    { conn: plain, authority: 'cart.shop:80', peer: cartPod },
+    { conn: otherServer, authority: 'cart.shop:80', peer: cartPod },
+  ];
+  const order = [0, 0, 1, 2, 0, 3, 3, 3, 0, 4, 0, 5, 1, 5, 2, 4, 4, 0];
+  for (const k of order) {
+    const { conn, authority, peer } = kinds[k]!;
+    await layer(async () => answer(200, undefined, peer))(proxyRequest({ conn, authority: String(authority) }));
+  }
+  const s = await scrape();
+  const count = (labels: Record<string, string>) => s.value('meshlet_requests_total', labels);
+  t.equal(count({ destination_service: 'cart.shop', destination_workload: 'cart', connection_security_policy: 'mutual_tls', destination_principal: SERVER }), 8, 'cart.shop:80 to cart over mTLS (two connections, one series)');
+  t.equal(count({ destination_service: 'orders.shop' }), 2, 'another authority');
+  t.equal(count({ destination_service: 'cart.shop', destination_workload: 'payments' }), 3, 'the same authority answered by payments');
+  t.equal(count({ destination_service: 'cart.shop', connection_security_policy: 'none' }), 3, 'plaintext');
+  t.equal(count({ destination_principal: 'spiffe://cluster.local/ns/shop/sa/payments' }), 2, 'another server identity');
+  t.equal(count({}), order.length, 'every request once');
+});
+
 t.test('requests under way are a gauge', async (t) => {
   const { layer, scrape } = setup();
   let release!: () => void;
