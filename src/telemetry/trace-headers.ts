@@ -155,7 +155,9 @@ const startsWithOfString = String.prototype.startsWith;
 export function validTraceparent(v: string): boolean {
   // Dashes are only where the expression put them: at 35 and 52 they make the ids 32 and 16 digits long.
   if (!TRACEPARENT.test(v) || codeAt(v, 35) !== 45 || codeAt(v, 52) !== 45) return false;
-  if (startsWithOfString.call(v, ZERO_TRACE_ID, 3) || startsWithOfString.call(v, ZERO_SPAN_ID, 36)) return false;
+  // An id can only be all zeros if it starts with one (one in sixteen): the comparison, a builtin call, is for those.
+  if (codeAt(v, 3) === 48 && startsWithOfString.call(v, ZERO_TRACE_ID, 3)) return false;
+  if (codeAt(v, 36) === 48 && startsWithOfString.call(v, ZERO_SPAN_ID, 36)) return false;
   const v0 = codeAt(v, 0);
   const v1 = codeAt(v, 1);
   if (v0 === 102 && v1 === 102) return false;
