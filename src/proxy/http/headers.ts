@@ -57,47 +57,56 @@ export const HOP_BY_HOP_ONLY = new DropNames();
  * Connection header names, and any pseudo-header. `te: trailers` is the one TE value
  * that means something end to end (gRPC needs it) and is kept. `drop` removes more in the
  * same pass. This runs once per request and response, so no name is lower-cased unless a
- * Connection header names others. `out` may be `headers` itself, filtered in place, when
- * the caller owns the list (a head its parser just made).
+ * Connection header names others, and the list is walked once unless one does (most
+ * Connection headers say only `keep-alive` or `close`). `out` may be `headers` itself,
+ * filtered in place, when the caller owns the list (a head its parser just made).
  */
 export function endToEnd(headers: RawHeaders, drop: DropNames = HOP_BY_HOP_ONLY, out: RawHeaders = []): RawHeaders {
-  const named = connectionNamed(headers);
   const n = headers.length;
+  let named: Set<string> | undefined;
   let j = 0;
   for (let i = 0; i < n; i += 2) {
     const name = headers[i]!;
     let value = headers[i + 1]!;
     if (codeAt(name, 0) === 58 /* : */) continue;
     if (drop.matches(name)) {
+      if (lengthOf(name) === 10 && isName(name, 'connection')) named = connectionNamed(value, named);
       if (!isName(name, 'te') || !value.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) continue;
       value = 'trailers';
-    } else if (named !== undefined && named.has(name.toLowerCase())) continue;
+    }
     out[j++] = name;
     out[j++] = value;
   }
+  // A header that Connection names may have come before it: removed from what was kept.
+  if (named !== undefined) j = withoutNamed(out, j, named, drop);
   // pop(), not `out.length = j`: the length store showed in callgrind as a call into V8's runtime (Accessors::ArrayLengthSetter).
   while (out.length > j) out.pop();
   return out;
 }
 
-/** The header names that Connection lists; undefined when there is no Connection header (most requests). */
-function connectionNamed(headers: RawHeaders): Set<string> | undefined {
-  let named: Set<string> | undefined;
-  for (let i = 0; i < headers.length; i += 2) {
-    if (!isName(headers[i]!, 'connection')) continue;
-    const value = headers[i + 1]!;
-    // `keep-alive` and `close` (nearly every Connection header) name no header but a hop-by-hop one.
-    if (value.length <= 10) {
-      const lower = value.toLowerCase();
-      if (lower === 'keep-alive' || lower === 'close') continue;
-    }
-    named ??= new Set();
-    for (const token of value.split(',')) {
-      const name = token.trim().toLowerCase();
-      if (name) named.add(name);
-    }
+/** The header names (lower case) a Connection value lists, added to `named`; `keep-alive` and `close` name no header but a hop-by-hop one. */
+function connectionNamed(value: string, named: Set<string> | undefined): Set<string> | undefined {
+  if (value.length <= 10) {
+    const lower = value.toLowerCase();
+    if (lower === 'keep-alive' || lower === 'close') return named;
+  }
+  for (const token of value.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name) (named ??= new Set()).add(name);
   }
   return named;
+}
+
+/** Removes from out[0, j) the headers whose names are in `named` (but not `te: trailers`, which `drop` kept); returns the new end. */
+function withoutNamed(out: RawHeaders, j: number, named: Set<string>, drop: DropNames): number {
+  let k = 0;
+  for (let i = 0; i < j; i += 2) {
+    const name = out[i]!;
+    if (!drop.matches(name) && named.has(name.toLowerCase())) continue;
+    out[k++] = name;
+    out[k++] = out[i + 1]!;
+  }
+  return k;
 }
 
 /** HTTP/2 header object (lower-case names; repeated names as arrays) from a raw list. */
