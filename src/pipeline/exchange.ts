@@ -35,6 +35,8 @@ export interface ProxyRequest {
    * pseudo-headers. The list belongs to this request: a layer may change it in place.
    */
   headers: RawHeaders;
+  /** See ProxyResponse.checked. */
+  readonly checked?: readonly string[];
   /** How the client wrote the Host header's name, so an HTTP/1.1 app sees it unchanged. */
   readonly hostName: string;
   /** Undefined when the request has no body. */
@@ -55,6 +57,13 @@ export interface ProxyResponse {
   readonly reason?: string;
   /** End-to-end headers in arrival order and case. */
   readonly headers: RawHeaders;
+  /**
+   * A copy of `headers` as the codec that read the message checked them (HTTP/1.1: each
+   * name a token, each value field-value syntax), made before any layer saw the list. A
+   * writer need not check again an entry that is still equal to the one at the same
+   * place here: equal strings are equally valid, whatever a layer did to the list.
+   */
+  readonly checked?: readonly string[];
   /** Undefined when the response has no body (HEAD, 204, 304, trailers-only gRPC). */
   readonly body: Body | undefined;
   /** The destination workload, when the peer sidecar said who it is. */

@@ -253,6 +253,7 @@ class ClientConnection implements BodyProducer {
     const aborted = new RequestAbort();
     const body = head.framing === 'none' ? undefined : new PushBody(this, head.framing === 'length' ? head.contentLength : undefined);
     const peer = this.#framing.peer(raw);
+    const headers = endToEnd(raw, dropFromRequest, raw); // the parser's list, filtered in place
     const exchange: Exchange = {
       head,
       body,
@@ -268,7 +269,8 @@ class ClientConnection implements BodyProducer {
         authority: host ?? formatHostPort(conn.origDst.address, conn.origDst.port),
         path: head.target,
         scheme: 'http',
-        headers: endToEnd(raw, dropFromRequest, raw), // the parser's list, filtered in place
+        headers,
+        checked: headers.slice(),
         hostName,
         body,
         grpc: isGrpc(get(raw, 'content-type')),
@@ -372,7 +374,7 @@ class ClientConnection implements BodyProducer {
     else if (head.versionMinor === 0) added = added.concat('Connection', 'keep-alive');
     let text: string;
     try {
-      text = responseHead(response.status, response.reason ?? '', headers, added);
+      text = responseHead(response.status, response.reason ?? '', headers, added, response.checked);
     } catch (err) {
       // A header no HTTP/1.1 message may carry (from an HTTP/2 upstream): the proxy's own 502 instead.
       body?.cancel(bodyAbort('the response head cannot be written as HTTP/1.1'));

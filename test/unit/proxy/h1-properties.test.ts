@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import t from 'tap';
 import { Http1Parser } from '../../../src/proxy/http/h1/parser.ts';
-import { chunkHeader, CRLF, requestHead, responseHead, trailerBlock } from '../../../src/proxy/http/h1/serialize.ts';
+import { chunkHeader, CRLF, Http1SerializeError, requestHead, responseHead, trailerBlock } from '../../../src/proxy/http/h1/serialize.ts';
 import { LIMITS, record, type Event } from '../../fixtures/h1-corpus/record.ts';
 
 // Generated inputs for the HTTP/1.1 codec: valid requests and responses survive
@@ -246,3 +246,44 @@ for (const kind of ['request', 'response'] as const) {
     t.pass('the same events, whole and byte by byte');
   });
 }
+
+// A writer skips the checks of entries still equal to the list its parser checked
+// (ProxyResponse.checked). Whatever a layer then does to the list (adds, replaces,
+// removes, reorders, with values a parser would never have let through), what is written
+// must be what checking every entry writes, and what is refused must be refused.
+t.test('a list changed after its parser checked it: the head written, or refused, as if every entry were checked', async (t) => {
+  const bad = fc.constantFrom('a\r\nInjected: 1', 'a\nb', 'a\0b', 'a\u010ab', 'X A', 'X-A:', '');
+  const entry = fc.oneof(token, fieldValue, bad);
+  const edit = fc.oneof(
+    fc.tuple(fc.constant('push' as const), entry, entry),
+    fc.tuple(fc.constant('set' as const), fc.nat(), entry),
+    fc.tuple(fc.constant('remove' as const), fc.nat(), fc.constant('')),
+    fc.tuple(fc.constant('swap' as const), fc.nat(), fc.nat()),
+  );
+  const write = (headers: string[], checked?: string[]) => {
+    try {
+      return requestHead('GET', '/', headers, undefined, 'h', 'Host', checked) + '|' + responseHead(200, '', headers, undefined, checked);
+    } catch (err) {
+      return err instanceof Http1SerializeError ? `refused ${err.field}` : `threw ${String(err)}`;
+    }
+  };
+  fc.assert(
+    fc.property(fields, fc.array(edit, { maxLength: 4 }), (received, edits) => {
+      const checked = [...received];
+      const headers = [...received];
+      for (const [op, a, b] of edits) {
+        const n = headers.length;
+        if (op === 'push') headers.push(a, b);
+        else if (op === 'set' && n > 0) headers[a % n] = b;
+        else if (op === 'remove' && n > 0) headers.splice((a % (n / 2)) * 2, 2);
+        else if (op === 'swap' && n > 0) [headers[a % n], headers[b % n]] = [headers[b % n]!, headers[a % n]!];
+      }
+      const trusted = write(headers, checked);
+      const everyEntry = write(headers);
+      if (trusted !== everyEntry) t.same(trusted, everyEntry, JSON.stringify({ received, headers }));
+      return trusted === everyEntry;
+    }),
+    { numRuns: 3000 },
+  );
+  t.pass('3 000 changed lists written or refused alike');
+});
