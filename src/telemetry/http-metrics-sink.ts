@@ -94,7 +94,7 @@ class SeriesResolver {
 
   #find(conn: AcceptedConnection, mtls: boolean, principal: string, peer: WorkloadMetadata | undefined, authority: string): Route {
     const byPrincipal = mtls ? this.#mtls : this.#plain;
-    // Looked up without closures: this runs per request, the makers only on a miss.
+    // Looked up without closures: this runs whenever the route changes, the makers only on a miss.
     const byPeer = byPrincipal.get(principal) ?? put(byPrincipal, principal, new Map());
     const byAuthority = byPeer.get(peer) ?? put(byPeer, peer, new Map());
     const route = byAuthority.get(authority) ?? put(byAuthority, authority, this.#route(conn, principal, peer, authority));

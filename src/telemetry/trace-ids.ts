@@ -10,11 +10,13 @@ import { randomFillSync } from 'node:crypto';
 const BYTES = Buffer.allocUnsafe(4096);
 let pool = '';
 let at = 0;
-const ZERO_TRACE_ID = '0'.repeat(32);
-const ZERO_SPAN_ID = '0'.repeat(16);
+/** The all-zero ids, which W3C Trace Context and B3 call invalid. */
+export const ZERO_TRACE_ID = '0'.repeat(32);
+export const ZERO_SPAN_ID = '0'.repeat(16);
 
-/** `chars` (32 or 16) random lower-case hex digits, never all zeros (an invalid id). */
-function randomHex(chars: number): string {
+/** As many random lower-case hex digits as `zeros` has, never `zeros` itself (an invalid id). */
+function randomHex(zeros: string): string {
+  const chars = zeros.length;
   for (;;) {
     if (at + chars > pool.length) {
       randomFillSync(BYTES);
@@ -23,12 +25,12 @@ function randomHex(chars: number): string {
     }
     const start = at;
     at += chars;
-    if (!pool.startsWith(chars === 32 ? ZERO_TRACE_ID : ZERO_SPAN_ID, start)) return pool.slice(start, at);
+    if (!pool.startsWith(zeros, start)) return pool.slice(start, at);
   }
 }
 
 /** An IdGenerator for the OpenTelemetry SDK, and the proxy's own. */
 export const traceIds = {
-  generateTraceId: (): string => randomHex(32),
-  generateSpanId: (): string => randomHex(16),
+  generateTraceId: (): string => randomHex(ZERO_TRACE_ID),
+  generateSpanId: (): string => randomHex(ZERO_SPAN_ID),
 };

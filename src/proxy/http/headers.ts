@@ -70,7 +70,7 @@ export function endToEnd(headers: RawHeaders, drop: DropNames = HOP_BY_HOP_ONLY,
     let value = headers[i + 1]!;
     if (codeAt(name, 0) === 58 /* : */) continue;
     if (drop.matches(name)) {
-      if (lengthOf(name) === 10 && isName(name, 'connection')) named = connectionNamed(value, named);
+      if (isName(name, 'connection')) named = connectionNamed(value, named);
       if (!isName(name, 'te') || !value.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) continue;
       value = 'trailers';
     }

@@ -646,20 +646,21 @@ export class Http1Parser {
    * matcher) checks their characters and line ends in one pass, where a charCode loop per
    * line cost about three times as much (most of a head is its field values). Returns
    * where they end: at the empty line, or at the first line the per-line checks must see
-   * (one that is refused, or would pass the size limit), which then run as before, so the
-   * failure reported is the same.
+   * (one that is refused, or would reach the size limit), which then run as before, so the
+   * failure reported is the same. Either way that line ends the section or the message,
+   * so no line is matched twice.
    */
   private fieldLines(s: string, p: number): number {
     FIELD_LINES.lastIndex = p;
     FIELD_LINES.test(s); // always matches, maybe no line
     const m = FIELD_LINES.lastIndex;
-    if (m === p || this.sectionBytes + (m - p) >= this.maxHeadBytes) return p;
-    this.sectionBytes += m - p;
     const trailers = this.state === S_TRAILERS;
     let a = p;
     while (a < m) {
       const colon = s.indexOf(':', a);
       const cr = s.indexOf('\r', colon);
+      if (this.sectionBytes + (cr + 2 - a) >= this.maxHeadBytes) return a;
+      this.sectionBytes += cr + 2 - a;
       let vs = colon + 1;
       while (vs < cr && isOws(s.charCodeAt(vs))) vs++;
       let ve = cr;
