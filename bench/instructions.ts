@@ -9,7 +9,12 @@
 // It says nothing of the kernel's share (the socket calls) or of how fast the instructions
 // run (cache misses, preemption); requests/s and CPU time stay bench/pair-starts.ts's.
 //
-//   node bench/instructions.ts [--modes telemetry-off,telemetry-on] [--ceiling] [--starts 2] [--warm 20000] [--requests 5000] [--connections 16] [--profile] [--keep DIR]
+//   node bench/instructions.ts [--modes telemetry-off,telemetry-on] [--ceiling] [--starts 2] [--warm 20000] [--requests 5000] [--connections 16] [--kind h1|h2] [--node-flag FLAG]... [--profile] [--keep DIR]
+//
+// --kind h2: the requests are HTTP/2 (h2load, at most 4 connections with 16 streams each, as
+// the l7 scenario's HTTP/2 runs) to the app's HTTP/2 port, instead of HTTP/1.1.
+// --node-flag: a flag for both proxies' node (e.g. --max-semi-space-size=8, which the
+// proxy then takes instead of its own).
 //
 // --ceiling: each start also counts the Node.js ceiling pair (bench/apps/node-raw-pair.ts,
 // the l7 scenario's `node-raw` mode) the same way, and the table gives each mode against
@@ -47,6 +52,8 @@ const { values } = parseArgs({
     ceiling: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     keep: { type: 'string' },
+    kind: { type: 'string', default: 'h1' },
+    'node-flag': { type: 'string', multiple: true },
   },
 });
 // One mode is enough for a profile.
@@ -60,11 +67,15 @@ const starts = positive('starts', values.starts);
 const warm = positive('warm', values.warm);
 const requests = positive('requests', values.requests);
 const connections = positive('connections', values.connections);
+if (values.kind !== 'h1' && values.kind !== 'h2') throw new Error(`--kind must be h1 or h2, got ${JSON.stringify(values.kind)}`);
+const kind: 'h1' | 'h2' = values.kind;
 
 /** h2load in pod a as the app, `n` requests; fails unless every one was answered 2xx. */
 async function load(side: Side, n: number): Promise<void> {
-  const target = hostPort(side.host, side.ports.h1);
-  const result = await side.topology.client.run(['h2load', '--h1', '-t', '1', '-c', String(connections), '-n', String(n), `http://${target}/`], { uid: APP_UID, timeoutMs: 3_600_000 });
+  const target = hostPort(side.host, side.ports[kind]);
+  // HTTP/2: the l7 scenario's shape, 16 streams in flight on each connection.
+  const shape = kind === 'h1' ? ['--h1', '-c', String(connections)] : ['-c', String(Math.min(connections, 4)), '-m', '16'];
+  const result = await side.topology.client.run(['h2load', '-t', '1', ...shape, '-n', String(n), `http://${target}/`], { uid: APP_UID, timeoutMs: 3_600_000 });
   const figures = parseH2load(result.stdout);
   if (result.code !== 0 || !figures || figures.status['2xx'] !== n) throw new Error(`h2load -n ${n}: ${result.stdout.trim() || result.stderr.trim()}`);
 }
@@ -135,7 +146,7 @@ function callgrindDirs(): { root: string; under: (pod: Pod, profile: boolean) =>
     root,
     under: (pod, profile) => ({
       prefix: ['valgrind', '--tool=callgrind', '--trace-children=yes', `--callgrind-out-file=${out(pod)}`, '--dump-line=no'],
-      nodeArgs: profile ? ['--perf-basic-prof'] : [],
+      nodeArgs: [...(profile ? ['--perf-basic-prof'] : []), ...(values['node-flag'] ?? [])],
       readyTimeoutMs: 300_000,
     }),
   };

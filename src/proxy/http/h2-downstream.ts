@@ -137,7 +137,7 @@ export class H2Downstream implements DrainableServer {
     state: { flag: ResponseFlag },
   ): Promise<void> {
     const aborted = new RequestAbort();
-    stream.once('close', () => {
+    stream.on('close', () => {
       if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR || !stream.writableFinished) aborted.abort();
     });
     stream.on('error', () => {}); // resets are seen through 'close' and rstCode

@@ -89,7 +89,9 @@ export class H2Upstream {
       let trailers: RawHeaders = [];
       stream.on('continue', () => req.onContinue());
       stream.on('trailers', (_h, _f, raw: string[]) => (trailers = this.#framing.responseTrailers(fromH2Raw(raw))));
-      stream.once('response', (h, flags: number, raw: string[]) => {
+      // 'response' and 'close' come once per stream (h2-body.ts: on, not once).
+      stream.on('response', (h, flags: number, raw: string[]) => {
+        if (responded) return;
         responded = true;
         const status = Number(h[':status']);
         const framed = this.#framing.response({ status, headers: fromH2Raw(raw) }, req);
@@ -102,7 +104,7 @@ export class H2Upstream {
         if (stream.rstCode === NGHTTP2_REFUSED_STREAM) reject(refusedStream(err));
         else reject(beforeResponse(err, pooled.connected()));
       });
-      stream.once('close', () => {
+      stream.on('close', () => {
         req.abort.off(cancel);
         if (!responded) reject(beforeResponse(Object.assign(new Error(`stream closed (code ${stream.rstCode})`), { code: 'ERR_HTTP2_STREAM_ERROR' }), pooled.connected()));
       });
