@@ -95,7 +95,7 @@ t.test('sampled: a ratio of 0 logs nothing, 1 everything', async (t) => {
   t.equal(all.lines.length, 20);
 });
 
-t.test('disabled: nothing at info; everything at debug, and a level changed at run time applies', async (t) => {
+t.test('disabled: nothing at info; everything at debug, and a level changed at run time applies, both ways', async (t) => {
   const { log, lines, layer } = setup('info', { enabled: false, sampleRatio: 1 });
   const handler = layer(async () => ({ status: 204, headers: [], body: undefined, flag: '-' }));
   await handler(proxyRequest({ conn }));
@@ -104,6 +104,9 @@ t.test('disabled: nothing at info; everything at debug, and a level changed at r
   await handler(proxyRequest({ conn }));
   t.equal(lines.length, 1);
   t.match(lines[0], { level: 20, msg: 'request', response_code: 204 });
+  log.level = 'info';
+  await handler(proxyRequest({ conn }));
+  t.equal(lines.length, 1, 'back at info: no line');
 });
 
 t.test('connections: a line for one that carried no HTTP; HTTP ones only at debug', async (t) => {
