@@ -1,13 +1,13 @@
 import http2 from 'node:http2';
 import type { Logger } from '../../log.ts';
 import { RequestAbort } from '../../pipeline/abort.ts';
-import { bodyAbort } from '../../pipeline/body.ts';
+import { bodyAbort, type Body } from '../../pipeline/body.ts';
 import { formatHostPort } from '../../net/addresses.ts';
 import type { AcceptedConnection, ConnectionOutcome, ResponseFlag } from '../../pipeline/connection.ts';
 import type { Handler } from '../../pipeline/compose.ts';
 import type { DrainableServer } from '../stack-deps.ts';
-import { h2Body, pipeBodyToH2 } from './h2-body.ts';
-import { CONNECTION_WINDOW, endWithPeer, sessionMemoryMb, STREAM_WINDOW, track } from './h2-session.ts';
+import { h2Body, pipeBodyToH2, type OnStreamClose } from './h2-body.ts';
+import { CONNECTION_WINDOW, endWithPeer, sessionMemoryMb, STREAM_WINDOW } from './h2-session.ts';
 import { errorResponse } from './error-response.ts';
 import { isGrpc, type HttpProtocol, type ProxyRequest, type ProxyResponse } from '../../pipeline/exchange.ts';
 import { endToEnd, fromH2Raw, get, isMeshHop, toH2, without, type RawHeaders } from './headers.ts';
@@ -98,7 +98,8 @@ export class H2Downstream implements DrainableServer {
       endWithPeer(session, socket, open);
       this.#sessions.add(session);
       session.on('stream', (stream, headers, flags: number, raw: string[]) => {
-        void this.#onStream(conn, framing, track(open, stream), headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || stream.endAfterHeaders, raw, state);
+        open.add(stream);
+        void this.#onStream(conn, framing, stream, open, headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || stream.endAfterHeaders, raw, state);
       });
       // The client's socket is closed when the session ends; keep going until then.
       session.once('close', () => {
@@ -131,14 +132,22 @@ export class H2Downstream implements DrainableServer {
     conn: AcceptedConnection,
     framing: H2ServerFraming,
     stream: http2.ServerHttp2Stream,
+    /** The session's open streams: this one leaves it when it closes. */
+    open: Set<http2.Http2Stream>,
     h: http2.IncomingHttpHeaders,
     noBody: boolean,
     raw: string[],
     state: { flag: ResponseFlag },
   ): Promise<void> {
     const aborted = new RequestAbort();
+    // What the bodies on this stream do when it closes (h2-body.ts: one 'close' listener).
+    let requestBodyClosed: OnStreamClose | undefined;
+    let responseBodyClosed: OnStreamClose | undefined;
     stream.on('close', () => {
+      open.delete(stream);
       if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR || !stream.writableFinished) aborted.abort();
+      requestBodyClosed?.();
+      responseBodyClosed?.();
     });
     stream.on('error', () => {}); // resets are seen through 'close' and rstCode
     const idleMs = this.#options.streamIdleTimeoutMs ?? 0;
@@ -154,6 +163,12 @@ export class H2Downstream implements DrainableServer {
     const head = framing.request(endToEnd(raw)); // pseudo-headers go with the hop-by-hop ones
     let trailers: RawHeaders = [];
     stream.on('trailers', (_t, _f, rawTrailers: string[]) => (trailers = framing.requestTrailers(fromH2Raw(rawTrailers))));
+    let body: Body | undefined;
+    if (!noBody) {
+      const received = h2Body(stream, h, () => trailers);
+      body = received.body;
+      requestBodyClosed = received.closed;
+    }
     const method = String(h[':method'] ?? 'GET');
     const authority = String(h[':authority'] ?? get(head.headers, 'host') ?? formatHostPort(conn.origDst.address, conn.origDst.port));
     const request: ProxyRequest = {
@@ -165,7 +180,7 @@ export class H2Downstream implements DrainableServer {
       scheme: String(h[':scheme'] ?? 'http'),
       headers: without(head.headers, (n) => n === 'host'),
       hostName: head.hostName,
-      body: noBody ? undefined : h2Body(stream, h, () => trailers),
+      body,
       grpc: isGrpc(get(head.headers, 'content-type')),
       ...(head.peer ? { peer: head.peer } : {}),
       abort: aborted,
@@ -181,20 +196,21 @@ export class H2Downstream implements DrainableServer {
       response = errorResponse(err, request.grpc);
     }
     if (response.flag !== '-') state.flag = response.flag;
-    this.#write(stream, response, request, framing, aborted);
+    responseBodyClosed = this.#write(stream, response, request, framing, aborted);
   }
 
-  #write(stream: http2.ServerHttp2Stream, response: ProxyResponse, req: ProxyRequest, framing: H2ServerFraming, aborted: RequestAbort): void {
+  /** Returns what the response body does when the stream closes, when one is being sent. */
+  #write(stream: http2.ServerHttp2Stream, response: ProxyResponse, req: ProxyRequest, framing: H2ServerFraming, aborted: RequestAbort): OnStreamClose | undefined {
     const body = response.body;
     if (aborted.aborted || stream.destroyed) {
       body?.cancel(bodyAbort('the client reset its stream'));
-      return;
+      return undefined;
     }
     const headers = toH2(response.headers, { ':status': String(response.status), ...framing.responseHeaders(response, req) });
     try {
       if (!body) {
         stream.respond(headers, { ...NO_DATE, endStream: true });
-        return;
+        return undefined;
       }
       stream.respond(headers, { ...NO_DATE, waitForTrailers: true });
     } catch (err) {
@@ -202,9 +218,9 @@ export class H2Downstream implements DrainableServer {
       this.#log.debug({ err: (err as Error).message }, 'cannot send response headers over HTTP/2');
       body?.cancel(bodyAbort('the response head cannot be sent over HTTP/2'));
       stream.close(NGHTTP2_INTERNAL_ERROR);
-      return;
+      return undefined;
     }
     // An upstream RST_STREAM's code is mirrored; a response cut short otherwise is INTERNAL_ERROR.
-    pipeBodyToH2(body, stream, (trailers) => stream.sendTrailers(toH2(trailers, framing.responseTrailers(trailers))), NGHTTP2_INTERNAL_ERROR);
+    return pipeBodyToH2(body, stream, (trailers) => stream.sendTrailers(toH2(trailers, framing.responseTrailers(trailers))), NGHTTP2_INTERNAL_ERROR);
   }
 }

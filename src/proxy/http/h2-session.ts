@@ -67,10 +67,3 @@ export function endWithPeer(session: http2.Http2Session, socket: net.Socket, ope
     if (whole === 0) session.destroy();
   });
 }
-
-/** Adds `stream` to `open` until it closes. */
-export function track<S extends http2.Http2Stream>(open: Set<http2.Http2Stream>, stream: S): S {
-  open.add(stream);
-  stream.on('close', () => open.delete(stream)); // a stream closes once (h2-body.ts: on, not once)
-  return stream;
-}

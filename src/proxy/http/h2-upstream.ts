@@ -1,6 +1,6 @@
 import http2 from 'node:http2';
 import type { OrigDst } from '../../net/addresses.ts';
-import { h2Body, pipeBodyToH2 } from './h2-body.ts';
+import { h2Body, pipeBodyToH2, type OnStreamClose } from './h2-body.ts';
 import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
 import { fromH2Raw, isMeshHop, toH2, without, type RawHeaders } from './headers.ts';
 import type { SessionPool } from './session-pool.ts';
@@ -85,6 +85,9 @@ export class H2Upstream {
         if (!stream.destroyed) stream.close(NGHTTP2_CANCEL);
       };
       req.abort.on(cancel);
+      // What the bodies on this stream do when it closes (h2-body.ts: one 'close' listener).
+      let requestBodyClosed: OnStreamClose | undefined;
+      let responseBodyClosed: OnStreamClose | undefined;
       let responded = false;
       let trailers: RawHeaders = [];
       stream.on('continue', () => req.onContinue());
@@ -97,7 +100,14 @@ export class H2Upstream {
         const framed = this.#framing.response({ status, headers: fromH2Raw(raw) }, req);
         // A response head with END_STREAM (trailers-only gRPC, 204, HEAD) has no body and must stay one frame.
         const ended = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 || stream.endAfterHeaders;
-        resolve({ status, ...framed, body: ended ? (stream.resume(), undefined) : h2Body(stream, h, () => trailers), flag: '-' });
+        if (ended) {
+          stream.resume();
+          resolve({ status, ...framed, body: undefined, flag: '-' });
+          return;
+        }
+        const received = h2Body(stream, h, () => trailers);
+        responseBodyClosed = received.closed;
+        resolve({ status, ...framed, body: received.body, flag: '-' });
       });
       stream.on('error', (err) => {
         if (responded) return; // the body's reader sees it
@@ -105,11 +115,14 @@ export class H2Upstream {
         else reject(beforeResponse(err, pooled.connected()));
       });
       stream.on('close', () => {
+        pooled.closed(stream);
         req.abort.off(cancel);
         if (!responded) reject(beforeResponse(Object.assign(new Error(`stream closed (code ${stream.rstCode})`), { code: 'ERR_HTTP2_STREAM_ERROR' }), pooled.connected()));
+        requestBodyClosed?.();
+        responseBodyClosed?.();
       });
       if (!req.body) return;
-      pipeBodyToH2(req.body, stream, (trailers) => stream.sendTrailers(toH2(trailers, this.#framing.requestTrailers(trailers, req))), NGHTTP2_CANCEL);
+      requestBodyClosed = pipeBodyToH2(req.body, stream, (trailers) => stream.sendTrailers(toH2(trailers, this.#framing.requestTrailers(trailers, req))), NGHTTP2_CANCEL);
     });
   }
 }

@@ -2,7 +2,7 @@ import type http2 from 'node:http2';
 import type { DestinationSnapshot, PoolSnapshotSource } from '../../admin/clusters.ts';
 import { MeshletError } from '../../errors.ts';
 import { formatHostPort, type OrigDst } from '../../net/addresses.ts';
-import { endWithPeer, track } from './h2-session.ts';
+import { endWithPeer } from './h2-session.ts';
 
 /**
  * Makes a new HTTP/2 client session to a destination (h2c to an app, or meshlet/h2 to a
@@ -13,8 +13,14 @@ export type SessionFactory = (dst: OrigDst) => http2.ClientHttp2Session;
 
 export interface PooledSession {
   readonly session: http2.ClientHttp2Session;
-  /** Opens a stream on the session (the pool keeps count, to reset the unfinished ones if the peer goes). */
+  /**
+   * Opens a stream on the session; the pool counts it open (to reset the unfinished ones
+   * if the peer goes) until the caller, whose 'close' listener is the stream's only one
+   * (h2-body.ts says why), reports it closed.
+   */
   request(headers: http2.OutgoingHttpHeaders, options: http2.ClientSessionRequestOptions): http2.ClientHttp2Stream;
+  /** The stream `request` opened has closed. */
+  closed(stream: http2.ClientHttp2Stream): void;
   /** Whether the session ever completed its connection (so a failure on it is not a connect failure). */
   connected(): boolean;
   /**
@@ -67,7 +73,17 @@ export class SessionPool implements PoolSnapshotSource {
     });
     ready.catch(() => {}); // a session failing with no request waiting on it is no unhandled rejection
     const open = new Set<http2.Http2Stream>();
-    const pooled: PooledSession = { session, request: (headers, options) => track(open, session.request(headers, options)), connected: () => connected, ready };
+    const pooled: PooledSession = {
+      session,
+      request: (headers, options) => {
+        const stream = session.request(headers, options);
+        open.add(stream);
+        return stream;
+      },
+      closed: (stream) => void open.delete(stream),
+      connected: () => connected,
+      ready,
+    };
     this.#sessions.set(key, pooled);
     this.#described.set(pooled, { dst, open });
     const leave = () => {
