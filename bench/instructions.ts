@@ -69,13 +69,14 @@ const requests = positive('requests', values.requests);
 const connections = positive('connections', values.connections);
 if (values.kind !== 'h1' && values.kind !== 'h2') throw new Error(`--kind must be h1 or h2, got ${JSON.stringify(values.kind)}`);
 const kind: 'h1' | 'h2' = values.kind;
+/** h2load's load shape: HTTP/2 takes the l7 scenario's, 16 streams in flight on each of at most 4 connections. */
+const SHAPE = kind === 'h1' ? ['--h1', '-c', String(connections)] : ['-c', String(Math.min(connections, 4)), '-m', '16'];
+const SHAPE_TEXT = kind === 'h1' ? `HTTP/1.1, ${connections} connections` : `HTTP/2, ${Math.min(connections, 4)} connections × 16 streams`;
 
 /** h2load in pod a as the app, `n` requests; fails unless every one was answered 2xx. */
 async function load(side: Side, n: number): Promise<void> {
   const target = hostPort(side.host, side.ports[kind]);
-  // HTTP/2: the l7 scenario's shape, 16 streams in flight on each connection.
-  const shape = kind === 'h1' ? ['--h1', '-c', String(connections)] : ['-c', String(Math.min(connections, 4)), '-m', '16'];
-  const result = await side.topology.client.run(['h2load', '-t', '1', ...shape, '-n', String(n), `http://${target}/`], { uid: APP_UID, timeoutMs: 3_600_000 });
+  const result = await side.topology.client.run(['h2load', '-t', '1', ...SHAPE, '-n', String(n), `http://${target}/`], { uid: APP_UID, timeoutMs: 3_600_000 });
   const figures = parseH2load(result.stdout);
   if (result.code !== 0 || !figures || figures.status['2xx'] !== n) throw new Error(`h2load -n ${n}: ${result.stdout.trim() || result.stderr.trim()}`);
 }
@@ -231,7 +232,7 @@ const pairOf = (mode: Counted) => median(of(mode, PICKS[2]![1]));
 const against = (pair: number, base: number) => `${pair >= base ? '+' : '−'}${sig(Math.abs(pair - base))} (×${(pair / base).toFixed(2)})`;
 const first = modes[0]!;
 const columns = [`pair vs ${first}`, ...(values.ceiling ? ['pair vs ceiling'] : [])];
-console.log(`\nUser-space instructions per request, median of ${starts} starts (min–max), ${connections} connections, after ${warm} requests of warm-up:`);
+console.log(`\nUser-space instructions per request, median of ${starts} starts (min–max), ${SHAPE_TEXT}, after ${warm} requests of warm-up:`);
 console.log(`\n| mode | ${[...PICKS.map(([name]) => name), ...columns].join(' | ')} |`);
 console.log(`| --- |${' ---: |'.repeat(PICKS.length + columns.length)}`);
 for (const mode of counted) {

@@ -44,8 +44,8 @@
 // (design.md), each as measured / target, met or not. Each mode is its own
 // testbed, built once and kept for the whole run; runs come in rounds of one run per mode
 // in an order that rotates each round, after unrecorded warm-up runs of each kind and mode
-// (for the request-rate kinds, until the rate stops rising). The same app process (bench/apps/l7-app.ts) serves every mode's requests in its
-// own testbed.
+// (for the request-rate kinds, until the rate stops rising). The same app process
+// (bench/apps/l7-app.ts) serves every mode's requests in its own testbed.
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

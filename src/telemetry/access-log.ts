@@ -25,7 +25,7 @@ export interface AccessLogSettings {
  * Where access lines go. Enabled, a sampled share of them at info level through their
  * own logger, so the proxy's log level does not silence them; disabled, all of them at
  * debug level through the proxy's log, when that is at debug (the level can change at
- * run time, so it is checked per line).
+ * run time: followed through pino's level-change event).
  */
 export class AccessLog {
   readonly #ratio: number;
@@ -39,9 +39,10 @@ export class AccessLog {
     const access = settings.enabled ? log.child({}, { level: 'info' }) : undefined;
     this.#info = access && ((line, msg) => access.info(line, msg));
     this.#debug = (line, msg) => log.debug(line, msg);
-    // Asked per request; pino answers through a lookup, symbol-keyed loads and a call
-    // (about 400 instructions a request and sidecar with the access log off). The level
-    // only changes through its setter (the admin's /logging, a reload), which announces it.
+    // Known here rather than asked of pino per request (a levels lookup, symbol-keyed loads
+    // and a call: most of the ~500 instructions callgrind put in the request sink with the
+    // access log off). The level only changes through its setter (the admin's /logging, a
+    // reload), which announces it.
     this.#debugOn = log.isLevelEnabled('debug');
     log.on('level-change', () => {
       this.#debugOn = log.isLevelEnabled('debug');

@@ -149,4 +149,5 @@ t.test('/clusters: a meshlet/h2 session to the peer sidecar, with its open strea
   t.match(mesh, { protocol: 'meshlet/h2', mtls: true, connections: 1, streams: 1, breaker: null });
   release();
   t.equal((await pending).status, 200);
+  await until(() => clusterEntries(path.outbound.parts.pools).find((c) => c.pool === 'outbound/mesh-h2')?.streams === 0, 'the closed stream left the count');
 });
