@@ -21,6 +21,25 @@ export interface WorkloadMetadata {
   readonly version: string;
 }
 
+/**
+ * A message's header list as the codec that read it checked it (HTTP/1.1: each name a
+ * token, each value field-value syntax), made before any layer saw the list, and the text
+ * its field lines were read from. A writer need not check again an entry still equal to
+ * one here: equal strings are equally valid, whatever a layer did to the list. And an
+ * HTTP/1.1 writer may write such entries as the lines they were read from: a run of them
+ * is one slice of `text` rather than four strings per field joined and copied.
+ */
+export interface ReceivedFields {
+  /** A copy of the list as read: [name, value, ...]. */
+  readonly fields: readonly string[];
+  /**
+   * When the field lines were read from one piece of text, one after another from `start`,
+   * each `name:`, one space or tab, `value`, CRLF: that text (latin1). Otherwise undefined.
+   */
+  readonly text: string | undefined;
+  readonly start: number;
+}
+
 export interface ProxyRequest {
   readonly conn: AcceptedConnection;
   /** What the app speaks: the client's protocol outbound, the original client's protocol inbound. */
@@ -35,8 +54,8 @@ export interface ProxyRequest {
    * pseudo-headers. The list belongs to this request: a layer may change it in place.
    */
   headers: RawHeaders;
-  /** See ProxyResponse.checked. */
-  readonly checked?: readonly string[];
+  /** See ProxyResponse.received. */
+  readonly received?: ReceivedFields;
   /** How the client wrote the Host header's name, so an HTTP/1.1 app sees it unchanged. */
   readonly hostName: string;
   /** Undefined when the request has no body. */
@@ -57,13 +76,8 @@ export interface ProxyResponse {
   readonly reason?: string;
   /** End-to-end headers in arrival order and case. */
   readonly headers: RawHeaders;
-  /**
-   * A copy of `headers` as the codec that read the message checked them (HTTP/1.1: each
-   * name a token, each value field-value syntax), made before any layer saw the list. A
-   * writer need not check again an entry that is still equal to the one at the same
-   * place here: equal strings are equally valid, whatever a layer did to the list.
-   */
-  readonly checked?: readonly string[];
+  /** The header list as the codec that read the message checked it (ReceivedFields). */
+  readonly received?: ReceivedFields;
   /** Undefined when the response has no body (HEAD, 204, 304, trailers-only gRPC). */
   readonly body: Body | undefined;
   /** The destination workload, when the peer sidecar said who it is. */

@@ -270,7 +270,7 @@ class ClientConnection implements BodyProducer {
         path: head.target,
         scheme: 'http',
         headers,
-        checked: headers.slice(),
+        received: head.received,
         hostName,
         body,
         grpc: isGrpc(get(raw, 'content-type')),
@@ -374,7 +374,7 @@ class ClientConnection implements BodyProducer {
     else if (head.versionMinor === 0) added = added.concat('Connection', 'keep-alive');
     let text: string;
     try {
-      text = responseHead(response.status, response.reason ?? '', headers, added, response.checked);
+      text = responseHead(response.status, response.reason ?? '', headers, added, response.received);
     } catch (err) {
       // A header no HTTP/1.1 message may carry (from an HTTP/2 upstream): the proxy's own 502 instead.
       body?.cancel(bodyAbort('the response head cannot be written as HTTP/1.1'));

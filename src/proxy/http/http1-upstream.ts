@@ -317,7 +317,7 @@ class UpstreamConnection implements BodyProducer {
       const chunked = body !== undefined && get(req.headers, 'content-length') === undefined;
       let text: string;
       try {
-        text = requestHead(req.method, req.path, req.headers, chunked ? added.concat(CHUNKED) : added, req.authority, req.hostName, req.checked);
+        text = requestHead(req.method, req.path, req.headers, chunked ? added.concat(CHUNKED) : added, req.authority, req.hostName, req.received);
       } catch (err) {
         this.#fail(err);
         return;
@@ -356,7 +356,7 @@ class UpstreamConnection implements BodyProducer {
         ? undefined
         : (pending.responseBody = new PushBody(this, head.framing === 'length' ? head.contentLength : undefined));
     // One shape for every response (no spreads): objects of one shape keep the callers' property access monomorphic.
-    pending.resolve({ status: head.status, reason: head.reason || undefined, headers, checked: headers.slice(), body, peer, flag: '-' });
+    pending.resolve({ status: head.status, reason: head.reason || undefined, headers, received: head.received, body, peer, flag: '-' });
   }
 
   // The response body's producer: the socket is its source.

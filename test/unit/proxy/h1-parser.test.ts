@@ -1,10 +1,10 @@
 import t from 'tap';
 import { Http1ParseError, Http1Parser, type Head, type ParserEvents } from '../../../src/proxy/http/h1/parser.ts';
 import { chunkHeader, CRLF, Http1SerializeError, reasonPhrase, requestHead, responseHead, trailerBlock } from '../../../src/proxy/http/h1/serialize.ts';
-import { failureOf, LIMITS, record, type Event } from '../../fixtures/h1-corpus/record.ts';
+import { failureOf, LIMITS, record, type Event, type RecordedHead } from '../../fixtures/h1-corpus/record.ts';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
-const heads = (events: Event[]): Head[] => events.flatMap((e) => (e.type === 'head' ? [e.head] : []));
+const heads = (events: Event[]): RecordedHead[] => events.flatMap((e) => (e.type === 'head' ? [e.head] : []));
 /** Event kinds in order, with bodies and trailers: enough to compare runs. */
 const trace = (events: Event[]) =>
   events.map((e) => (e.type === 'head' ? `head ${e.head.method || e.head.status} ${e.head.target}` : e.type === 'body' ? `body ${e.data}` : e.type === 'end' ? `end ${e.trailers.join('|')}` : `error ${e.failure}`));

@@ -13,6 +13,7 @@
 // in order, each only once complete; a line is refused for size before its content is
 // looked at, so the failure reported for an input is the same however it arrives.
 import { MeshletError } from '../../../errors.ts';
+import type { ReceivedFields } from '../../../pipeline/exchange.ts';
 import { AUTHORITY, FIELD, HEX, QDTEXT, TCHAR } from './chars.ts';
 
 /** Why a message was refused; stable strings (listed in docs/http.md by the socket-side engineer). */
@@ -84,6 +85,8 @@ export interface Head {
   versionMinor: 0 | 1;
   /** Flat [name, value, name, value, ...] as received: names keep case and order, duplicates kept, values without leading/trailing OWS. */
   headers: string[];
+  /** A copy of `headers`, and the text their lines were read from when a writer can forward those lines as they are. */
+  received: ReceivedFields;
   /** How the body is delimited, after RFC 9112 section 6 rules. 'eof' only for responses (no CL, no chunked, not bodiless). */
   framing: 'none' | 'length' | 'chunked' | 'eof';
   /** Body length when framing === 'length' (>0); 0 otherwise. */
@@ -212,6 +215,12 @@ export class Http1Parser {
   private reason = '';
   private minor: 0 | 1 = 1;
   private fields: string[] = [];
+  /** The string the head's field lines were read from, while they follow each other in it, each `name:` OWS `value` CRLF with one whitespace character. */
+  private text: string | undefined;
+  /** Where the first field line starts in `text`, and where the last one so far ends. */
+  private textStart = 0;
+  private textEnd = 0;
+  private plainLines = true;
   private clCount = 0;
   private clValue = '';
   private contentLength = 0;
@@ -443,6 +452,8 @@ export class Http1Parser {
 
   private resetMessage(): void {
     this.startSeen = false;
+    this.text = undefined;
+    this.plainLines = true;
     this.sectionBytes = 0;
     this.sectionDone = false;
     this.leadingEmpty = 0;
@@ -638,6 +649,7 @@ export class Http1Parser {
       if (FIELD[c] !== 1) return this.fail(c === 13 ? 'bare_cr' : 'invalid_header_value');
       if (c !== 32 && c !== 9) vEnd = j + 1;
     }
+    this.plainLines = false; // lines the per-line checks read are written anew
     this.addField(s, a, k - d, vk - d, vEnd - d, end, trailers);
   }
 
@@ -655,6 +667,14 @@ export class Http1Parser {
     FIELD_LINES.test(s); // always matches, maybe no line
     const m = FIELD_LINES.lastIndex;
     const trailers = this.state === S_TRAILERS;
+    // A head's lines are forwardable as they came (Head.received) while they follow each other in one string.
+    if (!trailers && m > p) {
+      if (this.fields.length === 0) {
+        this.text = s;
+        this.textStart = p;
+      } else if (this.text !== s || p !== this.textEnd) this.plainLines = false;
+      this.textEnd = m;
+    }
     let a = p;
     while (a < m) {
       const colon = s.indexOf(':', a);
@@ -665,6 +685,7 @@ export class Http1Parser {
       while (vs < cr && isOws(s.charCodeAt(vs))) vs++;
       let ve = cr;
       while (ve > vs && isOws(s.charCodeAt(ve - 1))) ve--;
+      if (vs !== colon + 2 || ve !== cr) this.plainLines = false;
       this.addField(s, a, colon, vs, ve, cr, trailers);
       if (this.state === S_DEAD) return m;
       a = cr + 2;
@@ -827,6 +848,7 @@ export class Http1Parser {
       reason: this.reason,
       versionMinor: minor,
       headers: this.fields,
+      received: { fields: this.fields.slice(), text: this.plainLines ? this.text : undefined, start: this.textStart },
       framing,
       contentLength: framing === 'length' ? this.contentLength : 0,
       keepAlive,
