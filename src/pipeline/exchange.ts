@@ -22,15 +22,21 @@ export interface WorkloadMetadata {
 }
 
 /**
- * A message's header list as the codec that read it checked it (HTTP/1.1: each name a
- * token, each value field-value syntax), made before any layer saw the list, and the text
- * its field lines were read from. A writer need not check again an entry still equal to
- * one here: equal strings are equally valid, whatever a layer did to the list. And an
- * HTTP/1.1 writer may write such entries as the lines they were read from: a run of them
- * is one slice of `text` rather than four strings per field joined and copied.
+ * A message's head as the codec that read it checked it (HTTP/1.1: the method a token, the
+ * target visible ASCII, the reason phrase and each value field-value syntax, each name a
+ * token), recorded before any layer saw it, and the text its field lines were read from.
+ * A writer need not check again what is still equal to what is here: equal strings are
+ * equally valid, whatever a layer did to the list. And an HTTP/1.1 writer may write
+ * entries found here as the lines they were read from: a run of them is one slice of
+ * `text` rather than four strings per field joined and copied.
  */
-export interface ReceivedFields {
-  /** A copy of the list as read: [name, value, ...]. */
+export interface ReceivedHead {
+  /** Requests: the method and request-target as read ('' in responses). */
+  readonly method: string;
+  readonly target: string;
+  /** Responses: the reason phrase as read ('' in requests). */
+  readonly reason: string;
+  /** A copy of the header list as read: [name, value, ...]. */
   readonly fields: readonly string[];
   /**
    * When the field lines were read from one piece of text, one after another from `start`,
@@ -55,7 +61,7 @@ export interface ProxyRequest {
    */
   headers: RawHeaders;
   /** See ProxyResponse.received. */
-  readonly received?: ReceivedFields;
+  readonly received?: ReceivedHead;
   /** How the client wrote the Host header's name, so an HTTP/1.1 app sees it unchanged. */
   readonly hostName: string;
   /** Undefined when the request has no body. */
@@ -76,8 +82,8 @@ export interface ProxyResponse {
   readonly reason?: string;
   /** End-to-end headers in arrival order and case. */
   readonly headers: RawHeaders;
-  /** The header list as the codec that read the message checked it (ReceivedFields). */
-  readonly received?: ReceivedFields;
+  /** The header list as the codec that read the message checked it (ReceivedHead). */
+  readonly received?: ReceivedHead;
   /** Undefined when the response has no body (HEAD, 204, 304, trailers-only gRPC). */
   readonly body: Body | undefined;
   /** The destination workload, when the peer sidecar said who it is. */

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import t from 'tap';
-import type { ReceivedFields } from '../../../src/pipeline/exchange.ts';
+import type { ReceivedHead } from '../../../src/pipeline/exchange.ts';
 import { Http1Parser, type Head } from '../../../src/proxy/http/h1/parser.ts';
 import { chunkHeader, CRLF, Http1SerializeError, requestHead, responseHead, trailerBlock } from '../../../src/proxy/http/h1/serialize.ts';
 import { LIMITS, record, type Event } from '../../fixtures/h1-corpus/record.ts';
@@ -239,7 +239,7 @@ for (const kind of ['request', 'response'] as const) {
 }
 
 // A writer skips the checks of entries it finds in the list its parser read
-// (ReceivedFields), and writes them as the lines they were read from. Whatever a layer then
+// (ReceivedHead), and writes them as the lines they were read from. Whatever a layer then
 // does to the list (adds, replaces, removes, reorders, with values a parser would never
 // have let through), what is written must read back as the list itself, and what is
 // refused must be refused, as when every entry is checked and written anew. The heads are
@@ -257,7 +257,7 @@ t.test('a list changed after its parser read it: the head written, or refused, a
   // Mostly `name: value` lines, which a writer forwards as they came; now and then other whitespace, and then it writes them anew.
   const spacing = fc.oneof({ arbitrary: fc.constant([' ', ''] as const), weight: 12 }, { arbitrary: fc.tuple(ows, ows), weight: 1 });
   const lines = fields.chain((list) => fc.array(spacing, { minLength: list.length / 2, maxLength: list.length / 2 }).map((spaces) => ({ list, spaces })));
-  const write = (headers: string[], received?: ReceivedFields) => {
+  const write = (headers: string[], received?: ReceivedHead) => {
     try {
       return [requestHead('GET', '/', headers, undefined, 'h', 'Host', received), responseHead(200, '', headers, undefined, received)];
     } catch (err) {
@@ -277,14 +277,15 @@ t.test('a list changed after its parser read it: the head written, or refused, a
   let sliced = 0;
   fc.assert(
     fc.property(lines, fc.array(edit, { maxLength: 4 }), fc.oneof(fc.constant<number[]>([]), fc.array(fc.nat(), { maxLength: 3 })), ({ list, spaces }, edits, cuts) => {
-      let text = 'GET / HTTP/1.1\r\n';
+      let text = 'GET / HTTP/1.1\r\nHost: h\r\n';
       for (let k = 0; k < list.length; k += 2) text += `${list[k]}:${spaces[k / 2]![0]}${list[k + 1]}${spaces[k / 2]![1]}\r\n`;
       let head: Head | undefined;
       const parser = new Http1Parser('request', { onHead: (h) => void (head = h), onBody() {}, onMessageEnd() {}, onError: (err) => t.fail(err.message) }, LIMITS);
       for (const piece of cut(text + '\r\n', cuts)) parser.execute(piece);
       if (!head) return false;
       if (head.received.text !== undefined) sliced++;
-      const headers = [...head.headers];
+      // Host leaves the list, as the proxy's downstream side takes it out, and is written first.
+      const headers = head.headers.slice(2);
       for (const [op, a, b] of edits) {
         const n = headers.length;
         if (op === 'push') headers.push(a, b);
@@ -324,6 +325,11 @@ t.test('unchanged field lines are written as they were received', async (t) => {
   const spaced = parsed('GET / HTTP/1.1\r\nHost: h\r\nA:  1 \r\nB:3\r\n\r\n');
   t.equal(spaced.received.text, undefined, 'a head with other whitespace has no text to forward');
   t.equal(requestHead('GET', '/', edited(spaced), undefined, 'h', 'Host', spaced.received), 'GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 3\r\nC: 4\r\n\r\n');
+  // What the request line and status line say is checked again unless it is what was read.
+  t.throws(() => requestHead('GET', '/a b', headers, undefined, 'h', 'Host', plain.received), Http1SerializeError, 'a target a layer changed is checked');
+  t.throws(() => requestHead('GE T', '/', headers, undefined, 'h', 'Host', plain.received), Http1SerializeError, 'a method a layer changed is checked');
+  t.throws(() => responseHead(200, 'O\nK', headers, undefined, plain.received), Http1SerializeError, 'a reason a layer changed is checked');
+  t.throws(() => requestHead('GET', '/', headers, undefined, 'h\r\nX: 1', 'Host', plain.received), Http1SerializeError, 'a Host value a layer changed is checked');
   // The same line twice, in two reads: two strings alike, neither one holding both lines.
   let twice: Head | undefined;
   const parser = new Http1Parser('request', { onHead: (h) => void (twice = h), onBody() {}, onMessageEnd() {}, onError: (err) => t.fail(err.message) }, LIMITS);

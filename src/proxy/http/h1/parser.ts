@@ -13,7 +13,7 @@
 // in order, each only once complete; a line is refused for size before its content is
 // looked at, so the failure reported for an input is the same however it arrives.
 import { MeshletError } from '../../../errors.ts';
-import type { ReceivedFields } from '../../../pipeline/exchange.ts';
+import type { ReceivedHead } from '../../../pipeline/exchange.ts';
 import { AUTHORITY, FIELD, HEX, QDTEXT, TCHAR } from './chars.ts';
 
 /** Why a message was refused; stable strings (listed in docs/http.md by the socket-side engineer). */
@@ -86,7 +86,7 @@ export interface Head {
   /** Flat [name, value, name, value, ...] as received: names keep case and order, duplicates kept, values without leading/trailing OWS. */
   headers: string[];
   /** A copy of `headers`, and the text their lines were read from when a writer can forward those lines as they are. */
-  received: ReceivedFields;
+  received: ReceivedHead;
   /** How the body is delimited, after RFC 9112 section 6 rules. 'eof' only for responses (no CL, no chunked, not bodiless). */
   framing: 'none' | 'length' | 'chunked' | 'eof';
   /** Body length when framing === 'length' (>0); 0 otherwise. */
@@ -848,7 +848,7 @@ export class Http1Parser {
       reason: this.reason,
       versionMinor: minor,
       headers: this.fields,
-      received: { fields: this.fields.slice(), text: this.plainLines ? this.text : undefined, start: this.textStart },
+      received: { method: this.method, target: this.target, reason: this.reason, fields: this.fields.slice(), text: this.plainLines ? this.text : undefined, start: this.textStart },
       framing,
       contentLength: framing === 'length' ? this.contentLength : 0,
       keepAlive,

@@ -4,7 +4,7 @@
 // (so does a character above 0xff, which a latin1 write would cut down to its low byte,
 // U+010A to LF).
 import { MeshletError } from '../../../errors.ts';
-import type { ReceivedFields } from '../../../pipeline/exchange.ts';
+import type { ReceivedHead } from '../../../pipeline/exchange.ts';
 import { isToken } from './chars.ts';
 
 export const CRLF = '\r\n';
@@ -61,20 +61,22 @@ const NO_FIELDS: readonly string[] = [];
 const LOOKAHEAD = 16;
 
 /**
- * `name: value CRLF` for each pair of a flat list. An entry found in `received` (the list
- * as a parser checked it) at or a little after where the last one was found is not checked
- * again: two regular expression calls per field were the serializer's largest cost
- * (callgrind: about 300 instructions each), and most fields a proxy writes are ones it has
- * just read. With the received text, such entries are written as the lines they were read
- * from, a run of adjacent ones as one slice, instead of joining four strings per field and
- * copying the result into one flat string. The order written is always the list's own.
+ * `name: value CRLF` for `firstName: first` (when `first` is given: a request's Host,
+ * which is not in its list) and each pair of the flat list `headers`. An entry found in
+ * `received` (the list as a parser checked it) at or a little after where the last one was
+ * found is not checked again: two regular expression calls per field were the serializer's
+ * largest cost (callgrind: about 300 instructions each), and most fields a proxy writes are
+ * ones it has just read. With the received text, such entries are written as the lines
+ * they were read from, a run of adjacent ones as one slice, instead of joining four strings
+ * per field and copying the result into one flat string. The order written is always the
+ * list's own.
  */
-function fields(headers: readonly string[], received: ReceivedFields | undefined): string {
+function fields(headers: readonly string[], received: ReceivedHead | undefined, firstName = '', first?: string): string {
   let out = '';
   const n = headers.length;
-  if (n === 0) return out;
   if (n % 2 !== 0) throw new Http1SerializeError(String(headers[n - 1]), 'header list has a name without a value');
   if (received === undefined) {
+    if (first !== undefined) out += field(firstName, first);
     for (let i = 0; i < n; i += 2) out += field(headers[i]!, headers[i + 1]!);
     return out;
   }
@@ -85,9 +87,9 @@ function fields(headers: readonly string[], received: ReceivedFields | undefined
   let at = received.start;
   let from = -1;
   let j = 0;
-  for (let i = 0; i < n; i += 2) {
-    const name = headers[i]!;
-    const value = headers[i + 1]!;
+  for (let i = first === undefined ? 0 : -2; i < n; i += 2) {
+    const name = i < 0 ? firstName : headers[i]!;
+    const value = i < 0 ? first! : headers[i + 1]!;
     const stop = j + LOOKAHEAD < m ? j + LOOKAHEAD : m;
     let k = j;
     while (k < stop && (seen[k] !== name || seen[k + 1] !== value)) k += 2;
@@ -131,17 +133,16 @@ function field(name: string, value: string): string {
  * so that the message's own list is written as it is, never copied to append to it).
  * `received`: see fields().
  */
-export function requestHead(method: string, target: string, headers: readonly string[], extra = NO_FIELDS, host?: string, hostName = 'Host', received?: ReceivedFields): string {
-  if (!isToken(method)) throw new Http1SerializeError('method', 'not a token');
-  if (!isTarget(target)) throw new Http1SerializeError('target', 'empty, or not visible ASCII');
-  const hostField = host === undefined ? '' : field(hostName, host);
-  return method + ' ' + target + ' HTTP/1.1\r\n' + hostField + fields(headers, received) + fields(extra, undefined) + CRLF;
+export function requestHead(method: string, target: string, headers: readonly string[], extra = NO_FIELDS, host?: string, hostName = 'Host', received?: ReceivedHead): string {
+  if ((received === undefined || method !== received.method) && !isToken(method)) throw new Http1SerializeError('method', 'not a token');
+  if ((received === undefined || target !== received.target) && !isTarget(target)) throw new Http1SerializeError('target', 'empty, or not visible ASCII');
+  return method + ' ' + target + ' HTTP/1.1\r\n' + fields(headers, received, hostName, host) + fields(extra, undefined) + CRLF;
 }
 
 /** `HTTP/1.1 status reason CRLF` + fields of `headers` then `extra` + CRLF; an empty reason becomes the standard phrase. `received`: see fields(). */
-export function responseHead(status: number, reason: string, headers: readonly string[], extra = NO_FIELDS, received?: ReceivedFields): string {
+export function responseHead(status: number, reason: string, headers: readonly string[], extra = NO_FIELDS, received?: ReceivedHead): string {
   if (!Number.isInteger(status) || status < 100 || status > 999) throw new Http1SerializeError('status', `${status} is not a 3-digit status code`);
-  if (!safeValue(reason)) throw new Http1SerializeError('reason', 'contains CR, LF, NUL or a character above 0xff');
+  if ((received === undefined || reason !== received.reason) && !safeValue(reason)) throw new Http1SerializeError('reason', 'contains CR, LF, NUL or a character above 0xff');
   return 'HTTP/1.1 ' + status + ' ' + (reason === '' ? reasonPhrase(status) : reason) + CRLF + fields(headers, received) + fields(extra, undefined) + CRLF;
 }
 
