@@ -270,7 +270,7 @@ class ClientConnection implements BodyProducer {
         path: head.target,
         scheme: 'http',
         headers,
-        received: head.received,
+        received: head,
         hostName,
         body,
         grpc: isGrpc(get(raw, 'content-type')),

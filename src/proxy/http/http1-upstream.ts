@@ -356,7 +356,7 @@ class UpstreamConnection implements BodyProducer {
         ? undefined
         : (pending.responseBody = new PushBody(this, head.framing === 'length' ? head.contentLength : undefined));
     // One shape for every response (no spreads): objects of one shape keep the callers' property access monomorphic.
-    pending.resolve({ status: head.status, reason: head.reason || undefined, headers, received: head.received, body, peer, flag: '-' });
+    pending.resolve({ status: head.status, reason: head.reason || undefined, headers, received: head, body, peer, flag: '-' });
   }
 
   // The response body's producer: the socket is its source.

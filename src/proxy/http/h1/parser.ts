@@ -72,7 +72,13 @@ export class Http1ParseError extends MeshletError {
   }
 }
 
-export interface Head {
+/**
+ * A head as read. It is also what the writer of the message passed on is given as the
+ * message's ReceivedHead (`received` on the pipeline's request and response): method,
+ * target and reason are those fields, and `fields`, `text` and `start` say what the
+ * parser checked and where the lines were read from.
+ */
+export interface Head extends ReceivedHead {
   /** Request only ('' on responses). As received; a token. */
   method: string;
   /** Request only: the request-target as received (origin-form, absolute-form, authority-form for CONNECT, '*' for OPTIONS). */
@@ -85,8 +91,6 @@ export interface Head {
   versionMinor: 0 | 1;
   /** Flat [name, value, name, value, ...] as received: names keep case and order, duplicates kept, values without leading/trailing OWS. */
   headers: string[];
-  /** A copy of `headers`, and the text their lines were read from when a writer can forward those lines as they are. */
-  received: ReceivedHead;
   /** How the body is delimited, after RFC 9112 section 6 rules. 'eof' only for responses (no CL, no chunked, not bodiless). */
   framing: 'none' | 'length' | 'chunked' | 'eof';
   /** Body length when framing === 'length' (>0); 0 otherwise. */
@@ -667,7 +671,7 @@ export class Http1Parser {
     FIELD_LINES.test(s); // always matches, maybe no line
     const m = FIELD_LINES.lastIndex;
     const trailers = this.state === S_TRAILERS;
-    // A head's lines are forwardable as they came (Head.received) while they follow each other in one string.
+    // A head's lines are forwardable as they came (Head.text) while they follow each other in one string.
     if (!trailers && m > p) {
       if (this.fields.length === 0) {
         this.text = s;
@@ -848,7 +852,9 @@ export class Http1Parser {
       reason: this.reason,
       versionMinor: minor,
       headers: this.fields,
-      received: { method: this.method, target: this.target, reason: this.reason, fields: this.fields.slice(), text: this.plainLines ? this.text : undefined, start: this.textStart },
+      fields: this.fields.slice(),
+      text: this.plainLines ? this.text : undefined,
+      start: this.textStart,
       framing,
       contentLength: framing === 'length' ? this.contentLength : 0,
       keepAlive,
