@@ -143,12 +143,6 @@ export const MAX_LEADING_EMPTY_LINES = 2;
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 /** Bytes of a read decoded at once in the hope that they hold a whole head. */
 const PEEK = 512;
-/**
- * Field lines that every per-line check accepts: a name of tchar, a colon, field-vchar /
- * SP / HTAB / obs-text up to CRLF (no other CTL, no DEL, no bare CR). Sticky, so it
- * matches from lastIndex; it always matches, the empty string when no line does.
- */
-const FIELD_LINES = /(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*/y;
 const EMPTY = Buffer.alloc(0);
 
 /** Case-insensitive comparison of s[a, a + lit.length) with a lower-case literal of letters and '-' (s holds a token, so `| 0x20` is exact). */
@@ -531,7 +525,7 @@ export class Http1Parser {
       let p = 0;
       while (p < n) {
         if (this.startSeen || this.state === S_TRAILERS) {
-          p = this.fieldLines(s, p);
+          p = this.fieldLines(s, p, n, buf, off);
           if (this.state === S_DEAD) return -1;
           if (p === n) break;
         }
@@ -658,43 +652,53 @@ export class Http1Parser {
   }
 
   /**
-   * The well-formed field lines of s from p on, at once: FIELD_LINES (V8's compiled
-   * matcher) checks their characters and line ends in one pass, where a charCode loop per
-   * line cost about three times as much (most of a head is its field values). Returns
-   * where they end: at the empty line, or at the first line the per-line checks must see
-   * (one that is refused, or would reach the size limit), which then run as before, so the
+   * The well-formed field lines of s[p, n), read from their bytes (b[k + d] is s[k]):
+   * a name of tchar, a colon, field-vchar / SP / HTAB / obs-text up to CRLF. Returns where
+   * they end: at the empty line, or at the first line the per-line checks must see (one
+   * that is refused, or would reach the size limit), which then run as before, so the
    * failure reported is the same. Either way that line ends the section or the message,
-   * so no line is matched twice.
+   * so no line is read twice. One loop over the bytes checks each line and finds its colon
+   * and its CR; it replaced a regular expression over the string followed by two indexOf
+   * calls per line (callgrind: 14 000 -> 12 300 instructions for a five-field response,
+   * 12 100 -> 10 100 for a five-field request), where a loop over the string's characters
+   * had cost more than the expression.
    */
-  private fieldLines(s: string, p: number): number {
-    FIELD_LINES.lastIndex = p;
-    FIELD_LINES.test(s); // always matches, maybe no line
-    const m = FIELD_LINES.lastIndex;
+  private fieldLines(s: string, p: number, n: number, b: Buffer, d: number): number {
     const trailers = this.state === S_TRAILERS;
+    const before = this.fields.length;
+    let a = p;
+    // s[p, n) holds complete lines, each ending in LF, so no line read here ends past n.
+    while (a < n) {
+      const first = a + d;
+      let k = first;
+      while (TCHAR[b[k]!] === 1) k++;
+      if (k === first || b[k] !== 58) break;
+      const colon = k - d;
+      k++;
+      while (isOws(b[k]!)) k++;
+      const vs = k - d;
+      while (FIELD[b[k]!] === 1) k++;
+      if (b[k] !== 13 || b[k + 1] !== 10) break;
+      const cr = k - d;
+      let last = k; // after the value's last byte that is not OWS
+      while (last > vs + d && isOws(b[last - 1]!)) last--;
+      if (this.sectionBytes + (cr + 2 - a) >= this.maxHeadBytes) break;
+      this.sectionBytes += cr + 2 - a;
+      const ve = last - d;
+      if (vs !== colon + 2 || ve !== cr) this.plainLines = false;
+      this.addField(s, a, colon, vs, ve, cr, trailers);
+      if (this.state === S_DEAD) return a;
+      a = cr + 2;
+    }
     // A head's lines are forwardable as they came (Head.text) while they follow each other in one string.
-    if (!trailers && m > p) {
-      if (this.fields.length === 0) {
+    if (!trailers && a > p) {
+      if (before === 0) {
         this.text = s;
         this.textStart = p;
       } else if (this.text !== s || p !== this.textEnd) this.plainLines = false;
-      this.textEnd = m;
+      this.textEnd = a;
     }
-    let a = p;
-    while (a < m) {
-      const colon = s.indexOf(':', a);
-      const cr = s.indexOf('\r', colon);
-      if (this.sectionBytes + (cr + 2 - a) >= this.maxHeadBytes) return a;
-      this.sectionBytes += cr + 2 - a;
-      let vs = colon + 1;
-      while (vs < cr && isOws(s.charCodeAt(vs))) vs++;
-      let ve = cr;
-      while (ve > vs && isOws(s.charCodeAt(ve - 1))) ve--;
-      if (vs !== colon + 2 || ve !== cr) this.plainLines = false;
-      this.addField(s, a, colon, vs, ve, cr, trailers);
-      if (this.state === S_DEAD) return m;
-      a = cr + 2;
-    }
-    return m;
+    return a;
   }
 
   /** A checked field line s[a, end): its name is s[a, i), its value s[vs, ve) (without OWS). */
