@@ -3,9 +3,9 @@
 // framed differently by the next hop (request smuggling, response splitting).
 //
 // The common case is a whole small head in one read: decoded once as latin1 (with what
-// follows it, up to PEEK bytes), its end found in that string, its field lines checked by
-// one regular expression; a line that expression does not take goes through the per-line
-// charCode checks, which name the failure. A head split over reads is kept as
+// follows it, up to PEEK bytes), its end found in that string, its field lines checked and
+// cut in one loop over the read's bytes; a line that loop does not take goes through the
+// per-line checks, which name the failure. A head split over reads is kept as
 // pieces of its last incomplete line, so a head that trickles in byte by byte costs linear
 // time. Bodies are handed on as subarrays of the input, never copied.
 //
