@@ -35,7 +35,7 @@ import { APP_UID, PROXY_UID, type Pod, type ProxyUnder } from '../src/testbed/ne
 import { parseH2load, preflight, startL7App, type Side } from './l7.ts';
 import { FRONT_PORTS, hostPort, startNodeRawPair } from './lib/baselines.ts';
 import { median, sig } from './lib/stats.ts';
-import { grouped, largest, readCosts, readPerfMap } from './lib/callgrind.ts';
+import { grouped, largest, perfMapPath, readCosts, readPerfMap } from './lib/callgrind.ts';
 import { createTopology } from './lib/topology.ts';
 import { parseVariants, startVariantPair, type Variant } from './lib/variants.ts';
 
@@ -103,7 +103,7 @@ function keepDumps(dir: string, mode: string, dumps: [string, number][]): void {
   for (const [i, [dump, pid]] of dumps.entries()) {
     const side = i === 0 ? 'a' : 'b';
     copyFileSync(dump, path.join(dir, `${mode}.${side}.callgrind`));
-    if (existsSync(`/tmp/perf-${pid}.map`)) copyFileSync(`/tmp/perf-${pid}.map`, path.join(dir, `${mode}.${side}.perf.map`));
+    if (existsSync(perfMapPath(pid))) copyFileSync(perfMapPath(pid), path.join(dir, `${mode}.${side}.perf.map`));
   }
   console.log(`kept the dumps of ${mode} in ${dir}`);
 }
@@ -174,7 +174,7 @@ async function count(label: string, side: Side, root: string, profile: boolean):
     }
     return { outbound: outbound.total / requests, inbound: inbound.total / requests };
   } finally {
-    for (const { pid } of pods) rmSync(`/tmp/perf-${pid}.map`, { force: true });
+    for (const { pid } of pods) rmSync(perfMapPath(pid), { force: true });
   }
 }
 

@@ -21,7 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { grouped, largest, readCosts, readPerfMap } from './lib/callgrind.ts';
+import { grouped, largest, perfMapPath, readCosts, readPerfMap } from './lib/callgrind.ts';
 
 const { values } = parseArgs({
   options: {
@@ -52,11 +52,12 @@ async function child(dir: string): Promise<void> {
   const { Http1Parser } = await import(path.join(dist, 'h1', 'parser.js'));
   const { endToEnd, DropNames, MESH_HEADERS } = await import(path.join(dist, 'headers.js'));
   const drop = new DropNames(MESH_HEADERS);
+  const filter = values.filter;
   let fields = 0;
   const parser = new Http1Parser(
     kind,
     {
-      onHead: (head: { headers: string[] }) => void (fields += values.filter ? endToEnd(head.headers, drop, head.headers).length : head.headers.length),
+      onHead: (head: { headers: string[] }) => void (fields += filter ? endToEnd(head.headers, drop, head.headers).length : head.headers.length),
       onBody: () => {},
       onMessageEnd: () => {},
       onError: (err: Error) => {
@@ -111,7 +112,7 @@ async function parent(): Promise<void> {
     const dump = readdirSync(dir).find((f) => f === `callgrind.out.${pid}.1`);
     if (dump === undefined) throw new Error('callgrind wrote no dump of the counted messages');
     const { self: costs } = readCosts(readFileSync(path.join(dir, dump), 'utf8'), readPerfMap(pid));
-    rmSync(`/tmp/perf-${pid}.map`, { force: true }); // node --perf-basic-prof writes it there
+    rmSync(perfMapPath(pid), { force: true });
     const per = (ir: number) => String(Math.round(ir / messages)).padStart(8);
     let total = 0;
     for (const ir of costs.values()) total += ir;

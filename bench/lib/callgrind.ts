@@ -93,8 +93,13 @@ function parsePerfMap(text: string): (name: string) => string {
   };
 }
 
+/** Where node --perf-basic-prof writes process `pid`'s map of generated code (V8 always puts it in /tmp). */
+export function perfMapPath(pid: number): string {
+  return `/tmp/perf-${pid}.map`;
+}
+
 export function readPerfMap(pid: number): string {
-  const file = `/tmp/perf-${pid}.map`;
+  const file = perfMapPath(pid);
   return existsSync(file) ? readFileSync(file, 'utf8') : '';
 }
 
