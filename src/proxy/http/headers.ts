@@ -71,7 +71,7 @@ export function endToEnd(headers: RawHeaders, drop: DropNames = HOP_BY_HOP_ONLY,
     if (codeAt(name, 0) === 58 /* : */) continue;
     if (drop.matches(name)) {
       if (isName(name, 'connection')) named = connectionNamed(value, named);
-      if (!isName(name, 'te') || !value.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) continue;
+      if (!isName(name, 'te') || !listsTrailers(value)) continue;
       value = 'trailers';
     }
     out[j++] = name;
@@ -82,6 +82,41 @@ export function endToEnd(headers: RawHeaders, drop: DropNames = HOP_BY_HOP_ONLY,
   // pop(), not `out.length = j`: the length store showed in callgrind as a call into V8's runtime (Accessors::ArrayLengthSetter).
   while (out.length > j) out.pop();
   return out;
+}
+
+/** A reader's marks (endToEndMarked) that do not cover every field to drop: one past the 30th, or one a Connection header names. */
+export const MARKS_INCOMPLETE = 1 << 30;
+
+/**
+ * endToEnd for a list whose connection-level fields its reader marked as it read them
+ * (bit i: headers[2i]; see the HTTP/1.1 parser's Head.marks): the marked ones go, but a
+ * `te` that lists `trailers`, and nothing else is looked at. When the marks say they are
+ * incomplete (MARKS_INCOMPLETE), `drop` decides by name, and must name what the marks
+ * would have. Filters `headers` in place.
+ */
+export function endToEndMarked(headers: RawHeaders, marks: number, drop: DropNames): RawHeaders {
+  if (marks === 0) return headers;
+  if ((marks & MARKS_INCOMPLETE) !== 0) return endToEnd(headers, drop, headers);
+  const n = headers.length;
+  let j = 0;
+  for (let i = 0; i < n; i += 2) {
+    if (((marks >>> (i >>> 1)) & 1) !== 0) {
+      // Of the marked names only `te` has two characters.
+      if (lengthOf(headers[i]!) !== 2 || !listsTrailers(headers[i + 1]!)) continue;
+      headers[j] = headers[i]!;
+      headers[j + 1] = 'trailers';
+    } else if (j !== i) {
+      headers[j] = headers[i]!;
+      headers[j + 1] = headers[i + 1]!;
+    }
+    j += 2;
+  }
+  while (headers.length > j) headers.pop();
+  return headers;
+}
+
+function listsTrailers(te: string): boolean {
+  return te.split(',').some((t) => t.trim().toLowerCase() === 'trailers');
 }
 
 /** The header names (lower case) a Connection value lists, added to `named`; `keep-alive` and `close` name no header but a hop-by-hop one. */

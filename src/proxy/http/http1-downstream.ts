@@ -14,7 +14,7 @@ import { MessageWriter, type OutgoingFraming } from './h1/message-writer.ts';
 import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
 import { responseHead } from './h1/serialize.ts';
 import { IdleSweep } from './idle-sweep.ts';
-import { DropNames, endToEnd, get, isMeshHop, isName, MESH_HEADERS, without, type RawHeaders } from './headers.ts';
+import { DropNames, endToEndMarked, get, isMeshHop, MESH_HEADERS, without, type RawHeaders } from './headers.ts';
 
 export interface Http1DownstreamOptions {
   maxHeaderBytes: number;
@@ -25,8 +25,8 @@ export interface Http1DownstreamOptions {
 
 /** What the hop between sidecars adds to an HTTP/1.1 exchange, on the receiving side. */
 export interface Http1ServerFraming {
-  /** The calling workload, from the request's raw headers (mesh headers are removed after this). */
-  peer(headers: RawHeaders): WorkloadMetadata | undefined;
+  /** The calling workload, from the request's head as read (mesh headers are removed after this). */
+  peer(head: Head): WorkloadMetadata | undefined;
   /** Fields added to every response head. */
   responseHeaders(): RawHeaders;
 }
@@ -233,27 +233,21 @@ class ClientConnection implements BodyProducer {
       return false;
     }
     const raw = head.headers;
-    let hostName = 'Host';
-    let host: string | undefined;
-    let hosts = 0;
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]!;
-      if (!isName(name, 'host')) continue;
-      hostName = name;
-      host = raw[i + 1];
-      hosts++;
-    }
-    if (hosts > 1) {
+    if (head.hosts > 1) {
       // RFC 9112 3.2: the proxy and the app (or a proxy before us) could each believe a different one.
       this.#refuse(new MeshletError('MESHLET_ERR_BAD_REQUEST', 'more than one Host header'));
       return false;
     }
+    // Read before the list is filtered in place.
+    const hostName = head.hostAt === -1 ? 'Host' : raw[head.hostAt]!;
+    const host = head.hostAt === -1 ? undefined : raw[head.hostAt + 1];
+    const grpc = head.contentTypeAt !== -1 && isGrpc(raw[head.contentTypeAt + 1]);
     if (!head.keepAlive) this.#closing = true;
     const conn = this.#conn;
     const aborted = new RequestAbort();
     const body = head.framing === 'none' ? undefined : new PushBody(this, head.framing === 'length' ? head.contentLength : undefined);
-    const peer = this.#framing.peer(raw);
-    const headers = endToEnd(raw, dropFromRequest, raw); // the parser's list, filtered in place
+    const peer = this.#framing.peer(head);
+    const headers = endToEndMarked(raw, head.marks, dropFromRequest); // the parser's list, filtered in place
     const exchange: Exchange = {
       head,
       body,
@@ -273,7 +267,7 @@ class ClientConnection implements BodyProducer {
         received: head,
         hostName,
         body,
-        grpc: isGrpc(get(raw, 'content-type')),
+        grpc,
         peer,
         abort: aborted,
         onContinue: () => {
@@ -499,5 +493,5 @@ class ClientConnection implements BodyProducer {
 const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
 const STOP_READING = (): boolean => false;
 
-/** Host travels as the request's authority; mesh headers are never taken from an app. */
+/** Host travels as the request's authority; mesh headers are never taken from an app. What the parser marks in a request head (Head.marks), by name. */
 const dropFromRequest = new DropNames(['host', ...MESH_HEADERS]);

@@ -11,7 +11,7 @@ import { MessageWriter } from './h1/message-writer.ts';
 import { IdleSweep } from './idle-sweep.ts';
 import { Http1Parser, type Head, type Http1ParseError } from './h1/parser.ts';
 import { requestHead } from './h1/serialize.ts';
-import { endToEnd, get, HOP_BY_HOP_ONLY, type DropNames } from './headers.ts';
+import { DropNames, endToEndMarked, get, MESH_HEADERS } from './headers.ts';
 import { beforeResponse, connectFailure } from './upstream-errors.ts';
 import type { ConnectionLimit } from '../../resilience/limits.ts';
 
@@ -29,13 +29,14 @@ export interface Http1UpstreamOptions {
 export interface Http1Framing {
   /** The hop's own header fields, written after the request's. */
   addedRequestHeaders(req: ProxyRequest): RawHeaders;
-  /** The peer's workload, from a received response head before `responseDrop` removes anything. */
-  responsePeer(headers: RawHeaders): WorkloadMetadata | undefined;
-  /** The names removed from a response head with the hop-by-hop ones, in the same pass (the hop's own). */
-  readonly responseDrop: DropNames;
+  /** The peer's workload, from a received response head before its connection-level fields are removed. */
+  responsePeer(head: Head): WorkloadMetadata | undefined;
   /** The same for received trailers. */
   responseTrailers(trailers: RawHeaders): RawHeaders;
 }
+
+/** What the parser marks in a response head (Head.marks), by name. */
+const dropFromResponse = new DropNames(MESH_HEADERS);
 
 const NO_HEADERS: RawHeaders = [];
 const CHUNKED: RawHeaders = ['Transfer-Encoding', 'chunked'];
@@ -43,7 +44,6 @@ const CHUNKED: RawHeaders = ['Transfer-Encoding', 'chunked'];
 const plainFraming: Http1Framing = {
   addedRequestHeaders: () => NO_HEADERS,
   responsePeer: () => undefined,
-  responseDrop: HOP_BY_HOP_ONLY,
   responseTrailers: (trailers) => trailers,
 };
 
@@ -349,8 +349,9 @@ class UpstreamConnection implements BodyProducer {
     clearTimeout(this.#connectTimer);
     pending.keepAlive = head.keepAlive && !head.upgrade && head.framing !== 'eof';
     const framing = this.#options.framing;
-    const peer = framing.responsePeer(head.headers);
-    const headers = endToEnd(head.headers, framing.responseDrop, head.headers); // the parser's list, filtered in place
+    const peer = framing.responsePeer(head);
+    // The parser's list, filtered in place; mesh headers go too, whoever sent them: never taken from an app.
+    const headers = endToEndMarked(head.headers, head.marks, dropFromResponse);
     const body =
       head.framing === 'none'
         ? undefined

@@ -2,7 +2,7 @@ import type { H2ServerFraming } from './h2-downstream.ts';
 import type { H2Framing } from './h2-upstream.ts';
 import type { Http1ServerFraming } from './http1-downstream.ts';
 import type { Http1Framing } from './http1-upstream.ts';
-import { caseOf, DropNames, get, isMeshHop, MESH_CASE_HEADER, MESH_HEADERS, MESH_METADATA_HEADER, MESH_PROTOCOL_HEADER, restoreCase, without, type RawHeaders } from './headers.ts';
+import { caseOf, get, isMeshHop, MESH_CASE_HEADER, MESH_HEADERS, MESH_METADATA_HEADER, MESH_PROTOCOL_HEADER, restoreCase, without, type RawHeaders } from './headers.ts';
 import type { WorkloadMetadata } from '../../pipeline/exchange.ts';
 import { decodeMetadata, encodeMetadata } from './peer-metadata.ts';
 
@@ -68,8 +68,7 @@ export function meshHttp1ClientFraming(local: WorkloadMetadata): Http1Framing {
   const added = [MESH_METADATA_HEADER, encodeMetadata(local)];
   return {
     addedRequestHeaders: () => added,
-    responsePeer: (headers) => decodeMetadata(get(headers, MESH_METADATA_HEADER)),
-    responseDrop: new DropNames(MESH_HEADERS),
+    responsePeer: (head) => (head.metadataAt === -1 ? undefined : decodeMetadata(head.headers[head.metadataAt + 1])),
     responseTrailers: (trailers) => without(trailers, isMeshHop),
   };
 }
@@ -78,7 +77,7 @@ export function meshHttp1ClientFraming(local: WorkloadMetadata): Http1Framing {
 export function meshHttp1ServerFraming(local: WorkloadMetadata): Http1ServerFraming {
   const metadata = [MESH_METADATA_HEADER, encodeMetadata(local)];
   return {
-    peer: (headers) => decodeMetadata(get(headers, MESH_METADATA_HEADER)),
+    peer: (head) => (head.metadataAt === -1 ? undefined : decodeMetadata(head.headers[head.metadataAt + 1])),
     responseHeaders: () => metadata,
   };
 }

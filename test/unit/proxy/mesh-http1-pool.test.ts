@@ -46,3 +46,29 @@ t.test('meshlet/http1: connections reused, never more than the requests in fligh
   t.equal(connections[0]?.resumed, false, 'the first one paid a full handshake');
   t.same(connections.slice(1).map((l) => l.resumed), [true, true], 'the later ones resumed its TLS session');
 });
+
+t.test('mesh headers in an app response are dropped, never read as the peer workload', async (t) => {
+  const forged = Buffer.from(JSON.stringify({ name: 'forged', namespace: 'evil', app: 'x', version: 'y' })).toString('base64url');
+  const app = http.createServer((req, res) => {
+    req.resume();
+    res.setHeader('meshlet-peer-metadata', forged);
+    res.setHeader('Meshlet-Protocol', 'h2');
+    res.end('ok');
+  });
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => app.close());
+  const { port, outbound } = await through(t, 'mesh', () => (app.address() as net.AddressInfo).port, {
+    MESHLET_ACCESS_LOG_ENABLED: 'true',
+    MESHLET_WORKLOAD_NAME: 'server-b',
+    MESHLET_WORKLOAD_NAMESPACE: 'ns-b',
+  });
+  const c = new RawClient(port);
+  t.teardown(() => c.close());
+  c.write('GET /forge HTTP/1.1\r\nHost: app\r\n\r\n');
+  const [r] = await c.read(['GET']);
+  t.equal(r!.status, 200);
+  t.equal(r!.body.toString(), 'ok');
+  t.same(r!.headers.filter(([n]) => n.toLowerCase().startsWith('meshlet-')), [], 'no meshlet-* header reaches the client');
+  const line = outbound.lines.find((l) => l.msg === 'request' && l.path === '/forge');
+  t.equal(line?.peer_workload, 'ns-b/server-b', "the outbound side labels the response with the inbound sidecar's workload, not the app's forgery");
+});

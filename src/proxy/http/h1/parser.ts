@@ -14,6 +14,7 @@
 // looked at, so the failure reported for an input is the same however it arrives.
 import { MeshletError } from '../../../errors.ts';
 import type { ReceivedHead } from '../../../pipeline/exchange.ts';
+import { MARKS_INCOMPLETE, MESH_CASE_HEADER, MESH_METADATA_HEADER, MESH_PROTOCOL_HEADER } from '../headers.ts';
 import { AUTHORITY, FIELD, HEX, QDTEXT, TCHAR } from './chars.ts';
 
 /** Why a message was refused; stable strings (listed in docs/http.md by the socket-side engineer). */
@@ -111,7 +112,25 @@ export interface Head extends ReceivedHead {
   upgrade: boolean;
   /** Request only: `Expect: 100-continue` (case-insensitive). */
   expectContinue: boolean;
+  /**
+   * The fields that belong to this connection rather than to the message, as a bit per
+   * field (bit i: headers[2i]), found while the names were read, so that nothing after the
+   * parser compares names to find them: the hop-by-hop ones (RFC 9110 7.6.1), the mesh's
+   * own (meshlet-*), and a request's Host. MARKS_INCOMPLETE when the bits cannot say
+   * (one beyond the 30th field, or a Connection header that names other fields): then
+   * only a filter by name can (headers.ts endToEndMarked).
+   */
+  marks: number;
+  /** Where in `headers` the first Host name is (-1: none), and how many there are (requests only). */
+  hostAt: number;
+  hosts: number;
+  /** Where in `headers` the first meshlet-peer-metadata and Content-Type names are (-1: none). */
+  metadataAt: number;
+  contentTypeAt: number;
 }
+
+/** Fields past this many are not marked. */
+const MARKED_FIELDS = 30;
 
 export interface ParserEvents {
   /**
@@ -153,6 +172,66 @@ function eqLower(s: string, a: number, lit: string): boolean {
 
 function isOws(c: number): boolean {
   return c === 32 || c === 9;
+}
+
+// ---- the field names the parser acts on (addField) ----
+const K_CONTENT_LENGTH = 1;
+const K_TRANSFER_ENCODING = 2;
+const K_HOST = 3;
+const K_EXPECT = 4;
+const K_UPGRADE = 5;
+const K_CONNECTION = 6;
+const K_CONTENT_TYPE = 7;
+const K_MESH_METADATA = 8;
+// Marked only (Head.marks): the other hop-by-hop names (RFC 9110 7.6.1) and the mesh's own.
+const K_TE = 9;
+const K_KEEP_ALIVE = 10;
+const K_PROXY_CONNECTION = 11;
+const K_HTTP2_SETTINGS = 12;
+const K_MESH_PROTOCOL = 13;
+const K_MESH_CASE = 14;
+
+/** By K_ number: the name, lower case, and its bytes. */
+const KNOWN_NAMES: string[] = [];
+const KNOWN_BYTES: Uint8Array[] = [];
+/** By (length << 5 | first character & 31): which K_ name a field's name can be (0: none). `& 31` folds a letter's case. */
+const KNOWN_BY_SHAPE = new Uint8Array(32 * 32);
+for (const [known, name] of [
+  [K_CONTENT_LENGTH, 'content-length'],
+  [K_TRANSFER_ENCODING, 'transfer-encoding'],
+  [K_HOST, 'host'],
+  [K_EXPECT, 'expect'],
+  [K_UPGRADE, 'upgrade'],
+  [K_CONNECTION, 'connection'],
+  [K_CONTENT_TYPE, 'content-type'],
+  [K_MESH_METADATA, MESH_METADATA_HEADER],
+  [K_TE, 'te'],
+  [K_KEEP_ALIVE, 'keep-alive'],
+  [K_PROXY_CONNECTION, 'proxy-connection'],
+  [K_HTTP2_SETTINGS, 'http2-settings'],
+  [K_MESH_PROTOCOL, MESH_PROTOCOL_HEADER],
+  [K_MESH_CASE, MESH_CASE_HEADER],
+] as const) {
+  const shape = (name.length << 5) | (name.charCodeAt(0) & 31);
+  if (KNOWN_BY_SHAPE[shape] !== 0) throw new Error(`${name} has the length and first letter of ${KNOWN_NAMES[KNOWN_BY_SHAPE[shape]!]}`);
+  KNOWN_BY_SHAPE[shape] = known;
+  KNOWN_NAMES[known] = name;
+  KNOWN_BYTES[known] = Buffer.from(name, 'latin1');
+}
+const CLOSE = Buffer.from('close', 'latin1');
+const KEEP_ALIVE = Buffer.from('keep-alive', 'latin1');
+const UPGRADE = Buffer.from('upgrade', 'latin1');
+const CONTINUE_100 = Buffer.from('100-continue', 'latin1');
+
+/**
+ * Whether b[at, at + lower.length) is `lower` (lower-case letters, digits and '-') in any
+ * case. The bytes are a token's or a field value's: `| 0x20` maps no other such byte onto
+ * a letter, a digit or '-'.
+ */
+function bytesAre(b: Buffer, at: number, lower: Uint8Array): boolean {
+  const n = lower.length;
+  for (let i = 0; i < n; i++) if ((b[at + i]! | 0x20) !== lower[i]) return false;
+  return true;
 }
 
 // ---- parser states ----
@@ -233,6 +312,11 @@ export class Http1Parser {
   private connUpgrade = false;
   private hasUpgrade = false;
   private expectContinue = false;
+  private marks = 0;
+  private hostAt = -1;
+  private hosts = 0;
+  private metadataAt = -1;
+  private contentTypeAt = -1;
   private keepAlive = true;
 
   // Bodies.
@@ -473,6 +557,11 @@ export class Http1Parser {
     this.connUpgrade = false;
     this.hasUpgrade = false;
     this.expectContinue = false;
+    this.marks = 0;
+    this.hostAt = -1;
+    this.hosts = 0;
+    this.metadataAt = -1;
+    this.contentTypeAt = -1;
   }
 
   /**
@@ -648,7 +737,7 @@ export class Http1Parser {
       if (c !== 32 && c !== 9) vEnd = j + 1;
     }
     this.plainLines = false; // lines the per-line checks read are written anew
-    this.addField(s, a, k - d, vk - d, vEnd - d, end, trailers);
+    this.addField(s, a, k - d, vk - d, vEnd - d, end, trailers, b, d);
   }
 
   /**
@@ -666,27 +755,32 @@ export class Http1Parser {
   private fieldLines(s: string, p: number, n: number, b: Buffer, d: number): number {
     const trailers = this.state === S_TRAILERS;
     const before = this.fields.length;
+    // The imported tables in locals: V8 otherwise loads each from its module cell, with a
+    // hole and map check, at every line.
+    const tchar = TCHAR;
+    const field = FIELD;
     let a = p;
     // s[p, n) holds complete lines, each ending in LF, so no line read here ends past n.
     while (a < n) {
       const first = a + d;
       let k = first;
-      while (TCHAR[b[k]!] === 1) k++;
+      while (tchar[b[k]!] === 1) k++;
       if (k === first || b[k] !== 58) break;
       const colon = k - d;
       k++;
-      while (isOws(b[k]!)) k++;
+      let c = b[k]!;
+      while (c === 32 || c === 9) c = b[++k]!;
       const vs = k - d;
-      while (FIELD[b[k]!] === 1) k++;
+      while (field[b[k]!] === 1) k++;
       if (b[k] !== 13 || b[k + 1] !== 10) break;
       const cr = k - d;
       let last = k; // after the value's last byte that is not OWS
-      while (last > vs + d && isOws(b[last - 1]!)) last--;
+      while (last > vs + d && ((c = b[last - 1]!) === 32 || c === 9)) last--;
       if (this.sectionBytes + (cr + 2 - a) >= this.maxHeadBytes) break;
       this.sectionBytes += cr + 2 - a;
       const ve = last - d;
       if (vs !== colon + 2 || ve !== cr) this.plainLines = false;
-      this.addField(s, a, colon, vs, ve, cr, trailers);
+      this.addField(s, a, colon, vs, ve, cr, trailers, b, d);
       if (this.state === S_DEAD) return a;
       a = cr + 2;
     }
@@ -701,8 +795,8 @@ export class Http1Parser {
     return a;
   }
 
-  /** A checked field line s[a, end): its name is s[a, i), its value s[vs, ve) (without OWS). */
-  private addField(s: string, a: number, i: number, vs: number, ve: number, end: number, trailers: boolean): void {
+  /** A checked field line s[a, end): its name is s[a, i), its value s[vs, ve) (without OWS); b[k + d] is s[k]. */
+  private addField(s: string, a: number, i: number, vs: number, ve: number, end: number, trailers: boolean, b: Buffer, d: number): void {
     if (this.fields.length >= this.maxHeaders * 2) return this.fail(trailers ? 'trailers_too_large' : 'too_many_headers');
     const value = s.slice(vs, ve);
     // Two stores at the end rather than push(name, value), which V8 left as a call to its builtin.
@@ -710,33 +804,72 @@ export class Http1Parser {
     const n = fields.length;
     fields[n] = s.slice(a, i);
     fields[n + 1] = value;
-    switch (i - a) {
-      case 6:
-        if (!trailers && eqLower(s, a, 'expect') && value.length === 12 && eqLower(value, 0, '100-continue')) this.expectContinue = true;
-        break;
-      case 7:
-        if (!trailers && eqLower(s, a, 'upgrade')) this.hasUpgrade = true;
-        break;
-      case 10:
-        if (!trailers && eqLower(s, a, 'connection')) this.connection(value);
-        break;
-      case 14:
-        if (eqLower(s, a, 'content-length')) {
-          // In a trailer section a framing field is refused: the body is already delimited.
-          if (trailers) return this.fail('content_length_and_transfer_encoding');
-          if (++this.clCount === 1) this.clValue = value;
-        }
-        break;
-      case 17:
-        if (eqLower(s, a, 'transfer-encoding')) {
-          if (trailers) return this.fail('invalid_transfer_encoding');
-          (this.teValues ??= []).push(value);
-          // A tab after the last coding: llhttp then reads `chunked\t` as another coding
-          // than chunked, so no reading of it is safe.
-          for (let j = ve; j < end; j++) if (s.charCodeAt(j) === 9) this.teTrailingTab = true;
-        }
-        break;
+    // The few names the parser acts on are found by length and first letter, then compared
+    // once, as bytes (a string's characters cost V8 a dispatch on its representation each:
+    // callgrind counted 37 instructions a character); the rest cost a table load. Kept out
+    // of line, the actions leave this function small enough for V8 to inline into the
+    // field-line loop.
+    const length = i - a;
+    if (length < 32) {
+      const known = KNOWN_BY_SHAPE[(length << 5) | (b[a + d]! & 31)]!;
+      if (known !== 0 && bytesAre(b, a + d, KNOWN_BYTES[known]!)) this.knownField(known, n, value, vs + d, ve, end, trailers, s, b);
     }
+  }
+
+  /**
+   * A field whose name is KNOWN_NAMES[known], at fields[n]: its value is `value`, the bytes
+   * b[vb, vb + value.length); in `s` it ends at ve and its line at `end`.
+   */
+  private knownField(known: number, n: number, value: string, vb: number, ve: number, end: number, trailers: boolean, s: string, b: Buffer): void {
+    switch (known) {
+      case K_CONTENT_LENGTH:
+        // In a trailer section a framing field is refused: the body is already delimited.
+        if (trailers) return this.fail('content_length_and_transfer_encoding');
+        if (++this.clCount === 1) this.clValue = value;
+        return;
+      case K_TRANSFER_ENCODING:
+        if (trailers) return this.fail('invalid_transfer_encoding');
+        (this.teValues ??= []).push(value);
+        this.mark(n);
+        // A tab after the last coding: llhttp then reads `chunked\t` as another coding
+        // than chunked, so no reading of it is safe.
+        for (let j = ve; j < end; j++) if (s.charCodeAt(j) === 9) this.teTrailingTab = true;
+        return;
+    }
+    if (trailers) return; // the rest mean something in a head only
+    switch (known) {
+      case K_HOST:
+        if (!this.isRequest) return; // an end-to-end field in a response
+        if (this.hosts++ === 0) this.hostAt = n;
+        this.mark(n);
+        return;
+      case K_EXPECT:
+        if (value.length === 12 && bytesAre(b, vb, CONTINUE_100)) this.expectContinue = true;
+        return;
+      case K_UPGRADE:
+        this.hasUpgrade = true;
+        this.mark(n);
+        return;
+      case K_CONNECTION:
+        this.connection(value, b, vb);
+        this.mark(n);
+        return;
+      case K_CONTENT_TYPE:
+        if (this.contentTypeAt === -1) this.contentTypeAt = n;
+        return;
+      case K_MESH_METADATA:
+        if (this.metadataAt === -1) this.metadataAt = n;
+        this.mark(n);
+        return;
+      default: // te, keep-alive, proxy-connection, http2-settings, meshlet-protocol, meshlet-header-case
+        this.mark(n);
+    }
+  }
+
+  /** Marks the field whose name is at fields[n] (Head.marks). */
+  private mark(n: number): void {
+    const field = n >>> 1;
+    this.marks |= field < MARKED_FIELDS ? 1 << field : MARKS_INCOMPLETE;
   }
 
   /** 1*DIGIT, at most Number.MAX_SAFE_INTEGER; false after an error. */
@@ -795,17 +928,19 @@ export class Http1Parser {
     return false;
   }
 
-  private connection(v: string): void {
+  /** A Connection value: close, keep-alive and upgrade as flags; any other name makes the marks incomplete (it names a field to drop). */
+  private connection(v: string, b: Buffer, vb: number): void {
     const n = v.length;
-    if (n === 5 && eqLower(v, 0, 'close')) this.connClose = true;
-    else if (n === 10 && eqLower(v, 0, 'keep-alive')) this.connKeepAlive = true;
-    else if (n === 7 && eqLower(v, 0, 'upgrade')) this.connUpgrade = true;
-    else if (n > 5) {
+    if (n === 5 && bytesAre(b, vb, CLOSE)) this.connClose = true;
+    else if (n === 10 && bytesAre(b, vb, KEEP_ALIVE)) this.connKeepAlive = true;
+    else if (n === 7 && bytesAre(b, vb, UPGRADE)) this.connUpgrade = true;
+    else {
       for (const raw of v.split(',')) {
         const t = raw.trim().toLowerCase();
         if (t === 'close') this.connClose = true;
         else if (t === 'keep-alive') this.connKeepAlive = true;
         else if (t === 'upgrade') this.connUpgrade = true;
+        else if (t !== '') this.marks |= MARKS_INCOMPLETE;
       }
     }
   }
@@ -868,6 +1003,11 @@ export class Http1Parser {
       keepAlive,
       upgrade,
       expectContinue: this.expectContinue,
+      marks: this.marks,
+      hostAt: this.hostAt,
+      hosts: this.hosts,
+      metadataAt: this.metadataAt,
+      contentTypeAt: this.contentTypeAt,
     };
     this.keepAlive = keepAlive;
     this.resetMessage();
