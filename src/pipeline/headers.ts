@@ -22,6 +22,10 @@ export function get(headers: RawHeaders, name: string): string | undefined {
 export function isName(name: string, lower: string): boolean {
   const n = lower.length;
   if (lengthOf(name) !== n) return false;
+  // A name written in lower case (most clients and HTTP/2) is equal as a whole: V8 compares
+  // the two strings' bytes in one builtin, where the loop below reads each character
+  // through a dispatch on the string's representation (about 30 instructions each).
+  if (name === lower) return true;
   for (let i = 0; i < n; i++) {
     const c = codeAt(name, i);
     if ((c >= 65 && c <= 90 ? c + 32 : c) !== lower.charCodeAt(i)) return false;

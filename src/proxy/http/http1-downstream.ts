@@ -174,8 +174,8 @@ class ClientConnection implements BodyProducer {
       'request',
       {
         onHead: (head) => this.#onHead(head),
-        // With shared reads a view of READ_BUFFER, which the next read overwrites: the body gets a copy.
-        onBody: (chunk) => this.#exchange?.body?.push(this.#sharedReads ? Buffer.from(chunk) : chunk),
+        // With shared reads the parser copies it out of READ_BUFFER, which the next read overwrites.
+        onBody: (chunk) => this.#exchange?.body?.push(chunk),
         onMessageEnd: (trailers) => this.#onRequestEnd(trailers),
         onError: (err) => this.#onParseError(err),
       },
@@ -193,6 +193,7 @@ class ClientConnection implements BodyProducer {
       return;
     }
     this.#sharedReads = true;
+    this.#parser.bodiesCopied = true;
     for (const chunk of held) this.#onData(chunk);
   }
 
@@ -202,7 +203,8 @@ class ClientConnection implements BodyProducer {
   };
 
   readonly #onRead = (bytes: number): boolean => {
-    this.#onData(READ_BUFFER.subarray(0, bytes));
+    this.#parser.execute(READ_BUFFER, bytes); // no view made per read
+    this.#afterParse();
     return true;
   };
 

@@ -250,13 +250,14 @@ class UpstreamConnection implements BodyProducer {
       'response',
       {
         onHead: (head) => this.#onHead(head),
-        // A view of READ_BUFFER, which the next read overwrites: the body gets a copy.
-        onBody: (chunk) => this.#pending?.responseBody?.push(Buffer.from(chunk)),
+        // The parser copies it out of READ_BUFFER, which the next read overwrites (bodiesCopied).
+        onBody: (chunk) => this.#pending?.responseBody?.push(chunk),
         onMessageEnd: (trailers) => this.#onResponseEnd(trailers),
         onError: (err) => this.#onParseError(err),
       },
       RESPONSE_LIMITS,
     );
+    this.#parser.bodiesCopied = true;
     this.#connectTimer = setTimeout(
       () => socket.destroy(connectFailure(new MeshletError('MESHLET_ERR_UPSTREAM_CONNECT', `no connection within ${connectTimeoutMs} ms`))),
       connectTimeoutMs,
@@ -276,7 +277,7 @@ class UpstreamConnection implements BodyProducer {
 
   readonly #onRead = (bytes: number): boolean => {
     if (this.#pending) this.#pending.answered = true;
-    this.#parser.execute(READ_BUFFER.subarray(0, bytes));
+    this.#parser.execute(READ_BUFFER, bytes); // no view made per read
     return true;
   };
 

@@ -92,6 +92,19 @@ t.test('bodies: Content-Length and chunked, zero-copy', async (t) => {
   t.equal(parser.idle, true);
 });
 
+t.test('bodiesCopied: the same bodies, as copies that outlive the read buffer', async (t) => {
+  const text = 'POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n';
+  const read = Buffer.alloc(text.length + 8);
+  const chunks: Buffer[] = [];
+  const parser = new Http1Parser('request', { onHead: () => {}, onBody: (c) => void chunks.push(c), onMessageEnd: () => {}, onError: (e) => t.fail(e.message) }, LIMITS);
+  parser.bodiesCopied = true;
+  read.write(text, 'latin1');
+  parser.execute(read, text.length);
+  read.fill(0x58);
+  t.same(chunks.map((c) => c.toString()), ['hello', 'abc'], 'unchanged after the read buffer is overwritten');
+  t.ok(chunks.every((c) => c.buffer !== read.buffer), 'copies, not views');
+});
+
 t.test('split at every byte position: the same events as in one piece', async (t) => {
   const pairs: Array<{ kind: 'request' | 'response'; input: string; expect?: string[] }> = [
     {

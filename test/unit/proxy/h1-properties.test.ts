@@ -116,7 +116,9 @@ for (const [kind, arb] of [['request', request], ['response', response]] as cons
         if (ends(whole) !== 1) return false;
         const split = record(kind, cut(m.bytes, positions), { expect });
         t.same(messages(split), [m.expected], 'split');
-        return ends(split) === 1;
+        const shared = record(kind, cut(m.bytes, positions), { expect, shared: true });
+        t.same(messages(shared), [m.expected], 'split, each piece read into a shared buffer with other bytes after it');
+        return ends(split) === 1 && ends(shared) === 1;
       }),
       RUNS,
     );
@@ -132,7 +134,9 @@ for (const [kind, arb] of [['request', request], ['response', response]] as cons
         t.same(messages(whole), want, 'one buffer');
         const split = record(kind, cut(all, positions), { expect });
         t.same(messages(split), want, 'split');
-        return ends(whole) === list.length && ends(split) === list.length;
+        const shared = record(kind, cut(all, positions), { expect, shared: true });
+        t.same(messages(shared), want, 'split, into a shared buffer');
+        return ends(whole) === list.length && ends(split) === list.length && ends(shared) === list.length;
       }),
       { numRuns: 150 },
     );

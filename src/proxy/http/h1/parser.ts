@@ -139,7 +139,7 @@ export interface ParserEvents {
    * onMessageEnd: the next onHead is the final response.
    */
   onHead(head: Head): boolean | void;
-  /** Body bytes (chunked framing already decoded): zero-copy subarrays of the input where possible. Never called with an empty buffer. */
+  /** Body bytes (chunked framing already decoded): zero-copy subarrays of the input where possible (copies with bodiesCopied). Never called with an empty buffer. */
   onBody(chunk: Buffer): void;
   /** The message is complete; trailers (flat raw list, [] when none). Return false to pause before parsing the next message (pipelining). */
   onMessageEnd(trailers: string[]): boolean | void;
@@ -334,6 +334,12 @@ export class Http1Parser {
     this.maxHeaders = limits.maxHeaders;
   }
 
+  /**
+   * onBody gets copies of the body bytes, not views of the input: for a caller that reads
+   * into one buffer it reuses, and must keep what it hands on.
+   */
+  bodiesCopied = false;
+
   /** True between messages with nothing buffered. */
   get idle(): boolean {
     return this.state === S_HEAD && !this.inHead() && this.pendingLen === 0;
@@ -361,16 +367,18 @@ export class Http1Parser {
    * call, bodies as their bytes arrive. While paused, bytes are only buffered. The parser
    * keeps no reference to `data` once execute() returns (what it must keep, it copies), so
    * the caller may reuse its read buffer; onBody's chunks are views valid during the call.
+   * Only data[0, end) is read: a caller reading into a buffer of its own passes the buffer
+   * and the bytes read, and makes no view of it per read.
    */
-  execute(data: Buffer): void {
+  execute(data: Buffer, end: number = data.length): void {
     const s = this.state;
-    if (s === S_DEAD || s === S_CLOSED || data.length === 0) return;
+    if (s === S_DEAD || s === S_CLOSED || end === 0) return;
     if (this.paused || this.running || s === S_UPGRADED) {
-      this.pending.push(Buffer.from(data));
-      this.pendingLen += data.length;
+      this.pending.push(Buffer.from(data.subarray(0, end)));
+      this.pendingLen += end;
       return;
     }
-    this.drive(data);
+    this.drive(data, end);
   }
 
   pause(): void {
@@ -382,7 +390,8 @@ export class Http1Parser {
     if (!this.paused) return;
     this.paused = false;
     if (this.running) return; // the loop that is running goes on by itself
-    this.drive(this.state === S_UPGRADED ? EMPTY : this.takePending());
+    const pending = this.state === S_UPGRADED ? EMPTY : this.takePending();
+    this.drive(pending, pending.length);
   }
 
   /** Response parser only: the method of the request the next response answers (HEAD: no body; CONNECT + 2xx: upgrade). Call before feeding that response. 1xx interim responses (100, 103) are delivered through onHead with framing 'none' and do NOT consume the expectation: the final response follows. 101 is final (upgrade). Several calls queue up, in order, for pipelined requests. */
@@ -414,15 +423,17 @@ export class Http1Parser {
     return out;
   }
 
-  private drive(first: Buffer): void {
+  private drive(first: Buffer, firstEnd: number): void {
     this.running = true;
     try {
       let buf = first;
+      let end = firstEnd;
       for (;;) {
-        this.run(buf);
+        this.run(buf, end);
         const s = this.state;
         if (this.paused || s === S_DEAD || s === S_CLOSED || s === S_UPGRADED || this.pendingLen === 0) break;
         buf = this.takePending(); // fed during a callback
+        end = buf.length;
       }
     } finally {
       this.running = false;
@@ -443,9 +454,19 @@ export class Http1Parser {
     }
   }
 
-  /** Parses buf; whatever is left when the parser pauses, upgrades or closes goes to `pending` (ahead of bytes fed meanwhile). */
-  private run(buf: Buffer): void {
-    const len = buf.length;
+  /** Body bytes buf[from, to) for onBody: a view, or a copy when bodiesCopied. */
+  private bodyChunk(buf: Buffer, from: number, to: number): Buffer {
+    if (this.bodiesCopied) {
+      // One Buffer and a native copy, where a view and a copy of it would make two Buffers.
+      const copy = Buffer.allocUnsafe(to - from);
+      buf.copy(copy, 0, from, to);
+      return copy;
+    }
+    return from === 0 && to === buf.length ? buf : buf.subarray(from, to);
+  }
+
+  /** Parses buf[0, len); whatever is left when the parser pauses, upgrades or closes goes to `pending` (ahead of bytes fed meanwhile). */
+  private run(buf: Buffer, len: number): void {
     let off = 0;
     for (;;) {
       if (this.paused) break;
@@ -458,7 +479,7 @@ export class Http1Parser {
       switch (s) {
         case S_HEAD:
         case S_TRAILERS:
-          off = this.section(buf, off);
+          off = this.section(buf, off, len);
           if (off < 0) return; // error
           if (this.sectionDone) {
             if (s === S_HEAD) this.headDone();
@@ -467,7 +488,7 @@ export class Http1Parser {
           break;
         case S_LENGTH: {
           const n = Math.min(this.remaining, len - off);
-          const chunk = n === len ? buf : buf.subarray(off, off + n);
+          const chunk = this.bodyChunk(buf, off, off + n);
           off += n;
           this.remaining -= n;
           if (this.remaining === 0) this.state = S_END;
@@ -476,7 +497,7 @@ export class Http1Parser {
         }
         case S_CHUNK_DATA: {
           const n = Math.min(this.remaining, len - off);
-          const chunk = buf.subarray(off, off + n);
+          const chunk = this.bodyChunk(buf, off, off + n);
           off += n;
           this.remaining -= n;
           if (this.remaining === 0) {
@@ -498,11 +519,11 @@ export class Http1Parser {
           }
           break;
         case S_CHUNK_LINE:
-          off = this.chunkLine(buf, off);
+          off = this.chunkLine(buf, off, len);
           if (off < 0) return;
           break;
         case S_EOF: {
-          const chunk = off === 0 ? buf : buf.subarray(off);
+          const chunk = this.bodyChunk(buf, off, len);
           off = len;
           this.events.onBody(chunk);
           break;
@@ -511,7 +532,7 @@ export class Http1Parser {
     }
     // The loop stops short of the end only when paused, upgraded, closed or refused.
     if (off < len && this.state !== S_DEAD && this.state !== S_CLOSED) {
-      this.pending.unshift(Buffer.from(buf.subarray(off)));
+      this.pending.unshift(Buffer.from(buf.subarray(off, len)));
       this.pendingLen += len - off;
     }
   }
@@ -569,11 +590,10 @@ export class Http1Parser {
    * the last line consumed (all of buf when its end is an incomplete line, kept in `frag`),
    * or -1 after an error. Sets sectionDone at the section's empty line.
    */
-  private section(buf: Buffer, off: number): number {
-    const len = buf.length;
+  private section(buf: Buffer, off: number, len: number): number {
     if (this.fragLen > 0) {
       const lf = buf.indexOf(10, off);
-      if (lf === -1) return this.addFrag(buf, off);
+      if (lf === -1 || lf >= len) return this.addFrag(buf, off, len);
       this.frag.push(buf.subarray(off, lf + 1));
       const bytes = Buffer.concat(this.frag, this.fragLen + lf + 1 - off);
       const line = bytes.toString('latin1');
@@ -600,12 +620,12 @@ export class Http1Parser {
           end = off + e + 4;
         } else {
           const e = buf.indexOf(CRLFCRLF, off);
-          if (e !== -1 && e + 4 <= limitEnd) {
+          if (e !== -1 && e + 4 <= limitEnd && e + 4 <= len) {
             end = e + 4;
           } else {
             const stop = Math.min(len, limitEnd);
             end = stop > off ? buf.lastIndexOf(10, stop - 1) + 1 : 0;
-            if (end <= off) return this.addFrag(buf, off);
+            if (end <= off) return this.addFrag(buf, off, len);
           }
           s = buf.toString('latin1', off, end);
         }
@@ -629,15 +649,15 @@ export class Http1Parser {
     return off;
   }
 
-  private addFrag(buf: Buffer, off: number): number {
-    const piece = Buffer.from(buf.subarray(off));
+  private addFrag(buf: Buffer, off: number, len: number): number {
+    const piece = Buffer.from(buf.subarray(off, len));
     this.frag.push(piece);
     this.fragLen += piece.length;
     if (this.sectionBytes + this.fragLen >= this.maxHeadBytes) {
       this.fail(this.state === S_TRAILERS ? 'trailers_too_large' : 'head_too_large');
       return -1;
     }
-    return buf.length;
+    return len;
   }
 
   /** One line of a head or trailer section: s[a, lf] where s[lf] is its LF; the same characters are the bytes of `b` from a + d. */
@@ -1057,8 +1077,7 @@ export class Http1Parser {
   }
 
   /** chunk-size [ chunk-ext ] CRLF, byte by byte (a few bytes per chunk). Returns the offset after what was consumed, -1 after an error. */
-  private chunkLine(buf: Buffer, off: number): number {
-    const len = buf.length;
+  private chunkLine(buf: Buffer, off: number, len: number): number {
     let cs = this.cs;
     while (off < len) {
       const c = buf[off]!;
