@@ -23,6 +23,12 @@ export const MESH_HEADERS = [MESH_PROTOCOL_HEADER, MESH_CASE_HEADER, MESH_METADA
 const MESH_HOP: ReadonlySet<string> = new Set(MESH_HEADERS);
 export const isMeshHop = (lowerName: string): boolean => MESH_HOP.has(lowerName);
 
+/** An HTTP/2 list (names in lower case) without the mesh's own headers: the list itself when it has none, as nearly every one does. */
+export function withoutMeshHeaders(headers: RawHeaders): RawHeaders {
+  for (let i = 0; i < headers.length; i += 2) if (isMeshHop(headers[i]!)) return without(headers, isMeshHop);
+  return headers;
+}
+
 export function without(headers: RawHeaders, drop: (lowerName: string) => boolean): RawHeaders {
   const out: RawHeaders = [];
   for (let i = 0; i < headers.length; i += 2) {

@@ -45,6 +45,17 @@ for (const topology of TOPOLOGIES) {
       t.equal(r.headers.date, undefined, 'no Date: the app sent none');
     });
 
+    t.test("mesh headers in the app's response never reach the client", async (t) => {
+      const { session } = await proxied(t, topology, (stream) => {
+        stream.respond({ ':status': 200, 'meshlet-peer-metadata': 'e30', 'meshlet-protocol': 'http1', 'x-kept': '1' });
+        stream.end('ok');
+      });
+      const r = await h2Request(session, { ':method': 'GET', ':path': '/' });
+      t.equal(r.status, 200);
+      t.equal(r.headers['x-kept'], '1');
+      t.same(Object.keys(r.headers).filter((n) => n.startsWith('meshlet-')), [], 'no meshlet-* header');
+    });
+
     for (const [name, code] of [
       ['INTERNAL_ERROR', NGHTTP2_INTERNAL_ERROR],
       ['CANCEL', NGHTTP2_CANCEL],
