@@ -636,6 +636,7 @@ export class Http1Parser {
         if (this.startSeen || this.state === S_TRAILERS) {
           p = this.fieldLines(s, p, n, buf, off);
           if (this.state === S_DEAD) return -1;
+          if (this.sectionDone) return off + p;
           if (p === n) break;
         }
         const lf = s.indexOf('\n', p);
@@ -763,10 +764,10 @@ export class Http1Parser {
   /**
    * The well-formed field lines of s[p, n), read from their bytes (b[k + d] is s[k]):
    * a name of tchar, a colon, field-vchar / SP / HTAB / obs-text up to CRLF. Returns where
-   * they end: at the empty line, or at the first line the per-line checks must see (one
-   * that is refused, or would reach the size limit), which then run as before, so the
-   * failure reported is the same. Either way that line ends the section or the message,
-   * so no line is read twice. One loop over the bytes checks each line and finds its colon
+   * they end: past the empty line, which ends the section (sectionDone), or at the first
+   * line the per-line checks must see (one that is refused, or would reach the size
+   * limit), which then run as before, so the failure reported is the same. Either way that
+   * line ends the section or the message, so no line is read twice. One loop over the bytes checks each line and finds its colon
    * and its CR; it replaced a regular expression over the string followed by two indexOf
    * calls per line (callgrind: 14 000 -> 12 300 instructions for a five-field response,
    * 12 100 -> 10 100 for a five-field request), where a loop over the string's characters
@@ -780,12 +781,21 @@ export class Http1Parser {
     const tchar = TCHAR;
     const field = FIELD;
     let a = p;
+    let after = -1; // past the section's empty line, when it was read here
     // s[p, n) holds complete lines, each ending in LF, so no line read here ends past n.
     while (a < n) {
       const first = a + d;
       let k = first;
       while (tchar[b[k]!] === 1) k++;
-      if (k === first || b[k] !== 58) break;
+      if (k === first || b[k] !== 58) {
+        // The empty line ends the section here, without a search for its LF, unless it reaches the size limit (the per-line checks report that).
+        if (k === first && b[k] === 13 && b[k + 1] === 10 && this.sectionBytes + 2 <= this.maxHeadBytes) {
+          this.sectionBytes += 2;
+          this.sectionDone = true;
+          after = a + 2;
+        }
+        break;
+      }
       const colon = k - d;
       k++;
       let c = b[k]!;
@@ -812,7 +822,7 @@ export class Http1Parser {
       } else if (this.text !== s || p !== this.textEnd) this.plainLines = false;
       this.textEnd = a;
     }
-    return a;
+    return after === -1 ? a : after;
   }
 
   /** A checked field line s[a, end): its name is s[a, i), its value s[vs, ve) (without OWS); b[k + d] is s[k]. */
