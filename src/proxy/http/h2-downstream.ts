@@ -10,7 +10,7 @@ import { h2Body, pipeBodyToH2, type OnStreamClose } from './h2-body.ts';
 import { CONNECTION_WINDOW, endWithPeer, sessionMemoryMb, STREAM_WINDOW } from './h2-session.ts';
 import { errorResponse } from './error-response.ts';
 import { isGrpc, type HttpProtocol, type ProxyRequest, type ProxyResponse } from '../../pipeline/exchange.ts';
-import { endToEnd, fromH2Raw, get, isMeshHop, toH2, without, type RawHeaders } from './headers.ts';
+import { endToEnd, fromH2Raw, get, toH2, without, withoutMeshHeaders, type RawHeaders } from './headers.ts';
 import type { WorkloadMetadata } from '../../pipeline/exchange.ts';
 
 const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM, NGHTTP2_CANCEL } = http2.constants;
@@ -32,8 +32,8 @@ export interface H2ServerFraming {
 }
 
 export const appH2: H2ServerFraming = {
-  request: (headers) => ({ protocol: 'h2', headers: without(headers, isMeshHop), hostName: 'host' }),
-  requestTrailers: (trailers) => without(trailers, isMeshHop),
+  request: (headers) => ({ protocol: 'h2', headers: withoutMeshHeaders(headers), hostName: 'host' }),
+  requestTrailers: withoutMeshHeaders,
   responseHeaders: () => ({}),
   responseTrailers: () => ({}),
 };

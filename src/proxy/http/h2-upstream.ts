@@ -2,7 +2,7 @@ import http2 from 'node:http2';
 import type { OrigDst } from '../../net/addresses.ts';
 import { h2Body, pipeBodyToH2, type OnStreamClose } from './h2-body.ts';
 import type { ProxyRequest, ProxyResponse } from '../../pipeline/exchange.ts';
-import { fromH2Raw, isMeshHop, toH2, without, withoutMeshHeaders, type RawHeaders } from './headers.ts';
+import { fromH2Raw, toH2, withoutMeshHeaders, type RawHeaders } from './headers.ts';
 import type { SessionPool } from './session-pool.ts';
 import { beforeResponse, refusedStream } from './upstream-errors.ts';
 import { isMeshletError } from '../../errors.ts';
@@ -26,7 +26,7 @@ export const plainH2: H2Framing = {
   requestTrailers: () => ({}),
   // Mesh headers are never taken from an app (docs/http.md).
   response: (head) => ({ headers: withoutMeshHeaders(head.headers) }),
-  responseTrailers: (trailers) => without(trailers, isMeshHop),
+  responseTrailers: withoutMeshHeaders,
 };
 
 /**

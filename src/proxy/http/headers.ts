@@ -10,7 +10,7 @@ export type { RawHeaders } from '../../pipeline/headers.ts';
  * Connection-specific headers (RFC 9110 7.6.1, RFC 9113 8.2.2): never forwarded. Trailer
  * is end to end (RFC 9110 6.6.2) and passes.
  */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'http2-settings']);
+export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'http2-settings']);
 
 /** Headers only HTTP/2 carries as pseudo-headers; HTTP/1.1 names them Host. */
 export const HOST = 'host';

@@ -2,6 +2,7 @@ import type { H2ServerFraming } from './h2-downstream.ts';
 import type { H2Framing } from './h2-upstream.ts';
 import type { Http1ServerFraming } from './http1-downstream.ts';
 import type { Http1Framing } from './http1-upstream.ts';
+import type { Head } from './h1/parser.ts';
 import { caseOf, get, isMeshHop, MESH_CASE_HEADER, MESH_HEADERS, MESH_METADATA_HEADER, MESH_PROTOCOL_HEADER, restoreCase, without, type RawHeaders } from './headers.ts';
 import type { WorkloadMetadata } from '../../pipeline/exchange.ts';
 import { decodeMetadata, encodeMetadata } from './peer-metadata.ts';
@@ -63,12 +64,17 @@ export function meshServerFraming(local: WorkloadMetadata): H2ServerFraming {
   };
 }
 
+/** The sending workload of an HTTP/1.1 head, from the meshlet-peer-metadata field its parser found. */
+function metadataOf(head: Head): WorkloadMetadata | undefined {
+  return head.metadataAt === -1 ? undefined : decodeMetadata(head.headers[head.metadataAt + 1]);
+}
+
 /** The outbound sidecar's side of a meshlet/http1 exchange: HTTP/1.1 keeps the names' case, so only the metadata travels. */
 export function meshHttp1ClientFraming(local: WorkloadMetadata): Http1Framing {
   const added = [MESH_METADATA_HEADER, encodeMetadata(local)];
   return {
     addedRequestHeaders: () => added,
-    responsePeer: (head) => (head.metadataAt === -1 ? undefined : decodeMetadata(head.headers[head.metadataAt + 1])),
+    responsePeer: metadataOf,
     responseTrailers: (trailers) => without(trailers, isMeshHop),
   };
 }
@@ -77,7 +83,7 @@ export function meshHttp1ClientFraming(local: WorkloadMetadata): Http1Framing {
 export function meshHttp1ServerFraming(local: WorkloadMetadata): Http1ServerFraming {
   const metadata = [MESH_METADATA_HEADER, encodeMetadata(local)];
   return {
-    peer: (head) => (head.metadataAt === -1 ? undefined : decodeMetadata(head.headers[head.metadataAt + 1])),
+    peer: metadataOf,
     responseHeaders: () => metadata,
   };
 }

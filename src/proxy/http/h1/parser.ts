@@ -14,7 +14,7 @@
 // looked at, so the failure reported for an input is the same however it arrives.
 import { MeshletError } from '../../../errors.ts';
 import type { ReceivedHead } from '../../../pipeline/exchange.ts';
-import { MARKS_INCOMPLETE, MESH_CASE_HEADER, MESH_METADATA_HEADER, MESH_PROTOCOL_HEADER } from '../headers.ts';
+import { HOP_BY_HOP, MARKS_INCOMPLETE, MESH_HEADERS, MESH_METADATA_HEADER } from '../headers.ts';
 import { AUTHORITY, FIELD, HEX, QDTEXT, TCHAR } from './chars.ts';
 
 /** Why a message was refused; stable strings (listed in docs/http.md by the socket-side engineer). */
@@ -183,45 +183,47 @@ const K_UPGRADE = 5;
 const K_CONNECTION = 6;
 const K_CONTENT_TYPE = 7;
 const K_MESH_METADATA = 8;
-// Marked only (Head.marks): the other hop-by-hop names (RFC 9110 7.6.1) and the mesh's own.
-const K_TE = 9;
-const K_KEEP_ALIVE = 10;
-const K_PROXY_CONNECTION = 11;
-const K_HTTP2_SETTINGS = 12;
-const K_MESH_PROTOCOL = 13;
-const K_MESH_CASE = 14;
+/** The other hop-by-hop names (RFC 9110 7.6.1) and the mesh's own: marked only (Head.marks). */
+const K_MARK = 9;
 
-/** By K_ number: the name, lower case, and its bytes. */
-const KNOWN_NAMES: string[] = [];
-const KNOWN_BYTES: Uint8Array[] = [];
-/** By (length << 5 | first character & 31): which K_ name a field's name can be (0: none). `& 31` folds a letter's case. */
-const KNOWN_BY_SHAPE = new Uint8Array(32 * 32);
-for (const [known, name] of [
-  [K_CONTENT_LENGTH, 'content-length'],
-  [K_TRANSFER_ENCODING, 'transfer-encoding'],
-  [K_HOST, 'host'],
-  [K_EXPECT, 'expect'],
-  [K_UPGRADE, 'upgrade'],
-  [K_CONNECTION, 'connection'],
-  [K_CONTENT_TYPE, 'content-type'],
-  [K_MESH_METADATA, MESH_METADATA_HEADER],
-  [K_TE, 'te'],
-  [K_KEEP_ALIVE, 'keep-alive'],
-  [K_PROXY_CONNECTION, 'proxy-connection'],
-  [K_HTTP2_SETTINGS, 'http2-settings'],
-  [K_MESH_PROTOCOL, MESH_PROTOCOL_HEADER],
-  [K_MESH_CASE, MESH_CASE_HEADER],
-] as const) {
-  const shape = (name.length << 5) | (name.charCodeAt(0) & 31);
-  if (KNOWN_BY_SHAPE[shape] !== 0) throw new Error(`${name} has the length and first letter of ${KNOWN_NAMES[KNOWN_BY_SHAPE[shape]!]}`);
-  KNOWN_BY_SHAPE[shape] = known;
-  KNOWN_NAMES[known] = name;
-  KNOWN_BYTES[known] = Buffer.from(name, 'latin1');
+/**
+ * By shape, (length << 5 | first character & 31), `& 31` folding a letter's case: which
+ * K_ name a field's name can be (0: none), and that name's bytes, lower case.
+ */
+const KIND_BY_SHAPE = new Uint8Array(32 * 32);
+const NAME_BY_SHAPE: Uint8Array[] = [];
+{
+  const known = new Map<string, number>([
+    ['content-length', K_CONTENT_LENGTH],
+    ['transfer-encoding', K_TRANSFER_ENCODING],
+    ['host', K_HOST],
+    ['expect', K_EXPECT],
+    ['upgrade', K_UPGRADE],
+    ['connection', K_CONNECTION],
+    ['content-type', K_CONTENT_TYPE],
+    [MESH_METADATA_HEADER, K_MESH_METADATA],
+  ]);
+  for (const name of [...HOP_BY_HOP, ...MESH_HEADERS]) if (!known.has(name)) known.set(name, K_MARK);
+  const names: string[] = [];
+  for (const [name, kind] of known) {
+    const shape = (name.length << 5) | (name.charCodeAt(0) & 31);
+    if (KIND_BY_SHAPE[shape] !== 0) throw new Error(`${name} has the length and first letter of ${names[shape]}`);
+    KIND_BY_SHAPE[shape] = kind;
+    NAME_BY_SHAPE[shape] = Buffer.from(name, 'latin1');
+    names[shape] = name;
+  }
 }
 const CLOSE = Buffer.from('close', 'latin1');
 const KEEP_ALIVE = Buffer.from('keep-alive', 'latin1');
 const UPGRADE = Buffer.from('upgrade', 'latin1');
 const CONTINUE_100 = Buffer.from('100-continue', 'latin1');
+
+/** A copy of buf[from, to): one Buffer and a native copy, where `Buffer.from` of a view makes two Buffers. */
+function copyOf(buf: Buffer, from: number, to: number): Buffer {
+  const copy = Buffer.allocUnsafe(to - from);
+  buf.copy(copy, 0, from, to);
+  return copy;
+}
 
 /**
  * Whether b[at, at + lower.length) is `lower` (lower-case letters, digits and '-') in any
@@ -374,7 +376,7 @@ export class Http1Parser {
     const s = this.state;
     if (s === S_DEAD || s === S_CLOSED || end === 0) return;
     if (this.paused || this.running || s === S_UPGRADED) {
-      this.pending.push(Buffer.from(data.subarray(0, end)));
+      this.pending.push(copyOf(data, 0, end));
       this.pendingLen += end;
       return;
     }
@@ -456,12 +458,7 @@ export class Http1Parser {
 
   /** Body bytes buf[from, to) for onBody: a view, or a copy when bodiesCopied. */
   private bodyChunk(buf: Buffer, from: number, to: number): Buffer {
-    if (this.bodiesCopied) {
-      // One Buffer and a native copy, where a view and a copy of it would make two Buffers.
-      const copy = Buffer.allocUnsafe(to - from);
-      buf.copy(copy, 0, from, to);
-      return copy;
-    }
+    if (this.bodiesCopied) return copyOf(buf, from, to);
     return from === 0 && to === buf.length ? buf : buf.subarray(from, to);
   }
 
@@ -532,7 +529,7 @@ export class Http1Parser {
     }
     // The loop stops short of the end only when paused, upgraded, closed or refused.
     if (off < len && this.state !== S_DEAD && this.state !== S_CLOSED) {
-      this.pending.unshift(Buffer.from(buf.subarray(off, len)));
+      this.pending.unshift(copyOf(buf, off, len));
       this.pendingLen += len - off;
     }
   }
@@ -651,7 +648,7 @@ export class Http1Parser {
   }
 
   private addFrag(buf: Buffer, off: number, len: number): number {
-    const piece = Buffer.from(buf.subarray(off, len));
+    const piece = copyOf(buf, off, len);
     this.frag.push(piece);
     this.fragLen += piece.length;
     if (this.sectionBytes + this.fragLen >= this.maxHeadBytes) {
@@ -841,16 +838,17 @@ export class Http1Parser {
     // field-line loop.
     const length = i - a;
     if (length < 32) {
-      const known = KNOWN_BY_SHAPE[(length << 5) | (b[a + d]! & 31)]!;
-      if (known !== 0 && bytesAre(b, a + d, KNOWN_BYTES[known]!)) this.knownField(known, n, value, vs + d, ve, end, trailers, s, b);
+      const shape = (length << 5) | (b[a + d]! & 31);
+      const known = KIND_BY_SHAPE[shape]!;
+      if (known !== 0 && bytesAre(b, a + d, NAME_BY_SHAPE[shape]!)) this.knownField(known, n, value, vs + d, end + d, trailers, b);
     }
   }
 
   /**
-   * A field whose name is KNOWN_NAMES[known], at fields[n]: its value is `value`, the bytes
-   * b[vb, vb + value.length); in `s` it ends at ve and its line at `end`.
+   * A field whose name is one of kind `known` (K_*), at fields[n]: its value is `value`,
+   * the bytes b[vb, vb + value.length); its line's CR is b[cr].
    */
-  private knownField(known: number, n: number, value: string, vb: number, ve: number, end: number, trailers: boolean, s: string, b: Buffer): void {
+  private knownField(known: number, n: number, value: string, vb: number, cr: number, trailers: boolean, b: Buffer): void {
     switch (known) {
       case K_CONTENT_LENGTH:
         // In a trailer section a framing field is refused: the body is already delimited.
@@ -863,7 +861,7 @@ export class Http1Parser {
         this.mark(n);
         // A tab after the last coding: llhttp then reads `chunked\t` as another coding
         // than chunked, so no reading of it is safe.
-        for (let j = ve; j < end; j++) if (s.charCodeAt(j) === 9) this.teTrailingTab = true;
+        for (let j = vb + value.length; j < cr; j++) if (b[j] === 9) this.teTrailingTab = true;
         return;
     }
     if (trailers) return; // the rest mean something in a head only
@@ -891,7 +889,7 @@ export class Http1Parser {
         if (this.metadataAt === -1) this.metadataAt = n;
         this.mark(n);
         return;
-      default: // te, keep-alive, proxy-connection, http2-settings, meshlet-protocol, meshlet-header-case
+      default: // K_MARK
         this.mark(n);
     }
   }
