@@ -31,6 +31,8 @@ export class TraceScan {
   idValue = '';
   idStart = 0;
   idLength = 0;
+  /** Whether the request carries any trace header, valid or not (a new context must replace, not join, them). */
+  seen = false;
 
   /** Reads `headers`; returns whether a parent was found. */
   scan(headers: RawHeaders): boolean {
@@ -43,6 +45,7 @@ export class TraceScan {
     let b3SpanId: string | undefined;
     let b3Sampled: string | undefined;
     let b3Flags: string | undefined;
+    let other = false; // tracestate, x-b3-parentspanid: no parent by themselves
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       // Most names are not trace headers: their length rules them out before any compare.
@@ -52,6 +55,7 @@ export class TraceScan {
           break;
         case 10:
           if (b3Flags === undefined && isName(name, 'x-b3-flags')) b3Flags = headers[i + 1];
+          else if (isName(name, 'tracestate')) other = true;
           break;
         case 11:
           if (traceparent === undefined && isName(name, 'traceparent')) traceparent = headers[i + 1];
@@ -61,8 +65,12 @@ export class TraceScan {
           if (b3TraceId === undefined && isName(name, 'x-b3-traceid')) b3TraceId = headers[i + 1];
           else if (b3Sampled === undefined && isName(name, 'x-b3-sampled')) b3Sampled = headers[i + 1];
           break;
+        case 17:
+          if (isName(name, 'x-b3-parentspanid')) other = true;
+          break;
       }
     }
+    this.seen = other || traceparent !== undefined || b3 !== undefined || b3TraceId !== undefined || b3SpanId !== undefined || b3Sampled !== undefined || b3Flags !== undefined;
     if (traceparent !== undefined && validTraceparent(traceparent)) {
       this.formats |= W3C;
       this.#take(W3C, traceparent, 3, 32, (hexDigit(traceparent, 54) & 1) === 1 ? SAMPLED : NOT_SAMPLED);

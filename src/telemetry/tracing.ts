@@ -162,7 +162,12 @@ export function traceSink(tracing: Tracing, direction: Direction): ExchangeSink 
     started: (req) => {
       const hasParent = scan.scan(req.headers);
       if (!sampled(tracing.policy, scan, Math.random)) {
-        if (!hasParent) tracing.injectUnsampled(req.headers);
+        if (!hasParent) {
+          // Trace headers that hold no valid parent go: appended to, they would reach the
+          // next hop first (and an app would join them), so no hop would ever agree.
+          if (scan.seen) removeTraceHeaders(req.headers);
+          tracing.injectUnsampled(req.headers);
+        }
         return undefined;
       }
       const parent = tracing.extract(scan.parent, req.headers);

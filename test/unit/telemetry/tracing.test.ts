@@ -110,6 +110,19 @@ t.test('a new trace that is not sampled gets the decision in the configured form
   t.equal(get(sent, 'b3')!.slice(0, 32), get(sent, 'traceparent')!.slice(3, 35), 'one trace id in both');
 });
 
+t.test('trace headers without a valid parent are replaced by the new unsampled context, not appended to', async (t) => {
+  const { tracing, spans } = setup({ sampler: 'parentbased_traceidratio', samplerArg: 0, propagators: ['tracecontext'] });
+  const bad = ['Traceparent', `00-${TRACE}-${'0'.repeat(16)}-00`, 'tracestate', 'vendor=stale', 'X-B3-ParentSpanId', PARENT, 'accept', '*/*'];
+  const sent = await run(tracing, 'outbound', { headers: bad });
+  t.equal(spans().length, 0);
+  t.same(sent.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase()), ['accept', 'traceparent'], 'one traceparent: the invalid one, its tracestate and the orphan B3 field are gone');
+  t.match(get(sent, 'traceparent'), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+  t.not(get(sent, 'traceparent')!.slice(3, 35), TRACE, 'a new trace');
+  // The next hop reads the decision and hands the request on as it came.
+  const next = await run(tracing, 'inbound', { headers: [...sent] });
+  t.same(next, sent, 'the next hop agrees: nothing added');
+});
+
 t.test('W3C alone (the default propagators): each new unsampled trace gets a traceparent of its own, valid, ids never reused', async (t) => {
   const { tracing, spans } = setup({ sampler: 'parentbased_traceidratio', samplerArg: 0, propagators: ['tracecontext', 'baggage'] });
   const seen: string[] = [];
