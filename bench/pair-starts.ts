@@ -7,7 +7,16 @@
 // of the effects the variants are for (what metrics and tracing, or the resilience
 // layers, cost). Starts alternate between the variants, rotating their order each round.
 //
-//   node bench/pair-starts.ts [--modes telemetry-off,telemetry-on] [--starts 6] [--runs 3] [--seconds 4] [--warm SECONDS] [--unpinned]
+//   node bench/pair-starts.ts [--modes telemetry-off,telemetry-on] [--starts 6] [--runs 3] [--seconds 4] [--warm SECONDS] [--unpinned] [--interleaved]
+//
+// --interleaved: each round starts every variant's pair at once (pods of their own), warms
+// each, then measures them in turns, one run of each per cycle (--runs cycles), so that
+// the runs compared are seconds apart rather than minutes. This VM has spells, a minute or
+// more long, in which every process runs up to twice as slowly (perf's cpu-clock samples
+// per request grew alike in every function, the kernel's too); one fresh start per mode
+// at a time then compares a variant's slow spell with another's normal one. The summary
+// adds the median over all cycles of each mode's figure against the first mode's in the
+// same cycle.
 //
 // h2load runs on one core and the pods' processes (app, proxies, trace sinks) on the other
 // (bench/lib/pinning.ts); --unpinned leaves them to the scheduler, which places them
@@ -28,7 +37,7 @@
 // mode, each mode against the first, and in how many rounds the mode's CPU per request
 // was above the first's. Needs root, nghttp2-client and `npm run dist`, as `npm run bench`.
 import { parseArgs } from 'node:util';
-import { h2loadRun, preflight } from './l7.ts';
+import { h2loadRun, preflight, type Side } from './l7.ts';
 import { median, sig } from './lib/stats.ts';
 import { pinLoadGenerator, pinning, pinToPods } from './lib/pinning.ts';
 import { parseVariants, startVariantPair, type Variant } from './lib/variants.ts';
@@ -44,6 +53,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '4' },
     warm: { type: 'string' },
     unpinned: { type: 'boolean', default: false },
+    interleaved: { type: 'boolean', default: false },
   },
 });
 const modes = parseVariants(values.modes);
@@ -66,33 +76,75 @@ interface Start {
   cpuUsPerReq: number;
 }
 
+/** One measured run of `side`: requests/s and the CPU of both proxies per request. */
+async function measureRun(side: Side, runSeconds: number): Promise<{ reqPerS: number; cpuUsPerReq: number }> {
+  const run = await h2loadRun(side, 'h1', runSeconds, '');
+  let proxyCpuS = 0;
+  for (const [name, share] of Object.entries(run.cpu)) if (name.startsWith('proxy-')) proxyCpuS += (share.user + share.system) * run.elapsedS;
+  return { reqPerS: run.value, cpuUsPerReq: (proxyCpuS * 1e6) / run.requests };
+}
+
 async function measureStart(mode: Variant, round: number): Promise<Start> {
   const { topology, side, podPids } = await startVariantPair(mode, SUBNET);
   try {
     if (pin) pinToPods(pin, podPids);
     await preflight(side, []);
-    const rates: number[] = [];
-    const cpus: number[] = [];
     // One unrecorded run first: the proxies' code is optimised under load.
-    for (let i = 0; i <= runs; i++) {
-      const run = await h2loadRun(side, 'h1', i === 0 ? warm : seconds, '');
-      if (i === 0) continue;
-      let proxyCpuS = 0;
-      for (const [name, share] of Object.entries(run.cpu)) if (name.startsWith('proxy-')) proxyCpuS += (share.user + share.system) * run.elapsedS;
-      rates.push(run.value);
-      cpus.push((proxyCpuS * 1e6) / run.requests);
-    }
-    return { mode, round, reqPerS: median(rates), cpuUsPerReq: median(cpus) };
+    await h2loadRun(side, 'h1', warm, '');
+    const measured: { reqPerS: number; cpuUsPerReq: number }[] = [];
+    for (let i = 0; i < runs; i++) measured.push(await measureRun(side, seconds));
+    return { mode, round, reqPerS: median(measured.map((m) => m.reqPerS)), cpuUsPerReq: median(measured.map((m) => m.cpuUsPerReq)) };
   } finally {
     await topology.testbed.destroy();
+  }
+}
+
+/** Each cycle's figures of each mode against the first mode's in the same cycle (--interleaved). */
+const cycleRatios = new Map<Variant, { reqPerS: number[]; cpu: number[] }>(modes.map((m) => [m, { reqPerS: [], cpu: [] }]));
+
+/** --interleaved: one round's pairs all started, warmed, then measured in turns. */
+async function measureRound(round: number): Promise<Start[]> {
+  const pairs: { mode: Variant; side: Side; destroy: () => Promise<void> }[] = [];
+  try {
+    for (const [i, mode] of modes.entries()) {
+      const { topology, side, podPids } = await startVariantPair(mode, SUBNET + 10 + i);
+      pairs.push({ mode, side, destroy: () => topology.testbed.destroy() });
+      if (pin) pinToPods(pin, podPids);
+      await preflight(side, []);
+    }
+    for (const { side } of pairs) await h2loadRun(side, 'h1', warm, '');
+    const byMode = new Map<Variant, { reqPerS: number; cpuUsPerReq: number }[]>(modes.map((m) => [m, []]));
+    for (let cycle = 0; cycle < runs; cycle++) {
+      // The order turns each cycle, so no mode always runs first (or right after another's load).
+      const k = (cycle + round) % pairs.length;
+      const cycleFigures = new Map<Variant, { reqPerS: number; cpuUsPerReq: number }>();
+      for (const { mode, side } of [...pairs.slice(k), ...pairs.slice(0, k)]) {
+        const m = await measureRun(side, seconds);
+        byMode.get(mode)!.push(m);
+        cycleFigures.set(mode, m);
+      }
+      const base = cycleFigures.get(modes[0]!)!;
+      for (const mode of modes) {
+        const m = cycleFigures.get(mode)!;
+        cycleRatios.get(mode)!.reqPerS.push(m.reqPerS / base.reqPerS);
+        cycleRatios.get(mode)!.cpu.push(m.cpuUsPerReq / base.cpuUsPerReq);
+      }
+    }
+    return modes.map((mode) => {
+      const measured = byMode.get(mode)!;
+      return { mode, round, reqPerS: median(measured.map((m) => m.reqPerS)), cpuUsPerReq: median(measured.map((m) => m.cpuUsPerReq)) };
+    });
+  } finally {
+    for (const { destroy } of pairs) await destroy();
   }
 }
 
 const results: Start[] = [];
 for (let round = 0; round < starts; round++) {
   const k = round % modes.length;
+  const measured = values.interleaved ? await measureRound(round) : [];
   for (const mode of [...modes.slice(k), ...modes.slice(0, k)]) {
-    const s = await measureStart(mode, round);
+    const s = values.interleaved ? measured.find((m) => m.mode === mode)! : await measureStart(mode, round);
     results.push(s);
     console.log(`start ${round + 1}/${starts} ${mode}: ${Math.round(s.reqPerS)} requests/s, ${sig(s.cpuUsPerReq)} µs of CPU per request (both proxies)`);
   }
@@ -112,5 +164,13 @@ for (const mode of modes) {
   const above = mode === first ? '–' : `${starts.filter((s) => s.cpuUsPerReq > of(first).find((f) => f.round === s.round)!.cpuUsPerReq).length} of ${starts.length}`;
   const vs = mode === first ? '–' : `×${(rate / base.reqPerS).toFixed(2)}, ${cpu >= base.cpu ? '+' : '−'}${Math.abs((cpu / base.cpu - 1) * 100).toFixed(0)} %`;
   console.log(`| ${mode} | ${Math.round(rate)} (${Math.round(Math.min(...rates))}–${Math.round(Math.max(...rates))}) | ${sig(cpu)} (${sig(Math.min(...cpus))}–${sig(Math.max(...cpus))}) | ${vs} | ${above} |`);
+}
+if (values.interleaved) {
+  console.log(`\nAgainst ${first} in the same cycle (median over ${starts} × ${runs} cycles, min–max):`);
+  for (const mode of modes.slice(1)) {
+    const { reqPerS, cpu } = cycleRatios.get(mode)!;
+    const range = (xs: number[]) => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`;
+    console.log(`  ${mode}: requests/s ×${median(reqPerS).toFixed(3)} (${range(reqPerS)}), CPU per request ×${median(cpu).toFixed(3)} (${range(cpu)})`);
+  }
 }
 process.exit(0);
