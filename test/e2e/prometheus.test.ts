@@ -106,7 +106,10 @@ t.test('Prometheus reads the sidecars: promtool accepts the text, PromQL over a 
     t.equal(before['200'], 1);
     t.equal(before['404'], 1);
     await sleep(2500);
-    const from = (await scalar(prom, 'time()')) - 0.5;
+    // The window must hold a sample from before the first request of the loop below (scrapes
+    // are 1 s apart), or a series' first sample in it can fall between a 200 and its 404 and
+    // the two grow unlike: it starts at least 1.5 s before the loop, and no later than `from`.
+    const from = (await scalar(prom, 'time()')) - 1.5;
 
     const N = 5;
     for (let i = 0; i < N; i++) {
@@ -116,7 +119,7 @@ t.test('Prometheus reads the sidecars: promtool accepts the text, PromQL over a 
     t.ok(await eventually(async () => (await scalar(prom, `sum(${source})`)) === 2 + 2 * N, 'the new counts scraped', 15_000), 'Prometheus has scraped the new counts');
     await sleep(2500);
     const at = await scalar(prom, 'time()');
-    const window = `${Math.floor(at - from)}s`;
+    const window = `${Math.ceil(at - from)}s`;
 
     const counts = Object.fromEntries((await query(prom, `sum by (response_code) (${source})`, at)).map((s) => [s.metric.response_code, Number(s.value[1])]));
     t.same(counts, { '200': 1 + N, '404': 1 + N }, 'the request counter per code: what was sent');
