@@ -48,20 +48,29 @@ export class TraceScan {
     let other = false; // tracestate, x-b3-parentspanid: no parent by themselves
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
-      // Most names are not trace headers: their length rules them out before any compare.
+      // Most names are not trace headers: their length rules them out before any compare,
+      // and where names of one length differ (user-agent and tracestate, x-request-id and
+      // x-b3-traceid), one character does before a whole name is compared.
       switch (lengthOf(name)) {
         case 2:
           if (b3 === undefined && isName(name, 'b3')) b3 = headers[i + 1];
           break;
-        case 10:
-          if (b3Flags === undefined && isName(name, 'x-b3-flags')) b3Flags = headers[i + 1];
-          else if (isName(name, 'tracestate')) other = true;
+        case 10: {
+          const c = codeAt(name, 0) | 0x20;
+          if (c === 120 /* x */) {
+            if (b3Flags === undefined && isName(name, 'x-b3-flags')) b3Flags = headers[i + 1];
+          } else if (c === 116 /* t */ && isName(name, 'tracestate')) other = true;
           break;
-        case 11:
-          if (traceparent === undefined && isName(name, 'traceparent')) traceparent = headers[i + 1];
-          else if (b3SpanId === undefined && isName(name, 'x-b3-spanid')) b3SpanId = headers[i + 1];
+        }
+        case 11: {
+          const c = codeAt(name, 0) | 0x20;
+          if (c === 116 /* t */) {
+            if (traceparent === undefined && isName(name, 'traceparent')) traceparent = headers[i + 1];
+          } else if (c === 120 /* x */ && b3SpanId === undefined && isName(name, 'x-b3-spanid')) b3SpanId = headers[i + 1];
           break;
+        }
         case 12:
+          if ((codeAt(name, 2) | 0x20) !== 98 /* x-b… */) break;
           if (b3TraceId === undefined && isName(name, 'x-b3-traceid')) b3TraceId = headers[i + 1];
           else if (b3Sampled === undefined && isName(name, 'x-b3-sampled')) b3Sampled = headers[i + 1];
           break;

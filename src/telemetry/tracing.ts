@@ -138,8 +138,14 @@ export class Tracing {
     return traceSink(this, direction);
   }
 
-  /** A new trace this hop does not sample: its decision, with fresh ids, for the hops after it. */
-  injectUnsampled(headers: RawHeaders): void {
+  /**
+   * A new trace this hop does not sample: its decision, with fresh ids, for the hops after
+   * it. Like inject, it replaces the request's trace headers when it has any (`stale`: they
+   * hold no valid parent): appended to, they would reach the next hop first (and an app
+   * would join them), so no hop would ever agree.
+   */
+  injectUnsampled(headers: RawHeaders, stale: boolean): void {
+    if (stale) removeTraceHeaders(headers);
     const formats = this.formats;
     if (formats === 0) return;
     const traceId = traceIds.generateTraceId();
@@ -162,12 +168,7 @@ export function traceSink(tracing: Tracing, direction: Direction): ExchangeSink 
     started: (req) => {
       const hasParent = scan.scan(req.headers);
       if (!sampled(tracing.policy, scan, Math.random)) {
-        if (!hasParent) {
-          // Trace headers that hold no valid parent go: appended to, they would reach the
-          // next hop first (and an app would join them), so no hop would ever agree.
-          if (scan.seen) removeTraceHeaders(req.headers);
-          tracing.injectUnsampled(req.headers);
-        }
+        if (!hasParent) tracing.injectUnsampled(req.headers, scan.seen);
         return undefined;
       }
       const parent = tracing.extract(scan.parent, req.headers);
