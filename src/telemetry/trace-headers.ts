@@ -31,37 +31,34 @@ export class TraceScan {
   idValue = '';
   idStart = 0;
   idLength = 0;
-  /** Whether the request carries any trace header, valid or not (a new context must replace, not join, them). */
-  seen = false;
+  /** The request's x-request-id, when it has one: what a new trace's sampling decision is keyed on (requestIdFraction). */
+  requestId: string | undefined = undefined;
 
   /** Reads `headers`; returns whether a parent was found. */
   scan(headers: RawHeaders): boolean {
     this.formats = 0;
     this.parent = 0;
     this.decision = DEFERRED;
+    this.requestId = undefined;
     let traceparent: string | undefined;
     let b3: string | undefined;
     let b3TraceId: string | undefined;
     let b3SpanId: string | undefined;
     let b3Sampled: string | undefined;
     let b3Flags: string | undefined;
-    let other = false; // tracestate, x-b3-parentspanid: no parent by themselves
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       // Most names are not trace headers: their length rules them out before any compare,
       // and where names of one length differ (user-agent and tracestate, x-request-id and
-      // x-b3-traceid), one character does before a whole name is compared.
+      // x-b3-traceid), one character does before a whole name is compared. tracestate and
+      // x-b3-parentspanid carry no parent by themselves: they are not looked for.
       switch (lengthOf(name)) {
         case 2:
           if (b3 === undefined && isName(name, 'b3')) b3 = headers[i + 1];
           break;
-        case 10: {
-          const c = codeAt(name, 0) | 0x20;
-          if (c === 120 /* x */) {
-            if (b3Flags === undefined && isName(name, 'x-b3-flags')) b3Flags = headers[i + 1];
-          } else if (c === 116 /* t */ && isName(name, 'tracestate')) other = true;
+        case 10:
+          if ((codeAt(name, 0) | 0x20) === 120 /* x */ && b3Flags === undefined && isName(name, 'x-b3-flags')) b3Flags = headers[i + 1];
           break;
-        }
         case 11: {
           const c = codeAt(name, 0) | 0x20;
           if (c === 116 /* t */) {
@@ -69,17 +66,19 @@ export class TraceScan {
           } else if (c === 120 /* x */ && b3SpanId === undefined && isName(name, 'x-b3-spanid')) b3SpanId = headers[i + 1];
           break;
         }
-        case 12:
-          if ((codeAt(name, 2) | 0x20) !== 98 /* x-b… */) break;
-          if (b3TraceId === undefined && isName(name, 'x-b3-traceid')) b3TraceId = headers[i + 1];
-          else if (b3Sampled === undefined && isName(name, 'x-b3-sampled')) b3Sampled = headers[i + 1];
+        case 12: {
+          const c = codeAt(name, 2) | 0x20;
+          if (c === 114 /* x-r… */) {
+            // The mesh writes it so (HTTP/1.1): one comparison of the whole name, not one per character.
+            if (this.requestId === undefined && (name === 'X-Request-Id' || isName(name, 'x-request-id'))) this.requestId = headers[i + 1];
+          } else if (c === 98 /* x-b… */) {
+            if (b3TraceId === undefined && isName(name, 'x-b3-traceid')) b3TraceId = headers[i + 1];
+            else if (b3Sampled === undefined && isName(name, 'x-b3-sampled')) b3Sampled = headers[i + 1];
+          }
           break;
-        case 17:
-          if (isName(name, 'x-b3-parentspanid')) other = true;
-          break;
+        }
       }
     }
-    this.seen = other || traceparent !== undefined || b3 !== undefined || b3TraceId !== undefined || b3SpanId !== undefined || b3Sampled !== undefined || b3Flags !== undefined;
     if (traceparent !== undefined && validTraceparent(traceparent)) {
       this.formats |= W3C;
       this.#take(W3C, traceparent, 3, 32, (hexDigit(traceparent, 54) & 1) === 1 ? SAMPLED : NOT_SAMPLED);
@@ -130,6 +129,27 @@ export class TraceScan {
     this.idStart = start;
     this.idLength = length;
   }
+}
+
+/**
+ * A number in [0, 1) that a request id stands for, the same in every process: for a UUID
+ * (meshlet's and Envoy's request ids) its last eight hex digits, which are random; for any
+ * other id, or a UUID-shaped one that is not hex there, a 32-bit FNV-1a hash of the whole
+ * id (an id's own digits need not be uniform: a counter's are not).
+ */
+export function requestIdFraction(id: string): number {
+  const n = lengthOf(id);
+  if (n === 36 && codeAt(id, 23) === 45 /* - */) {
+    let x = 0;
+    for (let i = n - 8; i < n && x >= 0; i++) {
+      const c = codeAt(id, i);
+      x = c >= 48 && c <= 57 ? x * 16 + c - 48 : c >= 97 && c <= 102 ? x * 16 + c - 87 : c >= 65 && c <= 70 ? x * 16 + c - 55 : -1;
+    }
+    if (x >= 0) return x / 0x100000000;
+  }
+  let h = 0x811c9dc5;
+  for (let i = 0; i < n; i++) h = Math.imul(h ^ codeAt(id, i), 0x01000193);
+  return (h >>> 0) / 0x100000000;
 }
 
 /** 0–15 for a lower-case hex digit at `i`, -1 otherwise. */

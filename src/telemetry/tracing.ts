@@ -23,8 +23,7 @@ import type { ProxyRequest } from '../pipeline/exchange.ts';
 import { get, type RawHeaders } from '../pipeline/headers.ts';
 import { withoutUserinfo } from './access-log.ts';
 import type { ExchangeSink, FinishedExchange } from './exchange-layer.ts';
-import { B3_MULTI, B3_SINGLE, DEFERRED, ratioAccepts, removeTraceHeaders, SAMPLED, TraceScan, W3C } from './trace-headers.ts';
-import { traceIds } from './trace-ids.ts';
+import { B3_MULTI, B3_SINGLE, DEFERRED, ratioAccepts, removeTraceHeaders, requestIdFraction, SAMPLED, TraceScan, W3C } from './trace-headers.ts';
 import { peerPrincipalOf } from './workload-labels.ts';
 
 // Spans for HTTP/1.1, HTTP/2 and gRPC requests, one per request and side: the inbound
@@ -35,10 +34,13 @@ import { peerPrincipalOf } from './workload-labels.ts';
 // since 1.23), plus the mesh's own (meshlet.*).
 //
 // The sampling decision is taken before anything is allocated: most requests are not
-// sampled (1 % is a common ratio), and one that carries an unsampled parent goes through
-// untouched. Only a new trace that is not sampled costs something: it gets a traceparent
-// with the sampled flag off (one id and one string), so the hops after this one take the
-// same decision instead of starting traces of their own in the middle of it.
+// sampled (1 % is a common ratio), and a request that is not goes through untouched. A
+// new trace's decision is keyed on the request's x-request-id, as Envoy's stable sampling
+// is: every sidecar the request passes, and every call an app makes that passes the id on,
+// decides alike without a trace header saying so. Writing an unsampled traceparent into
+// every request instead (what this module did first) cost the sidecar pair about 8 % of
+// its CPU per request: ids, a header line written by both sidecars, parsed, found and
+// validated by the second (callgrind, docs/performance.md).
 
 /** The OTEL_TRACES_SAMPLER values (config tracing.sampler). */
 export type SamplerName = 'always_on' | 'always_off' | 'traceidratio' | 'parentbased_always_on' | 'parentbased_always_off' | 'parentbased_traceidratio';
@@ -67,14 +69,18 @@ export function samplingPolicy(sampler: SamplerName, arg: number): SamplingPolic
   }
 }
 
-/** Whether the request `scan` has read is sampled; `random` decides a new trace's fate (ratio in between 0 and 1). */
+/**
+ * Whether the request `scan` has read is sampled. A new trace (ratio in between 0 and 1)
+ * is decided by its request id when it has one, otherwise by `random`.
+ */
 export function sampled(policy: SamplingPolicy, scan: TraceScan, random: () => number = Math.random): boolean {
   if (scan.parent !== 0 && scan.decision !== DEFERRED && policy.parentBased) return scan.decision === SAMPLED;
   if (policy.ratio >= 1) return true;
   if (policy.ratio <= 0) return false;
   // Without a parent-based rule, every hop tests the same id the same way, and agrees.
   if (scan.parent !== 0 && scan.idLength > 0) return ratioAccepts(scan.idValue, scan.idStart, scan.idLength, policy.ratio);
-  return random() < policy.ratio;
+  const requestId = scan.requestId;
+  return (requestId !== undefined ? requestIdFraction(requestId) : random()) < policy.ratio;
 }
 
 /** What the tracing of one proxy is built from; the tracer comes from the composing code, never a global. */
@@ -137,23 +143,6 @@ export class Tracing {
   sink(direction: Direction): ExchangeSink {
     return traceSink(this, direction);
   }
-
-  /**
-   * A new trace this hop does not sample: its decision, with fresh ids, for the hops after
-   * it. Like inject, it replaces the request's trace headers when it has any (`stale`: they
-   * hold no valid parent): appended to, they would reach the next hop first (and an app
-   * would join them), so no hop would ever agree.
-   */
-  injectUnsampled(headers: RawHeaders, stale: boolean): void {
-    if (stale) removeTraceHeaders(headers);
-    const formats = this.formats;
-    if (formats === 0) return;
-    const traceId = traceIds.generateTraceId();
-    const spanId = traceIds.generateSpanId();
-    if (formats & W3C) headers.push('traceparent', `00-${traceId}-${spanId}-00`);
-    if (formats & B3_SINGLE) headers.push('b3', `${traceId}-${spanId}-0`);
-    if (formats & B3_MULTI) headers.push('x-b3-traceid', traceId, 'x-b3-spanid', spanId, 'x-b3-sampled', '0');
-  }
 }
 
 /**
@@ -166,11 +155,8 @@ export function traceSink(tracing: Tracing, direction: Direction): ExchangeSink 
   const kind = direction === 'inbound' ? SpanKind.SERVER : SpanKind.CLIENT;
   return {
     started: (req) => {
-      const hasParent = scan.scan(req.headers);
-      if (!sampled(tracing.policy, scan, Math.random)) {
-        if (!hasParent) tracing.injectUnsampled(req.headers, scan.seen);
-        return undefined;
-      }
+      scan.scan(req.headers);
+      if (!sampled(tracing.policy, scan, Math.random)) return undefined;
       const parent = tracing.extract(scan.parent, req.headers);
       const method = knownMethod(req.method);
       const span = tracing.tracer.startSpan(method ?? 'HTTP', { kind, attributes: startAttributes(req, direction, method) }, parent);

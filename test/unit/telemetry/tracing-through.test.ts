@@ -99,3 +99,22 @@ t.test('no endpoint: no span, and the request goes through as it came', async (t
   t.equal(get(app.requests[0]!.rawHeaders, 'traceparent'), '00-aaaabbbbccccddddeeeeffff00001111-1234567890abcdef-01', 'untouched');
   t.equal(r.spans.length, 0);
 });
+
+t.test('sampling at 0.5 through a sidecar pair: both sidecars decide alike by the request id, and an unsampled request carries no trace header', async (t) => {
+  const r = await receiver(t);
+  const app = await h1App((_, res) => res.end('ok'));
+  t.teardown(() => app.close());
+  const { port } = await through(t, 'mesh', () => app.port, {
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${r.port}`,
+    OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+    OTEL_TRACES_SAMPLER_ARG: '0.5',
+  });
+  for (let i = 0; i < 40; i++) t.equal(await get1(`http://127.0.0.1:${port}/${i}`, {}), 200);
+  const traced = app.requests.filter((q) => get(q.rawHeaders, 'traceparent') !== undefined).map((q) => get(q.rawHeaders, 'x-request-id')!);
+  t.ok(traced.length > 0 && traced.length < 40, `some sampled, some not (${traced.length} of 40)`);
+  await until(() => r.spans.length >= 2 * traced.length, `${2 * traced.length} spans`);
+  const ids = (kind: number) => r.spans.filter((s) => s.kind === kind).map((s) => s.attributes['meshlet.request_id']).sort();
+  t.same(ids(CLIENT), [...traced].sort(), 'the outbound sidecar made a span for exactly the requests the app saw a traceparent on');
+  t.same(ids(SERVER), [...traced].sort(), 'and so did the inbound one: the same decisions, with no unsampled context written');
+  t.ok(app.requests.every((q) => get(q.rawHeaders, 'x-request-id') !== undefined), 'every request had an id');
+});

@@ -1,11 +1,12 @@
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { randomUUID } from 'node:crypto';
 import t from 'tap';
 import type { AcceptedConnection } from '../../../src/pipeline/connection.ts';
 import type { ProxyRequest, ProxyResponse } from '../../../src/pipeline/exchange.ts';
 import { get } from '../../../src/pipeline/headers.ts';
 import { exchangeLayer } from '../../../src/telemetry/exchange-layer.ts';
-import { TraceScan, validTraceparent } from '../../../src/telemetry/trace-headers.ts';
+import { requestIdFraction, TraceScan } from '../../../src/telemetry/trace-headers.ts';
 import { sampled, samplingPolicy, traceSink, Tracing, type PropagatorName, type SamplerName } from '../../../src/telemetry/tracing.ts';
 import { MeshletError } from '../../../src/errors.ts';
 import { proxyRequest } from '../../helpers/proxy-request.ts';
@@ -101,36 +102,54 @@ t.test('an unsampled parent goes through untouched, without a span', async (t) =
   t.equal(spans().length, 0);
 });
 
-t.test('a new trace that is not sampled gets the decision in the configured formats, so later hops agree', async (t) => {
+t.test('a new trace that is not sampled goes through untouched: no trace header is written', async (t) => {
   const { tracing, spans } = setup({ sampler: 'parentbased_traceidratio', samplerArg: 0, propagators: ['tracecontext', 'b3'] });
-  const sent = await run(tracing, 'outbound', { headers: ['accept', '*/*'] });
+  const headers = ['accept', '*/*', 'X-Request-Id', 'b7a1c2d3-0000-4000-8000-00000000000a'];
+  t.same(await run(tracing, 'outbound', { headers: [...headers] }), headers);
   t.equal(spans().length, 0);
-  t.match(get(sent, 'traceparent'), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
-  t.match(get(sent, 'b3'), /^[0-9a-f]{32}-[0-9a-f]{16}-0$/);
-  t.equal(get(sent, 'b3')!.slice(0, 32), get(sent, 'traceparent')!.slice(3, 35), 'one trace id in both');
 });
 
-t.test('trace headers without a valid parent are replaced by the new unsampled context, not appended to', async (t) => {
-  const { tracing, spans } = setup({ sampler: 'parentbased_traceidratio', samplerArg: 0, propagators: ['tracecontext'] });
+t.test('trace headers without a valid parent: untouched when not sampled, replaced by the new context when sampled', async (t) => {
   const bad = ['Traceparent', `00-${TRACE}-${'0'.repeat(16)}-00`, 'tracestate', 'vendor=stale', 'X-B3-ParentSpanId', PARENT, 'accept', '*/*'];
-  const sent = await run(tracing, 'outbound', { headers: bad });
-  t.equal(spans().length, 0);
+  const off = setup({ sampler: 'parentbased_traceidratio', samplerArg: 0, propagators: ['tracecontext'] });
+  t.same(await run(off.tracing, 'outbound', { headers: [...bad] }), bad, 'not sampled: handed on as they came, nothing added');
+  const on = setup({ sampler: 'parentbased_always_on', propagators: ['tracecontext'] });
+  const sent = await run(on.tracing, 'outbound', { headers: [...bad] });
+  const [span] = on.spans();
+  t.equal(span!.parentSpanContext, undefined, 'no parent: a root span');
   t.same(sent.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase()), ['accept', 'traceparent'], 'one traceparent: the invalid one, its tracestate and the orphan B3 field are gone');
-  t.match(get(sent, 'traceparent'), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
-  t.not(get(sent, 'traceparent')!.slice(3, 35), TRACE, 'a new trace');
-  // The next hop reads the decision and hands the request on as it came.
-  const next = await run(tracing, 'inbound', { headers: [...sent] });
-  t.same(next, sent, 'the next hop agrees: nothing added');
+  t.equal(get(sent, 'traceparent'), `00-${span!.spanContext().traceId}-${span!.spanContext().spanId}-01`);
 });
 
-t.test('W3C alone (the default propagators): each new unsampled trace gets a traceparent of its own, valid, ids never reused', async (t) => {
-  const { tracing, spans } = setup({ sampler: 'parentbased_traceidratio', samplerArg: 0, propagators: ['tracecontext', 'baggage'] });
-  const seen: string[] = [];
-  for (let i = 0; i < 300; i++) seen.push(get(await run(tracing, 'outbound', { headers: ['accept', '*/*'] }), 'traceparent')!);
-  t.equal(spans().length, 0);
-  t.ok(seen.every((v) => /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/.test(v) && validTraceparent(v)), 'every one is a valid unsampled traceparent');
-  t.equal(new Set(seen.map((v) => v.slice(3, 35))).size, seen.length, 'a trace id per request');
-  t.equal(new Set(seen.map((v) => v.slice(36, 52))).size, seen.length, 'a span id per request');
+t.test("a new trace's decision is its request id's: the same id decides alike on either side and every time", async (t) => {
+  const { tracing, spans } = setup({ sampler: 'parentbased_traceidratio', samplerArg: 0.5 });
+  // UUIDs, as meshlet and Envoy make them, and ids of any other shape (a counter's digits are not uniform: these are hashed).
+  const ids = Array.from({ length: 200 }, (_, i) => (i % 2 === 0 ? randomUUID() : `order-${i}`));
+  const sampledIds = async (direction: 'inbound' | 'outbound') => {
+    const before = spans().length;
+    for (const id of ids) await run(tracing, direction, { headers: ['x-request-id', id] });
+    return spans().slice(before).map((s) => s.attributes['meshlet.request_id']);
+  };
+  const outbound = await sampledIds('outbound');
+  t.same(await sampledIds('inbound'), outbound, 'the inbound side samples exactly the requests the outbound side did');
+  t.same(await sampledIds('outbound'), outbound, 'and so does the outbound side again');
+  // Binomial(200, 0.5): mean 100, sd 7; 60..140 is beyond 5 sd either way.
+  t.ok(outbound.length > 60 && outbound.length < 140, `${outbound.length} of 200 sampled at 0.5`);
+});
+
+t.test('requestIdFraction: a UUID by its last eight hex digits, in any case; any other id by a hash, the same every time', async (t) => {
+  t.equal(requestIdFraction('6f1c2a34-8f0e-4b7a-9c1d-2e3f00000000'), 0);
+  t.equal(requestIdFraction('6f1c2a34-8f0e-4b7a-9c1d-2e3f80000000'), 0.5);
+  t.equal(requestIdFraction('6F1C2A34-8F0E-4B7A-9C1D-2E3FC0000000'), 0.75, 'upper-case hex');
+  const other = requestIdFraction('order-7/checkout');
+  t.ok(other >= 0 && other < 1);
+  t.equal(requestIdFraction('order-7/checkout'), other, 'stable');
+  t.not(requestIdFraction('order-8/checkout'), other);
+  t.ok(requestIdFraction('') >= 0 && requestIdFraction('xyz') < 1, 'short ids too');
+  const counters = Array.from({ length: 1000 }, (_, i) => requestIdFraction(String(10_000_000 + i)));
+  const low = counters.filter((f) => f < 0.5).length;
+  // Binomial(1000, 0.5): sd 16; 420..580 is 5 sd.
+  t.ok(low > 420 && low < 580, `decimal counters spread evenly: ${low} of 1000 below 0.5`);
 });
 
 t.test('a new trace that is sampled starts here: a root span, its context sent on', async (t) => {
@@ -174,6 +193,9 @@ t.test('samplers', async (t) => {
   t.equal(decide('parentbased_always_off', 0, on), true);
   t.equal(decide('parentbased_traceidratio', 0.1, [], 0.05), true, 'a new trace: by the ratio');
   t.equal(decide('parentbased_traceidratio', 0.1, [], 0.2), false);
+  t.equal(decide('parentbased_traceidratio', 0.1, ['X-Request-Id', '6f1c2a34-8f0e-4b7a-9c1d-2e3f00000001'], 0.99), true, 'a new trace with a request id: by the id, not the dice');
+  t.equal(decide('parentbased_traceidratio', 0.1, ['x-request-id', '6f1c2a34-8f0e-4b7a-9c1d-2e3fffffffff'], 0.01), false);
+  t.equal(decide('parentbased_traceidratio', 0.1, ['x-request-id', '6f1c2a34-8f0e-4b7a-9c1d-2e3fffffffff', 'traceparent', `00-${TRACE}-${PARENT}-01`], 0.99), true, 'a parent still decides first');
   t.equal(decide('parentbased_traceidratio', 0.5, ['b3', `00000000000000000000000000000001-${PARENT}`], 0.99), true, "a B3 parent that defers: by the ratio, on the parent's id");
   t.equal(decide('parentbased_traceidratio', 0.5, ['b3', `ffffffff00000000000000000000000f-${PARENT}`], 0.01), false);
   t.equal(decide('parentbased_always_off', 0, deferred), false);

@@ -117,8 +117,19 @@ function fields(headers: readonly string[], received: ReceivedHead | undefined, 
   return out;
 }
 
+/**
+ * Names found to be tokens, up to TOKENS_KEPT of them: the fields a writer checks are the
+ * ones the proxy added (X-Request-Id, traceparent), the same few literals every message,
+ * whose hash V8 keeps, so a set lookup costs less than the regular expression.
+ */
+const TOKENS = new Set<string>();
+const TOKENS_KEPT = 64;
+
 function check(name: string, value: string): void {
-  if (!isToken(name)) throw new Http1SerializeError(name, 'header name is not a token');
+  if (!TOKENS.has(name)) {
+    if (!isToken(name)) throw new Http1SerializeError(name, 'header name is not a token');
+    if (TOKENS.size < TOKENS_KEPT) TOKENS.add(name);
+  }
   if (!safeValue(value)) throw new Http1SerializeError(name, 'header value contains CR, LF, NUL or a character above 0xff');
 }
 
