@@ -1,6 +1,7 @@
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { randomUUID } from 'node:crypto';
+import fc from 'fast-check';
 import t from 'tap';
 import type { AcceptedConnection } from '../../../src/pipeline/connection.ts';
 import type { ProxyRequest, ProxyResponse } from '../../../src/pipeline/exchange.ts';
@@ -146,6 +147,15 @@ t.test('requestIdFraction: a UUID by its last eight hex digits, in any case; any
   t.equal(requestIdFraction('order-7/checkout'), other, 'stable');
   t.not(requestIdFraction('order-8/checkout'), other);
   t.ok(requestIdFraction('') >= 0 && requestIdFraction('xyz') < 1, 'short ids too');
+  fc.assert(
+    fc.property(fc.oneof(fc.string({ maxLength: 80 }), fc.uuid()), (id) => {
+      const f = requestIdFraction(id);
+      const uuidTail = /^[0-9a-f-]{28}[0-9a-f]{8}$/i.test(id) && id.length === 36 && id[23] === '-' ? parseInt(id.slice(28), 16) / 2 ** 32 : undefined;
+      return f >= 0 && f < 1 && f === requestIdFraction(id) && (uuidTail === undefined || f === uuidTail);
+    }),
+    { numRuns: 2000 },
+  );
+  t.pass('any id: a fraction in [0, 1), the same every time; a UUID: its last eight digits');
   const counters = Array.from({ length: 1000 }, (_, i) => requestIdFraction(String(10_000_000 + i)));
   const low = counters.filter((f) => f < 0.5).length;
   // Binomial(1000, 0.5): sd 16; 420..580 is 5 sd.
