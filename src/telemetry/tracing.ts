@@ -38,9 +38,9 @@ import { peerPrincipalOf } from './workload-labels.ts';
 // new trace's decision is keyed on the request's x-request-id, as Envoy's stable sampling
 // is: every sidecar the request passes, and every call an app makes that passes the id on,
 // decides alike without a trace header saying so. Writing an unsampled traceparent into
-// every request instead (what this module did first) cost the sidecar pair about 8 % of
-// its CPU per request: ids, a header line written by both sidecars, parsed, found and
-// validated by the second (callgrind, docs/performance.md).
+// every request instead (what this module did first) was counted at about 8 % of the
+// sidecar pair's instructions per request: ids, a header line written by both sidecars,
+// parsed, found and validated by the second (callgrind, docs/performance.md).
 
 /** The OTEL_TRACES_SAMPLER values (config tracing.sampler). */
 export type SamplerName = 'always_on' | 'always_off' | 'traceidratio' | 'parentbased_always_on' | 'parentbased_always_off' | 'parentbased_traceidratio';
@@ -113,7 +113,7 @@ function formatsOf(names: readonly PropagatorName[]): number {
 export class Tracing {
   readonly tracer: Tracer;
   readonly policy: SamplingPolicy;
-  /** The formats written into every request (OTEL_PROPAGATORS); a request's own are written back too. */
+  /** The formats written into every sampled request (OTEL_PROPAGATORS); a request's own are written back too. */
   readonly formats: number;
   /** The propagators that write each combination of formats, made once. */
   readonly #injectors: ReadonlyArray<readonly TextMapPropagator[]>;
