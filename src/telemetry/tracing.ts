@@ -156,7 +156,7 @@ export function traceSink(tracing: Tracing, direction: Direction): ExchangeSink 
   return {
     started: (req) => {
       scan.scan(req.headers);
-      if (!sampled(tracing.policy, scan, Math.random)) return undefined;
+      if (!sampled(tracing.policy, scan)) return undefined;
       const parent = tracing.extract(scan.parent, req.headers);
       const method = knownMethod(req.method);
       const span = tracing.tracer.startSpan(method ?? 'HTTP', { kind, attributes: startAttributes(req, direction, method) }, parent);

@@ -119,8 +119,10 @@ function fields(headers: readonly string[], received: ReceivedHead | undefined, 
 
 /**
  * Names found to be tokens, up to TOKENS_KEPT of them: the fields a writer checks are the
- * ones the proxy added (X-Request-Id, traceparent), the same few literals every message,
- * whose hash V8 keeps, so a set lookup costs less than the regular expression.
+ * ones the proxy added (X-Request-Id on nearly every request, a sampled one's trace
+ * headers), the same few literals every message, whose hash V8 keeps, so a set lookup
+ * costs less than the regular expression (callgrind, the outbound sidecar: the token
+ * expression's 400 instructions a request became 45 of set lookup).
  */
 const TOKENS = new Set<string>();
 const TOKENS_KEPT = 64;
