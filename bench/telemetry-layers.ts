@@ -10,7 +10,7 @@
 //             process (so the sink's small share counts against tracing): what the
 //             outbound sidecar of the first hop does, deciding for new traces;
 //   on-ratio-0  the same at a ratio of 0: only what a new trace that is not sampled costs
-//             (its ids and traceparent), no span;
+//             (the scan of its header names and the decision by its request id), no span;
 //   on-unsampled-parent  the same as on, for requests that arrive with an unsampled parent (what
 //             every later sidecar of an unsampled trace sees; it copies the header list,
 //             which the others do not, so it counts a little against itself).
@@ -19,7 +19,10 @@
 //
 // Rounds rotate the modes; each prints CPU (user + system) and wall time per request, and
 // the median of each is reported with its spread. Requests arrive without trace headers,
-// as in the L7 benchmark: each is a new trace, 1 % of them sampled.
+// as in the L7 benchmark: each is a new trace. A new trace's sampling is keyed on its
+// x-request-id, so each request carries one of 4 096 random UUIDs, as the request-id layer
+// makes them: about 1 % of them, and so of the requests, are sampled.
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
@@ -91,9 +94,15 @@ const modes = {
 };
 type ModeName = keyof typeof modes;
 
-const request = requestMaker(['Host', 'app:8080', 'User-Agent', 'h2load nghttp2/1.52.0', 'Accept', '*/*', 'x-request-id', '3c3c1c7e-4a55-4b7e-9f0e-0b9b1b0c6f7d'], (i) => ({
+const REQUEST_IDS = Array.from({ length: 4096 }, () => randomUUID());
+const withoutId = requestMaker(['Host', 'app:8080', 'User-Agent', 'h2load nghttp2/1.52.0', 'Accept', '*/*'], (i) => ({
   peer: { kind: 'peer', address: '10.0.0.2', port: 40000 + i },
 }));
+const request = (i: number): ProxyRequest => {
+  const req = withoutId(i);
+  req.headers.push('x-request-id', REQUEST_IDS[i & 4095]!);
+  return req;
+};
 // The loop never yields to timers, so the batch processor exports its spans at the round's
 // end: inside the round, whose CPU time they belong to.
 const flushSpans = () => on.tracer!.flush();
