@@ -1,13 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import tls from 'node:tls';
 import t, { type Test } from 'tap';
 import { readAcceptedInto, readAsStream, redirectReads } from '../../../src/net/read-into.ts';
-import { makeIdentity, until } from '../proxy/mtls-harness.ts';
-import { caOk } from '../tls/ca-helpers.ts';
+import { until } from '../proxy/mtls-harness.ts';
+import { loopbackClient, serverIdentity } from './sockets.ts';
 
 // Accepted sockets switched to reading into one buffer, on real loopback connections
 // (plain and TLS): the bytes already held come back first, later reads reach the callback
@@ -17,26 +13,16 @@ import { caOk } from '../tls/ca-helpers.ts';
 /** A connection whose accepted side is handed over once the client's first bytes ('held') sit in its stream's buffer. */
 async function pair(t: Test, secure?: { key: Buffer; cert: Buffer }) {
   let accepted: net.Socket | undefined;
-  const onSocket = (s: net.Socket) => {
-    s.on('error', () => {});
-    // Reads start as on any accepted socket: bytes arriving now are held by the stream.
-    s.on('readable', function hold() {
-      s.off('readable', hold);
-      accepted = s;
-    });
-  };
-  const server = secure ? tls.createServer(secure, onSocket) : net.createServer(onSocket);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  const client = await new Promise<net.Socket>((resolve, reject) => {
-    const c = secure ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () => resolve(c)) : net.connect({ port, host: '127.0.0.1' }, () => resolve(c));
-    c.on('error', reject);
-  });
-  t.teardown(() => {
-    client.destroy();
-    accepted?.destroy();
-    server.close();
-  });
+  // Reads start as on any accepted socket: bytes arriving now are held by the stream.
+  const client = await loopbackClient(
+    t,
+    (s) =>
+      s.on('readable', function hold() {
+        s.off('readable', hold);
+        accepted = s;
+      }),
+    secure,
+  );
   client.write('held');
   await until(() => accepted !== undefined, 'the first bytes to be held');
   return { client, server: accepted! };
@@ -44,14 +30,7 @@ async function pair(t: Test, secure?: { key: Buffer; cert: Buffer }) {
 
 for (const kind of ['plain', 'TLS'] as const) {
   t.test(`${kind}: held bytes first, then every read to the callback, with pause, resume and end`, async (t) => {
-    let secure: { key: Buffer; cert: Buffer } | undefined;
-    if (kind === 'TLS') {
-      const root = mkdtempSync(path.join(tmpdir(), 'meshlet-read-into-'));
-      t.teardown(() => rmSync(root, { recursive: true, force: true }));
-      await caOk(['init', '--out', path.join(root, 'ca')]);
-      const dir = await makeIdentity(root, path.join(root, 'ca'), 'id', 'spiffe://cluster.local/ns/a/sa/b');
-      secure = { key: readFileSync(path.join(dir, 'tls.key')), cert: readFileSync(path.join(dir, 'tls.crt')) };
-    }
+    const secure = kind === 'TLS' ? await serverIdentity(t, 'read-into') : undefined;
     const { client, server } = await pair(t, secure);
     const buffer = Buffer.alloc(64 * 1024);
     const reads: string[] = [];
