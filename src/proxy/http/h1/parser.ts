@@ -12,6 +12,9 @@
 // Errors are positional and do not depend on how the bytes were split: lines are checked
 // in order, each only once complete; a line is refused for size before its content is
 // looked at, so the failure reported for an input is the same however it arrives.
+
+// Imported rather than read as globals: Node's global Buffer and performance are accessors, each read a call (about 170 instructions in callgrind's count).
+import { Buffer } from 'node:buffer';
 import { MeshletError } from '../../../errors.ts';
 import type { ReceivedHead } from '../../../pipeline/exchange.ts';
 import { HOP_BY_HOP, MARKS_INCOMPLETE, MESH_HEADERS, MESH_METADATA_HEADER } from '../headers.ts';
