@@ -22,9 +22,10 @@
 // (bench/lib/pinning.ts); --unpinned leaves them to the scheduler, which places them
 // differently at every start.
 //
-// --warm: how long the unrecorded first run lasts (default: --seconds). V8 takes 10 to 25
-// seconds of full load to finish optimising a pair (longer with tracing on), so short
-// warm-ups compare variants partly by how fast they are compiled.
+// --warm: how long the unrecorded first run lasts (default: --seconds). V8 takes 10 to 30
+// seconds of full load to finish optimising a pair (the longest with tracing at 1 %, whose
+// span code runs for one request in a hundred; bench/l7.ts), so short warm-ups compare
+// variants partly by how fast they are compiled.
 //
 // Modes are the l7 scenario's plaintext variants: plaintext (the defaults), plaintext-off
 // (resilience off), telemetry-on (metrics and tracing at 1 %, an OTLP sink in each pod),
