@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { getSystemErrorName } from 'node:util';
+import { errnoError } from './errno.ts';
 
 // Writing a whole message to a plain TCP socket's handle, past node:net's Writable. A
 // `socket.write()` of a small message goes through the stream's state machine, makes a
@@ -69,7 +69,7 @@ export function writeMessage(socket: net.Socket, data: string | Uint8Array): boo
   const err = typeof data === 'string' ? handle.writeLatin1String(req, data) : handle.writeBuffer(req, data);
   if (err !== 0) {
     // Not kept: a write that failed may have bound the object before giving it back.
-    socket.destroy(writeError(err));
+    socket.destroy(errnoError(err, 'write'));
     return false;
   }
   if (binding!.state[binding!.lastWriteWasAsync] === 0) {
@@ -87,7 +87,7 @@ function onQueuedWriteDone(this: WriteReq, status: number): void {
   this.buffer = null;
   this.socket = undefined;
   // A socket closed under a queued write cancels it: nothing to report then.
-  if (status < 0 && !socket.destroyed) socket.destroy(writeError(status));
+  if (status < 0 && !socket.destroyed) socket.destroy(errnoError(status, 'write'));
 }
 
 /** The socket's handle when a message can go to it directly, keeping the socket's byte order. */
@@ -98,12 +98,6 @@ function directHandle(socket: net.Socket): StreamHandle | undefined {
   if (!(handle instanceof binding.TCP)) return undefined;
   const stream = handle as StreamHandle;
   return stream.writeQueueSize === 0 ? stream : undefined;
-}
-
-/** The error node:net would destroy the socket with (code, errno, syscall), so callers decide on the code alike. */
-function writeError(errno: number): NodeJS.ErrnoException {
-  const code = getSystemErrorName(errno);
-  return Object.assign(new Error(`write ${code}`), { errno, code, syscall: 'write' });
 }
 
 /** Whether writes go to handles directly in this runtime (for tests). */

@@ -8,7 +8,7 @@ import { formatHostPort, type OrigDst } from '../../net/addresses.ts';
 import { bodyAbort, PushBody, type BodyAbort, type BodyProducer } from '../../pipeline/body.ts';
 import type { ProxyRequest, ProxyResponse, WorkloadMetadata } from '../../pipeline/exchange.ts';
 import type { RawHeaders } from '../../pipeline/headers.ts';
-import type { ReadInto } from '../../net/read-into.ts';
+import { readDirectly, type ReadInto } from '../../net/read-into.ts';
 import { plainConnector, type Connector, type Upstream } from '../tcp/connectors.ts';
 import { MessageWriter } from './h1/message-writer.ts';
 import { IdleSweep } from './idle-sweep.ts';
@@ -249,6 +249,7 @@ class UpstreamConnection implements BodyProducer {
     this.#pool = pool;
     const upstream = connect({ buffer: READ_BUFFER, callback: this.#onRead });
     const socket = (this.socket = upstream.socket);
+    readDirectly(socket);
     this.#parser = new Http1Parser(
       'response',
       {
