@@ -90,7 +90,11 @@ const HIGH_WATER = 64 * 1024;
 export class PushBody implements Body {
   readonly length: number | undefined;
   readonly #producer: BodyProducer;
-  #queue: Buffer[] = [];
+  // The chunks waiting, in order: most bodies through a proxy wait as one chunk, which
+  // needs no array (an array's shift() is a builtin call, and a fresh array grows its
+  // store on the first push).
+  #first: Buffer | undefined;
+  #more: Buffer[] | undefined;
   #queued = 0;
   #sink: BodySink | undefined;
   #flowing = false;
@@ -108,11 +112,13 @@ export class PushBody implements Body {
   /** From the producer: body bytes. */
   push(chunk: Buffer): void {
     if (this.#cancelled || this.#ended) return;
-    if (this.#flowing && this.#queue.length === 0) {
+    const empty = this.#first === undefined && (this.#more === undefined || this.#more.length === 0);
+    if (this.#flowing && empty) {
       if (!this.#sink!.data(chunk)) this.#stop();
       return;
     }
-    this.#queue.push(chunk);
+    if (empty) this.#first = chunk;
+    else (this.#more ??= []).push(chunk);
     this.#queued += chunk.length;
     if (this.#queued >= HIGH_WATER && !this.#paused) {
       this.#paused = true;
@@ -132,7 +138,8 @@ export class PushBody implements Body {
   fail(err: BodyAbort): void {
     if (this.#cancelled || this.#ended) return;
     this.#ended = err;
-    this.#queue = [];
+    this.#first = undefined;
+    this.#more = undefined;
     this.#queued = 0;
     this.#handBack();
     this.#drain();
@@ -153,7 +160,8 @@ export class PushBody implements Body {
   cancel(reason: BodyAbort): void {
     if (this.#cancelled || this.#delivered) return;
     this.#cancelled = true;
-    this.#queue = [];
+    this.#first = undefined;
+    this.#more = undefined;
     if (!this.#ended) this.#producer.cancel(reason);
   }
 
@@ -177,11 +185,19 @@ export class PushBody implements Body {
     }
   }
 
+  #take(): Buffer | undefined {
+    const first = this.#first;
+    if (first !== undefined) {
+      this.#first = undefined;
+      return first;
+    }
+    return this.#more !== undefined && this.#more.length > 0 ? this.#more.shift() : undefined;
+  }
+
   #drain(): void {
     const sink = this.#sink;
     if (!sink || !this.#flowing) return;
-    while (this.#queue.length > 0) {
-      const chunk = this.#queue.shift()!;
+    for (let chunk = this.#take(); chunk !== undefined; chunk = this.#take()) {
       this.#queued -= chunk.length;
       if (!sink.data(chunk)) {
         this.#stop();

@@ -53,6 +53,30 @@ t.test('PushBody: a full sink stops the flow until it resumes the body', async (
   t.same(got.end, [], 'ended after the last chunk');
 });
 
+t.test('PushBody: chunks keep their order whatever the sink takes at a time', async (t) => {
+  // Chunks waiting before the sink, a sink full after each of them, more arriving in
+  // between: what is delivered is always what was pushed, in order.
+  const body = new PushBody(producer());
+  const pushed: string[] = [];
+  const push = (text: string) => (pushed.push(text), body.push(Buffer.from(text)));
+  push('a');
+  push('b');
+  push('c');
+  let room = 1;
+  const { got, s } = sink(() => --room > 0);
+  body.pipe(s);
+  t.same(got.data, ['a'], 'one chunk, then the sink is full');
+  push('d');
+  for (let i = 0; got.data.length < pushed.length && i < 10; i++) {
+    room = 1;
+    body.resume();
+    push(`e${i}`);
+  }
+  room = 100;
+  body.resume();
+  t.same(got.data, pushed, 'every chunk, in the order pushed');
+});
+
 t.test('PushBody: a failed body reaches the sink as an abort, and a cancelled one stops its producer', async (t) => {
   const failed = new PushBody(producer());
   const a = sink();

@@ -278,7 +278,9 @@ export class Http1Parser {
   private pending: Buffer[] = [];
   private pendingLen = 0;
   /** Response parser: methods of the requests the next responses answer. */
-  private readonly expected: string[] = [];
+  /** The method the next response answers; more for pipelined requests (most connections have one at a time, which needs no array). */
+  private expectedNext: string | undefined;
+  private readonly expectedMore: string[] = [];
 
   // Line-based sections (head, trailers): the pieces of the incomplete last line, bytes so far.
   private frag: Buffer[] = [];
@@ -401,7 +403,8 @@ export class Http1Parser {
 
   /** Response parser only: the method of the request the next response answers (HEAD: no body; CONNECT + 2xx: upgrade). Call before feeding that response. 1xx interim responses (100, 103) are delivered through onHead with framing 'none' and do NOT consume the expectation: the final response follows. 101 is final (upgrade). Several calls queue up, in order, for pipelined requests. */
   expect(method: string): void {
-    this.expected.push(method);
+    if (this.expectedNext === undefined) this.expectedNext = method;
+    else this.expectedMore.push(method);
   }
 
   /** The peer closed its side. 'eof' framing ends the message (onMessageEnd); a message cut short raises incomplete_message; between messages it is a no-op. While paused, this happens once the buffered bytes are parsed (on resume()). */
@@ -1001,7 +1004,7 @@ export class Http1Parser {
       upgrade = this.method === 'CONNECT' || (this.hasUpgrade && this.connUpgrade);
     } else {
       const status = this.status;
-      const method = this.expected[0];
+      const method = this.expectedNext;
       if (status < 200) {
         framing = 'none';
         upgrade = status === 101;
@@ -1016,7 +1019,7 @@ export class Http1Parser {
       } else if (this.clCount > 0) {
         framing = this.contentLength > 0 ? 'length' : 'none';
       } else framing = 'eof';
-      if (!interim) this.expected.shift();
+      if (!interim) this.expectedNext = this.expectedMore.length > 0 ? this.expectedMore.shift() : undefined;
     }
     const keepAlive = framing !== 'eof' && !this.connClose && (minor === 1 || this.connKeepAlive);
     const head: Head = {
