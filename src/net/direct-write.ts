@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { errnoError } from './errno.ts';
+import { streamBinding } from './stream-binding.ts';
 
 // Writing a whole message to a plain TCP socket's handle, past node:net's Writable. A
 // `socket.write()` of a small message goes through the stream's state machine, makes a
@@ -29,28 +30,6 @@ interface StreamHandle {
   readonly writeQueueSize: number;
 }
 
-interface Binding {
-  readonly WriteWrap: new () => WriteReq;
-  readonly state: Int32Array;
-  readonly lastWriteWasAsync: number;
-  readonly TCP: abstract new (...args: never[]) => unknown;
-}
-
-const binding = load();
-
-function load(): Binding | undefined {
-  try {
-    const legacy = process as unknown as { binding(name: string): Record<string, unknown> };
-    const stream = legacy.binding('stream_wrap');
-    const tcp = legacy.binding('tcp_wrap');
-    const { WriteWrap, streamBaseState, kLastWriteWasAsync } = stream;
-    if (typeof WriteWrap !== 'function' || !(streamBaseState instanceof Int32Array) || typeof kLastWriteWasAsync !== 'number' || typeof tcp.TCP !== 'function') return undefined;
-    return { WriteWrap: WriteWrap as Binding['WriteWrap'], state: streamBaseState, lastWriteWasAsync: kLastWriteWasAsync, TCP: tcp.TCP as Binding['TCP'] };
-  } catch {
-    return undefined;
-  }
-}
-
 /** A request object no write holds (the last write completed at once). */
 let spare: WriteReq | undefined;
 
@@ -64,7 +43,7 @@ let spare: WriteReq | undefined;
 export function writeMessage(socket: net.Socket, data: string | Uint8Array): boolean {
   const handle = directHandle(socket);
   if (handle === undefined) return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data);
-  const req = spare ?? new binding!.WriteWrap();
+  const req = spare ?? (new streamBinding!.WriteWrap() as WriteReq);
   spare = undefined;
   const err = typeof data === 'string' ? handle.writeLatin1String(req, data) : handle.writeBuffer(req, data);
   if (err !== 0) {
@@ -72,7 +51,7 @@ export function writeMessage(socket: net.Socket, data: string | Uint8Array): boo
     socket.destroy(errnoError(err, 'write'));
     return false;
   }
-  if (binding!.state[binding!.lastWriteWasAsync] === 0) {
+  if (streamBinding!.state[streamBinding!.lastWriteWasAsync] === 0) {
     spare = req;
     return true;
   }
@@ -92,13 +71,13 @@ function onQueuedWriteDone(this: WriteReq, status: number): void {
 
 /** The socket's handle when a message can go to it directly, keeping the socket's byte order. */
 function directHandle(socket: net.Socket): StreamHandle | undefined {
-  if (binding === undefined || socket.connecting || socket.destroyed || !socket.writable) return undefined;
+  if (streamBinding === undefined || socket.connecting || socket.destroyed || !socket.writable) return undefined;
   if (socket.writableLength !== 0 || socket.writableCorked !== 0) return undefined;
   const handle = (socket as unknown as { _handle?: unknown })._handle;
-  if (!(handle instanceof binding.TCP)) return undefined;
+  if (!(handle instanceof streamBinding.TCP)) return undefined;
   const stream = handle as StreamHandle;
   return stream.writeQueueSize === 0 ? stream : undefined;
 }
 
 /** Whether writes go to handles directly in this runtime (for tests). */
-export const directWrites: boolean = binding !== undefined;
+export const directWrites: boolean = streamBinding !== undefined;

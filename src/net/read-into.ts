@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { errnoError } from './errno.ts';
+import { streamBinding } from './stream-binding.ts';
 
 /**
  * Reading into the caller's own buffer (node:net's `onread`): each read goes to `callback`
@@ -98,25 +99,8 @@ interface ReadHandle {
   readStop(): number;
 }
 
-interface ReadState {
-  readonly state: Int32Array;
-  readonly bytesOrError: number;
-}
-
-const READ_STATE = loadReadState();
-
 /** Handles whose reads already go to their socket's callback. */
 const direct = new WeakSet<ReadHandle>();
-
-function loadReadState(): ReadState | undefined {
-  try {
-    const legacy = process as unknown as { binding(name: string): Record<string, unknown> };
-    const { streamBaseState, kReadBytesOrError } = legacy.binding('stream_wrap');
-    return streamBaseState instanceof Int32Array && typeof kReadBytesOrError === 'number' ? { state: streamBaseState, bytesOrError: kReadBytesOrError } : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Gives a socket that reads into a buffer (made with `onread`, or switched by
@@ -126,15 +110,15 @@ function loadReadState(): ReadState | undefined {
 export function readDirectly(socket: net.Socket): boolean {
   const handle = (socket as unknown as { _handle?: ReadHandle | null })._handle;
   const readable = (socket as unknown as { _readableState?: { readonly destroyed: boolean } })._readableState;
-  if (READ_STATE === undefined || FIELDS === undefined || !handle || !readable || typeof handle.onread !== 'function' || socket.destroyed) return false;
+  if (streamBinding === undefined || FIELDS === undefined || !handle || !readable || typeof handle.onread !== 'function' || socket.destroyed) return false;
   if (direct.has(handle)) return true;
   const fields = socket as unknown as Fields;
   if (!(fields[FIELDS.buffer] instanceof Uint8Array) || typeof fields[FIELDS.callback] !== 'function') return false;
   const general = handle.onread;
-  const { state, bytesOrError } = READ_STATE;
+  const { state, readBytesOrError } = streamBinding;
   const { buffer: bufferField, callback: callbackField } = FIELDS;
   handle.onread = function onRead(this: ReadHandle, arrayBuffer: unknown) {
-    const bytes = state[bytesOrError]!;
+    const bytes = state[readBytesOrError]!;
     if (bytes <= 0 || socket.timeout || readable.destroyed) return general.call(this, arrayBuffer);
     const callback = fields[callbackField] as ReadInto['callback'];
     if (callback(bytes, fields[bufferField] as Uint8Array) === false) stopReading(socket, this, readable);

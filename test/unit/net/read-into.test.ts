@@ -131,7 +131,10 @@ for (const kind of ['plain', 'TLS'] as const) {
     const buffer = Buffer.alloc(1024);
     const client = await connectInto(t, { buffer, callback: (n, b) => (reads.push(Buffer.from(b.subarray(0, n)).toString()), !refuse) }, (s) => (peer = s), secure);
     t.equal(readDirectly(client), true, 'the socket takes its own read handler');
-    t.equal(readDirectly(client), true, 'asked again, it keeps the one it has');
+    const handle = (client as unknown as { _handle: { onread: unknown } })._handle;
+    const own = handle.onread;
+    t.equal(readDirectly(client), true, 'asked again, it says so');
+    t.equal(handle.onread, own, 'and keeps the handler it has rather than wrapping it');
     await until(() => peer !== undefined, 'the connection to be accepted');
     peer!.write('one');
     await until(() => reads.join('') === 'one', 'the first read');

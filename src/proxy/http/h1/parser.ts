@@ -277,8 +277,7 @@ export class Http1Parser {
   /** Bytes received and not yet consumed (while paused, upgraded, or fed during a callback). */
   private pending: Buffer[] = [];
   private pendingLen = 0;
-  /** Response parser: methods of the requests the next responses answer. */
-  /** The method the next response answers; more for pipelined requests (most connections have one at a time, which needs no array). */
+  /** Response parser: the method of the request the next response answers, and of the pipelined ones after it (most connections have one at a time, which needs no array). */
   private expectedNext: string | undefined;
   private readonly expectedMore: string[] = [];
 
