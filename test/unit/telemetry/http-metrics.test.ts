@@ -2,7 +2,7 @@ import { Registry } from 'prom-client';
 import t from 'tap';
 import { MeshletError } from '../../../src/errors.ts';
 import { BufferedBody, type BodySink } from '../../../src/pipeline/body.ts';
-import type { AcceptedConnection } from '../../../src/pipeline/connection.ts';
+import type { AcceptedConnection, ResponseFlag } from '../../../src/pipeline/connection.ts';
 import type { ProxyResponse, WorkloadMetadata } from '../../../src/pipeline/exchange.ts';
 import { Scrape } from '../../../src/testbed/metrics.ts';
 import { exchangeLayer } from '../../../src/telemetry/exchange-layer.ts';
@@ -119,6 +119,19 @@ t.test('the proxy’s own answers are counted with their code and flag; gRPC wit
   const s = await scrape();
   t.equal(s.value('meshlet_requests_total', { response_code: '503', response_flags: 'UF', request_protocol: 'http', destination_workload: 'unknown' }), 1, 'no peer metadata: unknown');
   t.equal(s.value('meshlet_requests_total', { response_code: '200', response_flags: 'UF', request_protocol: 'grpc', grpc_response_status: '14' }), 1);
+});
+
+t.test('one code with different flags is counted in a series per flag, however they alternate', async (t) => {
+  const { layer, scrape } = setup();
+  const flags: ResponseFlag[] = ['-', 'UO', '-', '-', 'URX', 'UO', '-'];
+  for (const flag of flags) {
+    const response = await layer(async () => ({ ...answer(503), flag }))(proxyRequest({ conn: outboundConn(1) }));
+    await drain(response);
+  }
+  const s = await scrape();
+  for (const flag of new Set(flags)) {
+    t.equal(s.value('meshlet_requests_total', { response_code: '503', response_flags: flag }), flags.filter((f) => f === flag).length, `503 ${flag}`);
+  }
 });
 
 t.test('inbound reports as destination: the caller is the source, this pod the destination', async (t) => {

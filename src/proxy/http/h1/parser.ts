@@ -19,6 +19,7 @@ import { MeshletError } from '../../../errors.ts';
 import type { ReceivedHead } from '../../../pipeline/exchange.ts';
 import { HOP_BY_HOP, MARKS_INCOMPLETE, MESH_HEADERS, MESH_METADATA_HEADER } from '../headers.ts';
 import { AUTHORITY, FIELD, HEX, QDTEXT, TCHAR } from './chars.ts';
+import { RecentValues } from './recent-values.ts';
 
 /** Why a message was refused; stable strings (listed in docs/http.md by the socket-side engineer). */
 export type ParseFailure =
@@ -216,6 +217,9 @@ const NAME_BY_SHAPE: Uint8Array[] = [];
     names[shape] = name;
   }
 }
+/** Request authorities: one string for the same bytes, whatever the connection (recent-values.ts). */
+const RECENT_HOSTS = new RecentValues(8);
+
 const CLOSE = Buffer.from('close', 'latin1');
 const KEEP_ALIVE = Buffer.from('keep-alive', 'latin1');
 const UPGRADE = Buffer.from('upgrade', 'latin1');
@@ -320,6 +324,14 @@ export class Http1Parser {
   private expectContinue = false;
   private marks = 0;
   private hostAt = -1;
+  /**
+   * Where the Host value's bytes are while the input holding them is being run: the buffer,
+   * the offset and the length. A head that ends in the same input gets its Host value from
+   * RECENT_HOSTS; one that spans inputs keeps the value it was parsed as.
+   */
+  private hostBytes: Buffer | undefined = undefined;
+  private hostByte = 0;
+  private hostLength = 0;
   private hosts = 0;
   private metadataAt = -1;
   private contentTypeAt = -1;
@@ -437,6 +449,7 @@ export class Http1Parser {
       let end = firstEnd;
       for (;;) {
         this.run(buf, end);
+        this.hostBytes = undefined; // the bytes of the next run are elsewhere
         const s = this.state;
         if (this.paused || s === S_DEAD || s === S_CLOSED || s === S_UPGRADED || this.pendingLen === 0) break;
         buf = this.takePending(); // fed during a callback
@@ -555,6 +568,13 @@ export class Http1Parser {
 
   // ---- heads and trailer sections (line based) ----
 
+  /** The request's Host value, the same string as the last requests' with the same bytes (recent-values.ts). */
+  private internHost(b: Buffer): void {
+    this.hostBytes = undefined;
+    const at = this.hostAt + 1;
+    this.fields[at] = RECENT_HOSTS.intern(b, this.hostByte, this.hostLength, this.fields[at]!);
+  }
+
   private resetMessage(): void {
     this.startSeen = false;
     this.text = undefined;
@@ -582,6 +602,7 @@ export class Http1Parser {
     this.expectContinue = false;
     this.marks = 0;
     this.hostAt = -1;
+    this.hostBytes = undefined;
     this.hosts = 0;
     this.metadataAt = -1;
     this.contentTypeAt = -1;
@@ -873,7 +894,12 @@ export class Http1Parser {
     switch (known) {
       case K_HOST:
         if (!this.isRequest) return; // an end-to-end field in a response
-        if (this.hosts++ === 0) this.hostAt = n;
+        if (this.hosts++ === 0) {
+          this.hostAt = n;
+          this.hostBytes = b;
+          this.hostByte = vb;
+          this.hostLength = value.length;
+        }
         this.mark(n);
         return;
       case K_EXPECT:
@@ -980,6 +1006,7 @@ export class Http1Parser {
 
   /** The head's empty line: framing (RFC 9112 6.3), then onHead. */
   private headDone(): void {
+    if (this.hostBytes !== undefined) this.internHost(this.hostBytes);
     const minor = this.minor;
     if (this.clCount > 1) return this.fail('duplicate_content_length');
     if (this.clCount === 1 && !this.contentLengthValue(this.clValue)) return;
