@@ -6,7 +6,8 @@
 // user-space instructions of every thread of each proxy, divided by the requests. Unlike requests/s or CPU seconds on a
 // shared 2-core VM, which move by ±10 % from one start to the next, the count moves by a
 // few per cent at most (what V8 decides to optimise), so a variant that costs 3 % shows.
-// It says nothing of the kernel's share (the socket calls) or of how fast the instructions
+// Both proxies run with V8's memory reducer off (COUNTING_FLAGS), which otherwise fires on
+// valgrind's slowed clock. It says nothing of the kernel's share (the socket calls) or of how fast the instructions
 // run (cache misses, preemption); requests/s and CPU time stay bench/pair-starts.ts's.
 //
 //   node bench/instructions.ts [--modes telemetry-off,telemetry-on] [--ceiling] [--starts 2] [--warm 20000] [--requests 5000] [--connections 16] [--kind h1|h2] [--node-flag FLAG]... [--profile] [--keep DIR]
@@ -147,11 +148,22 @@ function callgrindDirs(): { root: string; under: (pod: Pod, profile: boolean) =>
     root,
     under: (pod, profile) => ({
       prefix: ['valgrind', '--tool=callgrind', '--trace-children=yes', `--callgrind-out-file=${out(pod)}`, '--dump-line=no'],
-      nodeArgs: [...(profile ? ['--perf-basic-prof'] : []), ...(values['node-flag'] ?? [])],
+      nodeArgs: [...COUNTING_FLAGS, ...(profile ? ['--perf-basic-prof'] : []), ...(values['node-flag'] ?? [])],
       readyTimeoutMs: 300_000,
     }),
   };
 }
+
+/**
+ * V8's memory reducer starts major collections when it judges the process idle by its
+ * allocation rate per millisecond of wall time. Under valgrind a process runs about fifty
+ * times slower, so the reducer took a loaded proxy for an idle one, and how often it did
+ * depended on the machine's speed that hour: the same build's plaintext pair counted
+ * 92 300 instructions per request with it off and 125 400 with it on (major GC about +7 900
+ * and V8's compilers up to +5 300 a sidecar). At full speed under load, `--trace-gc` showed no
+ * collection of its in 60 000 requests.
+ */
+const COUNTING_FLAGS = ['--no-memory-reducer'];
 
 /** Warms the pair of `side` (its proxies under callgrind), zeroes the counts, sends the counted requests and reads the dumps. */
 async function count(label: string, side: Side, root: string, profile: boolean): Promise<Counts> {
