@@ -24,6 +24,7 @@ import { get, type RawHeaders } from '../pipeline/headers.ts';
 import { withoutUserinfo } from './access-log.ts';
 import type { ExchangeSink, FinishedExchange } from './exchange-layer.ts';
 import { B3_MULTI, B3_SINGLE, DEFERRED, ratioAccepts, removeTraceHeaders, requestIdFraction, SAMPLED, TraceScan, W3C } from './trace-headers.ts';
+import { flatString } from '../strings.ts';
 import { peerPrincipalOf } from './workload-labels.ts';
 
 // Spans for HTTP/1.1, HTTP/2 and gRPC requests, one per request and side: the inbound
@@ -32,6 +33,10 @@ import { peerPrincipalOf } from './workload-labels.ts';
 // its own calls) continues the trace, and the next sidecar's span is the child of this
 // one. Names and attributes follow the OpenTelemetry HTTP semantic conventions (stable
 // since 1.23), plus the mesh's own (meshlet.*).
+//
+// String values given to the SDK are flat strings of their own (flatString): the OTLP
+// protobuf writer reads them a character at a time, and the parser's slices and
+// concatenations would turn its loops megamorphic.
 //
 // The sampling decision is taken before anything is allocated: most requests are not
 // sampled (1 % is a common ratio), and a request that is not goes through untouched. A
@@ -185,7 +190,7 @@ function startAttributes(req: ProxyRequest, direction: Direction, method: string
   const attributes: Attributes = {
     [ATTR_HTTP_REQUEST_METHOD]: method ?? '_OTHER',
     [ATTR_URL_SCHEME]: req.scheme,
-    [ATTR_SERVER_ADDRESS]: host,
+    [ATTR_SERVER_ADDRESS]: flatString(host),
     [ATTR_SERVER_PORT]: port,
     [ATTR_NETWORK_PROTOCOL_VERSION]: req.protocol === 'h2' ? '2' : '1.1',
     'meshlet.direction': direction,
@@ -193,22 +198,23 @@ function startAttributes(req: ProxyRequest, direction: Direction, method: string
   };
   if (method === undefined) attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = req.method;
   if (direction === 'inbound') {
-    attributes[ATTR_URL_PATH] = path;
+    attributes[ATTR_URL_PATH] = flatString(path);
     attributes[ATTR_CLIENT_ADDRESS] = conn.peer.address;
     attributes[ATTR_CLIENT_PORT] = conn.peer.port;
     attributes[ATTR_NETWORK_PEER_ADDRESS] = conn.peer.address;
     attributes[ATTR_NETWORK_PEER_PORT] = conn.peer.port;
   } else {
-    attributes[ATTR_URL_FULL] = `${req.scheme}://${withoutUserinfo(req.authority)}${path}`;
+    // Joined rather than a template: a join makes one flat string (flatString).
+    attributes[ATTR_URL_FULL] = [req.scheme, '://', withoutUserinfo(req.authority), path].join('');
     attributes[ATTR_NETWORK_PEER_ADDRESS] = conn.origDst.address;
     attributes[ATTR_NETWORK_PEER_PORT] = conn.origDst.port;
   }
   const principal = peerPrincipalOf(conn);
-  if (principal) attributes['meshlet.peer.principal'] = principal;
+  if (principal) attributes['meshlet.peer.principal'] = flatString(principal);
   const userAgent = get(req.headers, 'user-agent');
-  if (userAgent !== undefined) attributes[ATTR_USER_AGENT_ORIGINAL] = userAgent.slice(0, 256);
+  if (userAgent !== undefined) attributes[ATTR_USER_AGENT_ORIGINAL] = flatString(userAgent.slice(0, 256));
   const requestId = get(req.headers, 'x-request-id');
-  if (requestId !== undefined) attributes['meshlet.request_id'] = requestId.slice(0, 128);
+  if (requestId !== undefined) attributes['meshlet.request_id'] = flatString(requestId.slice(0, 128));
   if (req.grpc) attributes[ATTR_RPC_SYSTEM] = 'grpc';
   return attributes;
 }
@@ -225,11 +231,11 @@ function end(span: Span, ex: FinishedExchange, direction: Direction): void {
   span.setAttribute(ATTR_HTTP_REQUEST_BODY_SIZE, ex.requestBytes);
   span.setAttribute(ATTR_HTTP_RESPONSE_BODY_SIZE, ex.responseBytes);
   if (ex.grpcStatus !== '') span.setAttribute(ATTR_RPC_GRPC_STATUS_CODE, Number(ex.grpcStatus));
-  if (ex.peer?.name) span.setAttribute('meshlet.peer.workload', `${ex.peer.namespace}/${ex.peer.name}`);
+  if (ex.peer?.name) span.setAttribute('meshlet.peer.workload', [ex.peer.namespace, '/', ex.peer.name].join(''));
   const error = errorType(ex, direction);
   if (error !== undefined) {
-    span.setAttribute(ATTR_ERROR_TYPE, error);
-    span.setStatus({ code: SpanStatusCode.ERROR, ...(ex.cause ? { message: ex.cause } : {}) });
+    span.setAttribute(ATTR_ERROR_TYPE, flatString(error));
+    span.setStatus({ code: SpanStatusCode.ERROR, ...(ex.cause ? { message: flatString(ex.cause) } : {}) });
   }
   span.end();
 }

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import t from 'tap';
-import { codeAt, lengthOf } from '../../src/strings.ts';
+import { codeAt, flatString, lengthOf } from '../../src/strings.ts';
 
 // The helpers must read every representation V8 gives a string the same as the string's
 // own methods: flat, sliced, concatenated, internalized, and two-byte text.
@@ -20,4 +20,11 @@ t.test('codeAt and lengthOf read every representation of a string as its own met
   t.equal(lengthOf(''), 0);
   t.ok(Number.isNaN(codeAt('ab', 2)), 'past the end is NaN, as charCodeAt');
   t.equal(codeAt('é', 0), 0xe9);
+});
+
+t.test('flatString gives back the same text, whatever the representation it is given', async (t) => {
+  fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 80 }), (s) => representations(s).every((r) => flatString(r) === s)));
+  t.equal(flatString(''), '');
+  t.equal(flatString('a'), 'a');
+  t.equal(flatString('x'.repeat(13)), 'x'.repeat(13));
 });
