@@ -30,7 +30,8 @@
 // Modes are the l7 scenario's plaintext variants: plaintext (the defaults), plaintext-off
 // (resilience off), telemetry-on (metrics and tracing at 1 %, an OTLP sink in each pod),
 // telemetry-off (metrics off, no tracing); and tracing-ratio-0 (telemetry-on at a ratio
-// of 0: no span, only the tracing layer's reading of each request).
+// of 0: no span, only the tracing layer's reading of each request) and tracing-always
+// (every request sampled: a span's cost, made and exported).
 // Each start checks the path as the l7 scenario does, then reports the median of its runs
 // (h2load --h1, 16 keep-alive connections, 1 KiB responses) in requests/s and in CPU per
 // request of the two proxies together; the summary is the median over the starts of each

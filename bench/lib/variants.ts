@@ -1,22 +1,25 @@
 // The plaintext pair's variants that the fresh-start and instruction-count tools compare:
-// the l7 scenario's own (bench/l7.ts), and one of their own: telemetry-on at a sampling
+// the l7 scenario's own (bench/l7.ts), and two of their own: telemetry-on at a sampling
 // ratio of 0, what the tracing layer costs when no span is made (a scan of each request's
-// header names and a read of its request id; nothing is written).
+// header names and a read of its request id; nothing is written); and tracing-always,
+// every request sampled, so that a count per request is the cost of a span (its making,
+// its export and what it leaves to the collector) on top of tracing-ratio-0's.
 import type { ProxyUnder, Pod } from '../../src/testbed/netns.ts';
 import { SINK, SINK_PORT, startL7App, VARIANT_ENV, type Side } from '../l7.ts';
 import { APP_PORTS } from './baselines.ts';
 import { createTopology, startAppServer, type Topology } from './topology.ts';
 
-export const VARIANTS = ['plaintext', 'plaintext-off', 'telemetry-on', 'telemetry-off', 'tracing-ratio-0'] as const;
+export const VARIANTS = ['plaintext', 'plaintext-off', 'telemetry-on', 'telemetry-off', 'tracing-ratio-0', 'tracing-always'] as const;
 export type Variant = (typeof VARIANTS)[number];
 
 export const VARIANT_PROXY_ENV: Partial<Record<Variant, () => NodeJS.ProcessEnv>> = {
   ...VARIANT_ENV,
   'tracing-ratio-0': () => ({ ...VARIANT_ENV['telemetry-on']!(), OTEL_TRACES_SAMPLER_ARG: '0' }),
+  'tracing-always': () => ({ ...VARIANT_ENV['telemetry-on']!(), OTEL_TRACES_SAMPLER_ARG: '1' }),
 };
 
 /** The variants that export spans: each of their pods runs an OTLP sink. */
-export const WITH_SINK: readonly Variant[] = ['telemetry-on', 'tracing-ratio-0'];
+export const WITH_SINK: readonly Variant[] = ['telemetry-on', 'tracing-ratio-0', 'tracing-always'];
 
 /** The variants named by a --modes value (at least `least` of them), or an error saying which are not. */
 export function parseVariants(text: string, least = 2): Variant[] {
