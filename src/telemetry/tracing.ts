@@ -21,10 +21,10 @@ import {
 import type { Direction } from '../pipeline/connection.ts';
 import type { ProxyRequest } from '../pipeline/exchange.ts';
 import { get, type RawHeaders } from '../pipeline/headers.ts';
+import { flatString } from '../strings.ts';
 import { withoutUserinfo } from './access-log.ts';
 import type { ExchangeSink, FinishedExchange } from './exchange-layer.ts';
 import { B3_MULTI, B3_SINGLE, DEFERRED, ratioAccepts, removeTraceHeaders, requestIdFraction, SAMPLED, TraceScan, W3C } from './trace-headers.ts';
-import { flatString } from '../strings.ts';
 import { peerPrincipalOf } from './workload-labels.ts';
 
 // Spans for HTTP/1.1, HTTP/2 and gRPC requests, one per request and side: the inbound

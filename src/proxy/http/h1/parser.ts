@@ -17,6 +17,7 @@
 import { Buffer } from 'node:buffer';
 import { MeshletError } from '../../../errors.ts';
 import type { ReceivedHead } from '../../../pipeline/exchange.ts';
+import { lengthOf } from '../../../strings.ts';
 import { HOP_BY_HOP, MARKS_INCOMPLETE, MESH_HEADERS, MESH_METADATA_HEADER } from '../headers.ts';
 import { AUTHORITY, FIELD, HEX, QDTEXT, TCHAR } from './chars.ts';
 import { RecentValues } from './recent-values.ts';
@@ -325,13 +326,12 @@ export class Http1Parser {
   private marks = 0;
   private hostAt = -1;
   /**
-   * Where the Host value's bytes are while the input holding them is being run: the buffer,
-   * the offset and the length. A head that ends in the same input gets its Host value from
-   * RECENT_HOSTS; one that spans inputs keeps the value it was parsed as.
+   * Where the Host value's bytes are while the input holding them is being run: the buffer
+   * and the offset (its length is the value's). A head that ends in the same input gets its
+   * Host value from RECENT_HOSTS; one that spans inputs keeps the value it was parsed as.
    */
   private hostBytes: Buffer | undefined = undefined;
   private hostByte = 0;
-  private hostLength = 0;
   private hosts = 0;
   private metadataAt = -1;
   private contentTypeAt = -1;
@@ -572,7 +572,8 @@ export class Http1Parser {
   private internHost(b: Buffer): void {
     this.hostBytes = undefined;
     const at = this.hostAt + 1;
-    this.fields[at] = RECENT_HOSTS.intern(b, this.hostByte, this.hostLength, this.fields[at]!);
+    const value = this.fields[at]!;
+    this.fields[at] = RECENT_HOSTS.intern(b, this.hostByte, lengthOf(value), value);
   }
 
   private resetMessage(): void {
@@ -898,7 +899,6 @@ export class Http1Parser {
           this.hostAt = n;
           this.hostBytes = b;
           this.hostByte = vb;
-          this.hostLength = value.length;
         }
         this.mark(n);
         return;

@@ -5,7 +5,7 @@
 // representation: callgrind counted about 500 instructions a request for one such
 // comparison of an authority. Handing out the same string for the same bytes makes those
 // comparisons an identity check, and its hash is computed once for every map it keys.
-// The bytes are compared in the read buffer, before any string is looked at.
+// Values are found by comparing bytes in the read buffer, never strings.
 
 /** Values longer than this are left as they came: comparing them would cost more than it saves. */
 const MAX_VALUE_BYTES = 128;
@@ -14,7 +14,7 @@ export class RecentValues {
   readonly #bytes: Uint8Array[] = [];
   readonly #strings: string[] = [];
   readonly #capacity: number;
-  /** Where the next new value goes once the table is full (round robin: no bookkeeping per hit). */
+  /** Where the next new value goes: slots fill in order, then are reused round robin (no bookkeeping per hit). */
   #next = 0;
 
   constructor(capacity: number) {
@@ -35,8 +35,8 @@ export class RecentValues {
       while (i < length && kept[i] === b[start + i]) i++;
       if (i === length) return this.#strings[e]!;
     }
-    const at = bytes.length < this.#capacity ? bytes.length : this.#next;
-    if (bytes.length >= this.#capacity) this.#next = (this.#next + 1) % this.#capacity;
+    const at = this.#next;
+    this.#next = (at + 1) % this.#capacity;
     // A copy: the read buffer is reused. The string is kept as it is, a slice of its head's
     // text (which it keeps alive: at most `capacity` heads), so a miss costs no second copy.
     bytes[at] = Uint8Array.prototype.slice.call(b, start, start + length);
