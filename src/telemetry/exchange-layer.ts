@@ -69,8 +69,26 @@ async function observe(next: Handler<ProxyRequest, ProxyResponse>, req: ProxyReq
     exchange.fail(err);
     throw err;
   }
-  return exchange.respond(response);
+  const body = exchange.respond(response);
+  if (body === undefined) return response;
+  // Written out rather than spread, and here rather than in a method: an object whose shape
+  // the compiler sees being made is a promise's value without a look-up of its `then`
+  // (callgrind: a spread copy made elsewhere cost ~240 instructions a request in V8's
+  // generic property load). Every field is listed: the type below fails to compile otherwise.
+  const counted: AllFieldsOf<ProxyResponse> = {
+    status: response.status,
+    reason: response.reason,
+    headers: response.headers,
+    received: response.received,
+    body,
+    peer: response.peer,
+    flag: response.flag,
+  };
+  return counted;
 }
+
+/** Every field of T, optional ones included (with undefined allowed): a copy that lists them all. */
+type AllFieldsOf<T> = { readonly [K in keyof Required<T>]: T[K] };
 
 class Exchange implements FinishedExchange, BodyWatcher {
   readonly req: ProxyRequest;
@@ -107,17 +125,17 @@ class Exchange implements FinishedExchange, BodyWatcher {
     return this.#responseBody?.bytes ?? 0;
   }
 
-  respond(response: ProxyResponse): ProxyResponse {
+  /** Records the response; returns the body that counts its bytes on the way, undefined when it has none (the exchange is then finished). */
+  respond(response: ProxyResponse): CountingBody | undefined {
     this.status = response.status;
     this.flag = response.flag;
     this.peer ??= response.peer;
     if (this.req.grpc) this.grpcStatus = get(response.headers, 'grpc-status') ?? '';
     if (!response.body) {
       this.#finish();
-      return response;
+      return undefined;
     }
-    this.#responseBody = new CountingBody(response.body, this);
-    return { ...response, body: this.#responseBody };
+    return (this.#responseBody = new CountingBody(response.body, this));
   }
 
   fail(err: unknown): void {
