@@ -1,6 +1,6 @@
 import type http from 'node:http';
 import type net from 'node:net';
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
 import { startAdminServer, type AdminServer } from '../admin/admin-server.ts';
 import { Drain, type DrainEnd } from '../admin/drain.ts';
 import { createAppProbes } from '../admin/app-probes.ts';
@@ -8,6 +8,7 @@ import { startHealthServer, type HealthServer } from '../admin/health.ts';
 import { Readiness } from '../admin/readiness.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
+import { collectProcessMetrics } from '../telemetry/process-metrics.ts';
 import { createTelemetry } from '../telemetry/telemetry.ts';
 import { createResilienceMetrics } from '../telemetry/resilience-metrics.ts';
 import { withBreakerLog } from '../resilience/events.ts';
@@ -59,19 +60,12 @@ export type ProxyEnd = DrainEnd | 'quit';
  * closed again before the error is thrown, so the process can exit at once with the
  * reason instead of lingering half-started.
  */
-/** How often the event-loop delay metric samples (nodejs_eventloop_lag_*). */
-const EVENT_LOOP_SAMPLE_MS = 100;
-
 export async function startProxy(config: Config, log: Logger): Promise<RunningProxy> {
   await checkProxyIdentity(config, log);
   const opened: Array<() => Promise<void> | void> = [];
   try {
     const registry = new Registry();
-    // The event-loop delay histogram samples on a timer: at prom-client's default 10 ms an
-    // idle sidecar woke 100 times a second (measured: ~100 context switches/s, 0.5 % of a
-    // core, idle), in every pod; a node with dozens of sidecars, or the benchmark's twenty,
-    // pays that as CPU and as jitter for the proxies doing work. 100 ms keeps the metric.
-    collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
+    collectProcessMetrics(registry);
     // What needs a restart is compared with what the proxy started with, which stays in force.
     const started = config;
     const resilience = ResilienceRuntime.fromConfig(config, withBreakerLog(createResilienceMetrics(registry, config.metrics.prefix), log));
