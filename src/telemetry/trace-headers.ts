@@ -31,15 +31,20 @@ export class TraceScan {
   idValue = '';
   idStart = 0;
   idLength = 0;
-  /** The request's x-request-id, when it has one: what a new trace's sampling decision is keyed on (requestIdFraction). */
-  requestId: string | undefined = undefined;
+  /**
+   * Where in the scanned list the request's x-request-id value is (-1: none): what a new
+   * trace's sampling decision is keyed on (requestIdFraction). A position, not the string:
+   * this object lives as long as its layer, and storing a request's young string in it
+   * every request took V8's write barrier down its slow path (the remembered set).
+   */
+  requestIdAt = -1;
 
   /** Reads `headers`; returns whether a parent was found. */
   scan(headers: RawHeaders): boolean {
     this.formats = 0;
     this.parent = 0;
     this.decision = DEFERRED;
-    this.requestId = undefined;
+    this.requestIdAt = -1;
     let traceparent: string | undefined;
     let b3: string | undefined;
     let b3TraceId: string | undefined;
@@ -70,7 +75,7 @@ export class TraceScan {
           const c = codeAt(name, 2) | 0x20;
           if (c === 114 /* x-r… */) {
             // The mesh writes it so (HTTP/1.1): one comparison of the whole name, not one per character.
-            if (this.requestId === undefined && (name === 'X-Request-Id' || isName(name, 'x-request-id'))) this.requestId = headers[i + 1];
+            if (this.requestIdAt === -1 && (name === 'X-Request-Id' || isName(name, 'x-request-id'))) this.requestIdAt = i + 1;
           } else if (c === 98 /* x-b… */) {
             if (b3TraceId === undefined && isName(name, 'x-b3-traceid')) b3TraceId = headers[i + 1];
             else if (b3Sampled === undefined && isName(name, 'x-b3-sampled')) b3Sampled = headers[i + 1];

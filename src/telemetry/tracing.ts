@@ -75,17 +75,16 @@ export function samplingPolicy(sampler: SamplerName, arg: number): SamplingPolic
 }
 
 /**
- * Whether the request `scan` has read is sampled. A new trace (ratio in between 0 and 1)
- * is decided by its request id when it has one, otherwise by `random`.
+ * Whether the request whose `headers` `scan` has read is sampled. A new trace (ratio in
+ * between 0 and 1) is decided by its request id when it has one, otherwise by `random`.
  */
-export function sampled(policy: SamplingPolicy, scan: TraceScan, random: () => number = Math.random): boolean {
+export function sampled(policy: SamplingPolicy, scan: TraceScan, headers: RawHeaders, random: () => number = Math.random): boolean {
   if (scan.parent !== 0 && scan.decision !== DEFERRED && policy.parentBased) return scan.decision === SAMPLED;
   if (policy.ratio >= 1) return true;
   if (policy.ratio <= 0) return false;
   // Without a parent-based rule, every hop tests the same id the same way, and agrees.
   if (scan.parent !== 0 && scan.idLength > 0) return ratioAccepts(scan.idValue, scan.idStart, scan.idLength, policy.ratio);
-  const requestId = scan.requestId;
-  return (requestId !== undefined ? requestIdFraction(requestId) : random()) < policy.ratio;
+  return (scan.requestIdAt !== -1 ? requestIdFraction(headers[scan.requestIdAt]!) : random()) < policy.ratio;
 }
 
 /** What the tracing of one proxy is built from; the tracer comes from the composing code, never a global. */
@@ -161,7 +160,7 @@ export function traceSink(tracing: Tracing, direction: Direction): ExchangeSink 
   return {
     started: (req) => {
       scan.scan(req.headers);
-      if (!sampled(tracing.policy, scan)) return undefined;
+      if (!sampled(tracing.policy, scan, req.headers)) return undefined;
       const parent = tracing.extract(scan.parent, req.headers);
       const method = knownMethod(req.method);
       const span = tracing.tracer.startSpan(method ?? 'HTTP', { kind, attributes: startAttributes(req, direction, method) }, parent);

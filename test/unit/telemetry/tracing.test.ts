@@ -194,7 +194,7 @@ t.test('gRPC and HTTP/2: the protocol version and the gRPC status', async (t) =>
 
 t.test('samplers', async (t) => {
   const scan = new TraceScan();
-  const decide = (name: SamplerName, arg: number, headers: string[], random = 0.5) => (scan.scan(headers), sampled(samplingPolicy(name, arg), scan, () => random));
+  const decide = (name: SamplerName, arg: number, headers: string[], random = 0.5) => (scan.scan(headers), sampled(samplingPolicy(name, arg), scan, headers, () => random));
   const on = ['traceparent', `00-${TRACE}-${PARENT}-01`];
   const off = ['traceparent', `00-${TRACE}-${PARENT}-00`];
   const deferred = ['b3', `${TRACE}-${PARENT}`];
