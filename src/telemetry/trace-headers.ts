@@ -27,16 +27,14 @@ export class TraceScan {
   /** The format the parent is taken from (W3C first), 0 when there is none. */
   parent = 0;
   decision: number = DEFERRED;
-  /** Where the parent's trace id is: in which value, from which character, how long (16 or 32). */
-  idValue = '';
+  // Values are kept as their positions in the scanned list, never as strings: this object
+  // lives as long as its layer, and storing a request's (young) strings in it took V8's
+  // write barrier down its slow path, into the remembered set, every request.
+  /** Where the parent's trace id is: in which value of the list, from which character, how long (16 or 32). */
+  idAt = -1;
   idStart = 0;
   idLength = 0;
-  /**
-   * Where in the scanned list the request's x-request-id value is (-1: none): what a new
-   * trace's sampling decision is keyed on (requestIdFraction). A position, not the string:
-   * this object lives as long as its layer, and storing a request's young string in it
-   * every request took V8's write barrier down its slow path (the remembered set).
-   */
+  /** Where the request's x-request-id value is (-1: none): what a new trace's sampling decision is keyed on (requestIdFraction). */
   requestIdAt = -1;
 
   /** Reads `headers`; returns whether a parent was found. */
@@ -45,10 +43,11 @@ export class TraceScan {
     this.parent = 0;
     this.decision = DEFERRED;
     this.requestIdAt = -1;
-    let traceparent: string | undefined;
-    let b3: string | undefined;
-    let b3TraceId: string | undefined;
-    let b3SpanId: string | undefined;
+    // Positions of the values in `headers`, -1 when absent.
+    let traceparentAt = -1;
+    let b3At = -1;
+    let b3TraceIdAt = -1;
+    let b3SpanIdAt = -1;
     let b3Sampled: string | undefined;
     let b3Flags: string | undefined;
     for (let i = 0; i < headers.length; i += 2) {
@@ -59,7 +58,7 @@ export class TraceScan {
       // x-b3-parentspanid carry no parent by themselves: they are not looked for.
       switch (lengthOf(name)) {
         case 2:
-          if (b3 === undefined && isName(name, 'b3')) b3 = headers[i + 1];
+          if (b3At === -1 && isName(name, 'b3')) b3At = i + 1;
           break;
         case 10:
           if ((codeAt(name, 0) | 0x20) === 120 /* x */ && b3Flags === undefined && isName(name, 'x-b3-flags')) b3Flags = headers[i + 1];
@@ -67,8 +66,8 @@ export class TraceScan {
         case 11: {
           const c = codeAt(name, 0) | 0x20;
           if (c === 116 /* t */) {
-            if (traceparent === undefined && isName(name, 'traceparent')) traceparent = headers[i + 1];
-          } else if (c === 120 /* x */ && b3SpanId === undefined && isName(name, 'x-b3-spanid')) b3SpanId = headers[i + 1];
+            if (traceparentAt === -1 && isName(name, 'traceparent')) traceparentAt = i + 1;
+          } else if (c === 120 /* x */ && b3SpanIdAt === -1 && isName(name, 'x-b3-spanid')) b3SpanIdAt = i + 1;
           break;
         }
         case 12: {
@@ -77,28 +76,35 @@ export class TraceScan {
             // The mesh writes it so (HTTP/1.1): one comparison of the whole name, not one per character.
             if (this.requestIdAt === -1 && (name === 'X-Request-Id' || isName(name, 'x-request-id'))) this.requestIdAt = i + 1;
           } else if (c === 98 /* x-b… */) {
-            if (b3TraceId === undefined && isName(name, 'x-b3-traceid')) b3TraceId = headers[i + 1];
+            if (b3TraceIdAt === -1 && isName(name, 'x-b3-traceid')) b3TraceIdAt = i + 1;
             else if (b3Sampled === undefined && isName(name, 'x-b3-sampled')) b3Sampled = headers[i + 1];
           }
           break;
         }
       }
     }
-    if (traceparent !== undefined && validTraceparent(traceparent)) {
-      this.formats |= W3C;
-      this.#take(W3C, traceparent, 3, 32, (hexDigit(traceparent, 54) & 1) === 1 ? SAMPLED : NOT_SAMPLED);
+    if (traceparentAt !== -1) {
+      const traceparent = headers[traceparentAt]!;
+      if (validTraceparent(traceparent)) {
+        this.formats |= W3C;
+        this.#take(W3C, traceparentAt, 3, 32, (hexDigit(traceparent, 54) & 1) === 1 ? SAMPLED : NOT_SAMPLED);
+      }
     }
-    if (b3 !== undefined) this.#single(b3);
-    if (b3TraceId !== undefined && b3SpanId !== undefined && validB3Id(b3TraceId, 0, b3TraceId.length) && validB3Id(b3SpanId, 0, b3SpanId.length) && b3SpanId.length === 16) {
-      this.formats |= B3_MULTI;
-      const decision = b3Flags === '1' || b3Sampled === '1' || b3Sampled === 'true' ? SAMPLED : b3Sampled === '0' || b3Sampled === 'false' ? NOT_SAMPLED : DEFERRED;
-      this.#take(B3_MULTI, b3TraceId, 0, b3TraceId.length, decision);
+    if (b3At !== -1) this.#single(headers[b3At]!, b3At);
+    if (b3TraceIdAt !== -1 && b3SpanIdAt !== -1) {
+      const b3TraceId = headers[b3TraceIdAt]!;
+      const b3SpanId = headers[b3SpanIdAt]!;
+      if (validB3Id(b3TraceId, 0, b3TraceId.length) && validB3Id(b3SpanId, 0, b3SpanId.length) && b3SpanId.length === 16) {
+        this.formats |= B3_MULTI;
+        const decision = b3Flags === '1' || b3Sampled === '1' || b3Sampled === 'true' ? SAMPLED : b3Sampled === '0' || b3Sampled === 'false' ? NOT_SAMPLED : DEFERRED;
+        this.#take(B3_MULTI, b3TraceIdAt, 0, b3TraceId.length, decision);
+      }
     }
     return this.parent !== 0;
   }
 
-  /** `b3: {traceid}-{spanid}[-{sampling}[-{parentspanid}]]`, or a bare sampling state. */
-  #single(value: string): void {
+  /** `b3: {traceid}-{spanid}[-{sampling}[-{parentspanid}]]`, or a bare sampling state; `value` is the list's at `at`. */
+  #single(value: string, at: number): void {
     if (value.length === 1) {
       // A decision without ids: `0` denies, `1` and `d` ask for a trace, which starts here.
       const c = value.charCodeAt(0);
@@ -123,14 +129,14 @@ export class TraceScan {
       else return;
     }
     this.formats |= B3_SINGLE;
-    this.#take(B3_SINGLE, value, 0, idLength, decision);
+    this.#take(B3_SINGLE, at, 0, idLength, decision);
   }
 
-  #take(format: number, value: string, start: number, length: number, decision: number): void {
+  #take(format: number, at: number, start: number, length: number, decision: number): void {
     if (this.parent !== 0) return;
     this.parent = format;
     this.decision = decision;
-    this.idValue = value;
+    this.idAt = at;
     this.idStart = start;
     this.idLength = length;
   }

@@ -83,7 +83,7 @@ export function sampled(policy: SamplingPolicy, scan: TraceScan, headers: RawHea
   if (policy.ratio >= 1) return true;
   if (policy.ratio <= 0) return false;
   // Without a parent-based rule, every hop tests the same id the same way, and agrees.
-  if (scan.parent !== 0 && scan.idLength > 0) return ratioAccepts(scan.idValue, scan.idStart, scan.idLength, policy.ratio);
+  if (scan.parent !== 0 && scan.idLength > 0) return ratioAccepts(headers[scan.idAt]!, scan.idStart, scan.idLength, policy.ratio);
   return (scan.requestIdAt !== -1 ? requestIdFraction(headers[scan.requestIdAt]!) : random()) < policy.ratio;
 }
 
@@ -163,7 +163,7 @@ export function traceSink(tracing: Tracing, direction: Direction): ExchangeSink 
       if (!sampled(tracing.policy, scan, req.headers)) return undefined;
       const parent = tracing.extract(scan.parent, req.headers);
       const method = knownMethod(req.method);
-      const span = tracing.tracer.startSpan(method ?? 'HTTP', { kind, attributes: startAttributes(req, direction, method) }, parent);
+      const span = tracing.tracer.startSpan(method ?? 'HTTP', { kind, attributes: startAttributes(req, direction, method, scan.requestIdAt) }, parent);
       tracing.inject(trace.setSpan(parent, span), req.headers, tracing.formats | scan.formats);
       return span;
     },
@@ -180,7 +180,8 @@ function knownMethod(method: string): string | undefined {
   return METHODS.has(method) ? method : undefined;
 }
 
-function startAttributes(req: ProxyRequest, direction: Direction, method: string | undefined): Attributes {
+/** `requestIdAt`: where the scan found the request's x-request-id in its headers (-1: none). */
+function startAttributes(req: ProxyRequest, direction: Direction, method: string | undefined, requestIdAt: number): Attributes {
   const { conn } = req;
   const query = req.path.indexOf('?');
   // The query is left out, as in the access log: it often carries tokens.
@@ -212,8 +213,7 @@ function startAttributes(req: ProxyRequest, direction: Direction, method: string
   if (principal) attributes['meshlet.peer.principal'] = flatString(principal);
   const userAgent = get(req.headers, 'user-agent');
   if (userAgent !== undefined) attributes[ATTR_USER_AGENT_ORIGINAL] = flatString(userAgent.slice(0, 256));
-  const requestId = get(req.headers, 'x-request-id');
-  if (requestId !== undefined) attributes['meshlet.request_id'] = flatString(requestId.slice(0, 128));
+  if (requestIdAt !== -1) attributes['meshlet.request_id'] = flatString(req.headers[requestIdAt]!.slice(0, 128));
   if (req.grpc) attributes[ATTR_RPC_SYSTEM] = 'grpc';
   return attributes;
 }

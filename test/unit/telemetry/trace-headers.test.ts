@@ -27,7 +27,7 @@ function ours(headers: string[], format: number) {
   const scan = new TraceScan();
   scan.scan(headers);
   if (!(scan.formats & format) || scan.parent !== format || scan.idLength === 0) return undefined;
-  const id = scan.idValue.slice(scan.idStart, scan.idStart + scan.idLength);
+  const id = headers[scan.idAt]!.slice(scan.idStart, scan.idStart + scan.idLength);
   return { traceId: id.padStart(32, '0'), sampled: scan.decision === SAMPLED };
 }
 
