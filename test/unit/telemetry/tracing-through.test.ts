@@ -63,7 +63,7 @@ for (const protocol of ['http/protobuf', 'http/json'] as const) {
     t.equal(get(seen, 'tracestate'), 'shop=1');
     t.equal(client.name, 'GET');
     t.match(client.attributes, { 'http.request.method': 'GET', 'url.full': /^http:\/\/127\.0\.0\.1:\d+\/orders\/7$/, 'server.address': '127.0.0.1', 'http.response.status_code': 201, 'network.protocol.version': '1.1', 'meshlet.response_flags': '-', 'user_agent.original': 'test-agent' });
-    t.match(server.attributes, { 'url.path': '/orders/7', 'http.response.status_code': 201, 'meshlet.peer.principal': 'spiffe://cluster.local/ns/a/sa/client', 'meshlet.connection_security_policy': 'mutual_tls' });
+    t.match(server.attributes, { 'url.path': '/orders/7', 'http.response.status_code': 201, 'meshlet.peer.principal': 'spiffe://cluster.local/ns/a/sa/client' });
     t.match(server.resource, { 'service.name': 'shop', 'telemetry.sdk.name': 'opentelemetry', 'telemetry.sdk.language': 'nodejs' });
     t.ok(server.endTimeUnixNano >= server.startTimeUnixNano && client.endTimeUnixNano >= server.endTimeUnixNano, 'the client span encloses the server span');
   });
