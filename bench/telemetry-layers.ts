@@ -66,11 +66,11 @@ async function telemetry(env: NodeJS.ProcessEnv): Promise<Telemetry & { config: 
 function pipeline(t: Awaited<ReturnType<typeof telemetry>>): Handler<ProxyRequest, ProxyResponse> {
   return compose(
     [
-      exchangeLayer([
-        ...(t.tracing ? [t.tracing.sink('outbound')] : []),
-        ...(t.config.metrics.enabled ? [httpMetricsSink(t.httpMetrics, 'outbound', t.workload)] : []),
-        requestLogSink(t.accessLog),
-      ]),
+      exchangeLayer({
+        trace: t.tracing?.sink('outbound'),
+        metrics: t.config.metrics.enabled ? httpMetricsSink(t.httpMetrics, 'outbound', t.workload) : undefined,
+        log: requestLogSink(t.accessLog),
+      }),
     ],
     upstream,
   );

@@ -82,11 +82,11 @@ function inboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse> 
       // Spans, metrics and the access log follow each request to the end of its response,
       // or its failure. The span (SERVER) comes first: it rewrites the trace headers the app
       // sees, so its own calls continue the trace; without an OTLP endpoint it is not there.
-      exchangeLayer([
-        ...(deps.tracing ? [deps.tracing.sink('inbound')] : []),
-        ...(config.metrics.enabled ? [httpMetricsSink(deps.httpMetrics, 'inbound', deps.workload)] : []),
-        requestLogSink(deps.accessLog),
-      ]),
+      exchangeLayer({
+        trace: deps.tracing?.sink('inbound'),
+        metrics: config.metrics.enabled ? httpMetricsSink(deps.httpMetrics, 'inbound', deps.workload) : undefined,
+        log: requestLogSink(deps.accessLog),
+      }),
       // resilience.inbound: concurrent requests (all ports, and per port) and each port's rate limits.
       inboundRequestLayer(() => resilience.table.inbound, resilience.clock, resilience.inboundEvents, resilience.inboundState),
       // resilience.inbound.ports.N: the timeout and retries towards the app on that port

@@ -101,11 +101,11 @@ function outboundRequests(deps: StackDeps): Handler<ProxyRequest, ProxyResponse>
       // Spans, metrics and the access log follow each request to the end of its response,
       // or its failure. The span (CLIENT) comes first: it rewrites the trace headers
       // sent on, so the next hop continues the trace; without an OTLP endpoint it is not there.
-      exchangeLayer([
-        ...(deps.tracing ? [deps.tracing.sink('outbound')] : []),
-        ...(config.metrics.enabled ? [httpMetricsSink(deps.httpMetrics, 'outbound', deps.workload)] : []),
-        requestLogSink(deps.accessLog),
-      ]),
+      exchangeLayer({
+        trace: deps.tracing?.sink('outbound'),
+        metrics: config.metrics.enabled ? httpMetricsSink(deps.httpMetrics, 'outbound', deps.workload) : undefined,
+        log: requestLogSink(deps.accessLog),
+      }),
       // Per destination (the first of resilience.destinations that matches, else
       // resilience.defaults), built once per destination: fault injection, the whole
       // request's deadline, the destination's limits, retries with their budget and per-try

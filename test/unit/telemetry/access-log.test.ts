@@ -25,7 +25,7 @@ function setup(level: string, settings = { enabled: true, sampleRatio: 1 }) {
   const { log, lines } = captureLog();
   log.level = level;
   const access = new AccessLog(log, settings);
-  const layer = exchangeLayer([requestLogSink(access)]);
+  const layer = exchangeLayer({ log: requestLogSink(access) });
   return { log, lines, access, layer };
 }
 

@@ -16,7 +16,7 @@ const conn = { id: 1, direction: 'outbound', security: 'none' } as unknown as Ac
 function recorder() {
   const finished: FinishedExchange[] = [];
   let started = 0;
-  const layer = exchangeLayer([{ started: () => void started++, finished: (ex) => void finished.push({ ...ex, requestBytes: ex.requestBytes, responseBytes: ex.responseBytes }) }]);
+  const layer = exchangeLayer({ metrics: { started: () => void started++, finished: (ex) => void finished.push({ ...ex, requestBytes: ex.requestBytes, responseBytes: ex.responseBytes }) } });
   return { layer, finished, started: () => started };
 }
 
@@ -35,7 +35,7 @@ function read(body: Body): Promise<{ chunks: Buffer[]; trailers?: string[]; abor
 
 t.test('no sink: the layer is not there at all', async (t) => {
   const inner = async () => ({ status: 200, headers: [], body: undefined, flag: '-' as const });
-  t.equal(exchangeLayer([])(inner), inner);
+  t.equal(exchangeLayer({})(inner), inner);
 });
 
 t.test('a bodiless response is reported once, when it arrives', async (t) => {

@@ -26,7 +26,7 @@ function setup(prefix = 'meshlet', direction: 'outbound' | 'inbound' = 'outbound
   const registry = new Registry();
   const metrics = new HttpMetrics(registry, prefix);
   const local = localWorkload({ name: '', namespace: '', app: 'frontend', version: 'v1', pod: 'frontend-6b8f9c7d5d-k2j4x' }, direction === 'outbound' ? CLIENT : SERVER);
-  const layer = exchangeLayer([httpMetricsSink(metrics, direction, local)]);
+  const layer = exchangeLayer({ metrics: httpMetricsSink(metrics, direction, local) });
   const scrape = async () => new Scrape(await registry.metrics());
   return { registry, metrics, layer, scrape };
 }

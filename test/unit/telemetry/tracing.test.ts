@@ -31,7 +31,7 @@ function setup(settings: { sampler?: SamplerName; samplerArg?: number; propagato
 /** Runs one request through the sink of `direction`; the inner handler sees the headers as they are sent on. */
 async function run(tracing: Tracing, direction: 'inbound' | 'outbound', req: Partial<ProxyRequest>, answer: () => Promise<ProxyResponse> = async () => ({ status: 200, headers: [], body: undefined, flag: '-' })) {
   let sent: string[] = [];
-  const handler = exchangeLayer([traceSink(tracing, direction)])(async (r) => {
+  const handler = exchangeLayer({ trace: traceSink(tracing, direction) })(async (r) => {
     sent = [...r.headers];
     return answer();
   });
