@@ -243,5 +243,5 @@ export function removeTraceHeaders(headers: RawHeaders): void {
     headers[w + 1] = headers[r + 1]!;
     w += 2;
   }
-  headers.length = w;
+  if (w !== headers.length) headers.length = w;
 }
