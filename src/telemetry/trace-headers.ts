@@ -151,17 +151,35 @@ export class TraceScan {
 export function requestIdFraction(id: string): number {
   const n = lengthOf(id);
   if (n === 36 && codeAt(id, 23) === 45 /* - */) {
+    // In 32-bit integers (the last digit's shift wraps; >>> 0 reads it unsigned), a table
+    // look-up a digit: every request of a sidecar tracing at a ratio between 0 and 1 comes
+    // here. Compared in three ranges and summed as doubles, the digits cost about 80
+    // instructions more a request and sidecar (callgrind, tracing at 1 %).
     let x = 0;
-    for (let i = n - 8; i < n && x >= 0; i++) {
+    let i = n - 8;
+    for (; i < n; i++) {
       const c = codeAt(id, i);
-      x = c >= 48 && c <= 57 ? x * 16 + c - 48 : c >= 97 && c <= 102 ? x * 16 + c - 87 : c >= 65 && c <= 70 ? x * 16 + c - 55 : -1;
+      const d = c < 128 ? HEX_VALUE[c]! : -1;
+      if (d < 0) break;
+      x = (x << 4) | d;
     }
-    if (x >= 0) return x / 0x100000000;
+    if (i === n) return (x >>> 0) / 0x100000000;
   }
   let h = 0x811c9dc5;
   for (let i = 0; i < n; i++) h = Math.imul(h ^ codeAt(id, i), 0x01000193);
   return (h >>> 0) / 0x100000000;
 }
+
+/** Each hex digit's value by character code, either case; -1 for every other character. */
+const HEX_VALUE = ((): Int8Array => {
+  const table = new Int8Array(128).fill(-1);
+  for (let d = 0; d < 16; d++) {
+    const digit = d.toString(16);
+    table[digit.charCodeAt(0)] = d;
+    table[digit.toUpperCase().charCodeAt(0)] = d;
+  }
+  return table;
+})();
 
 /** 0–15 for a lower-case hex digit at `i`, -1 otherwise. */
 function hexDigit(s: string, i: number): number {

@@ -164,20 +164,29 @@ export function traceSink(tracing: Tracing, direction: Direction): ExchangeSink 
   return {
     started: (req) => {
       scan.scan(req.headers);
-      if (!sampled(tracing.policy, scan, req.headers)) return undefined;
-      const parent = tracing.extract(scan.parent, req.headers);
-      const method = knownMethod(req.method);
-      // The attributes are set on the span rather than given to startSpan: the SDK checks
-      // and copies a given set twice before the span sets them (a third pass of its checks).
-      const span = tracing.tracer.startSpan(method ?? 'HTTP', options, parent);
-      setStartAttributes(span, req, direction, method, scan.requestIdAt);
-      tracing.inject(trace.setSpan(parent, span), req.headers, tracing.formats | scan.formats);
-      return span;
+      return sampled(tracing.policy, scan, req.headers) ? startSpan(tracing, scan, req, direction, options) : undefined;
     },
     finished: (ex, token) => {
       if (token !== undefined) end(token as Span, ex, direction);
     },
   };
+}
+
+/**
+ * The span of a sampled request, its context written into the request's headers. A
+ * function of its own, so that the sink's `started`, which every request runs, holds only
+ * the scan and the decision, and the path one request in a hundred takes is compiled on
+ * its own feedback.
+ */
+function startSpan(tracing: Tracing, scan: TraceScan, req: ProxyRequest, direction: Direction, options: SpanOptions): Span {
+  const parent = tracing.extract(scan.parent, req.headers);
+  const method = knownMethod(req.method);
+  // The attributes are set on the span rather than given to startSpan: the SDK checks
+  // and copies a given set twice before the span sets them (a third pass of its checks).
+  const span = tracing.tracer.startSpan(method ?? 'HTTP', options, parent);
+  setStartAttributes(span, req, direction, method, scan.requestIdAt);
+  tracing.inject(trace.setSpan(parent, span), req.headers, tracing.formats | scan.formats);
+  return span;
 }
 
 const METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH', 'QUERY']);
