@@ -159,5 +159,7 @@ t.test('a request through sidecar A, app B and sidecar B is one trace: linked sp
     const [client, server] = [failed.find((s) => s.kind === CLIENT), failed.find((s) => s.kind === SERVER)];
     t.equal(server?.parentSpanId, client?.spanId, 'linked');
     t.match(server?.attributes, { 'rpc.system': 'grpc', 'network.protocol.version': '2', 'http.request.method': 'POST', 'url.path': /^\/.+\/.+/ });
+    // A request with a body has its size (one without has none: tracing.test.ts).
+    t.ok(Number(server?.attributes['http.request.body.size']) > 0, 'the call\'s request body size');
   });
 });
